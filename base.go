@@ -1,0 +1,180 @@
+package zmqkit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+
+	zmq "github.com/pebbe/zmq4"
+
+	"github.com/zmqkit/zmqkit/internal/endpoint"
+	"github.com/zmqkit/zmqkit/internal/zsock"
+)
+
+// Stats are an object's counters since it was created.
+type Stats struct {
+	Sent          uint64 // messages handed to libzmq
+	Received      uint64 // messages taken from libzmq, malformed ones included
+	Malformed     uint64 // frames that failed to decode
+	HandlerErrors uint64 // handler calls that returned an error or panicked
+	HandlerPanics uint64 // handler calls that panicked (also in HandlerErrors)
+	Dropped       uint64 // messages discarded (late replies, say)
+}
+
+type counters struct {
+	sent, received, malformed, handlerErrors, handlerPanics, dropped atomic.Uint64
+}
+
+func (c *counters) snapshot() Stats {
+	return Stats{
+		Sent:          c.sent.Load(),
+		Received:      c.received.Load(),
+		Malformed:     c.malformed.Load(),
+		HandlerErrors: c.handlerErrors.Load(),
+		HandlerPanics: c.handlerPanics.Load(),
+		Dropped:       c.dropped.Load(),
+	}
+}
+
+// base is what every zmqkit object is made of: its options, its context, its
+// socket and its counters. The exported types embed it and forward to it.
+type base struct {
+	kind  string // "publisher", ... for errors and logs
+	o     options
+	zctx  *Context
+	sock  *zsock.Socket
+	stats counters
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// init parses endpoints, resolves the context and opens the socket. self is
+// the exported object, which the Context closes if it is still open when the
+// Context closes.
+func (b *base) init(self closer, kind string, typ zmq.Type, endpoints string, defaultBind bool, opts []Option, extra ...zsock.Option) error {
+	o, err := applyOptions(opts)
+	if err != nil {
+		return err
+	}
+	eps, err := endpoint.Parse(endpoints, defaultBind)
+	if err != nil {
+		return err
+	}
+	zctx := o.zctx
+	if zctx == nil {
+		if zctx, err = DefaultContext(); err != nil {
+			return err
+		}
+	}
+	sock, err := zctx.newSocket(self, typ, &o, eps, extra...)
+	if err != nil {
+		return err
+	}
+	b.kind, b.o, b.zctx, b.sock = kind, o, zctx, sock
+	b.o.logger.Debug("zmqkit: open", "kind", kind, "endpoints", sock.Endpoints())
+	return nil
+}
+
+func (b *base) close(self closer) error {
+	b.closeOnce.Do(func() {
+		b.closeErr = b.sock.Close()
+		b.zctx.untrack(self)
+		b.o.logger.Debug("zmqkit: closed", "kind", b.kind)
+	})
+	return b.closeErr
+}
+
+// wrap adds the operation to libzmq errors; ctx errors and ErrClosed stay
+// as they are so errors.Is works on the surface.
+func (b *base) wrap(op string, err error) error {
+	if err == nil || errors.Is(err, ErrClosed) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("zmqkit: %s %s: %w", b.kind, op, err)
+}
+
+// report sends an asynchronous failure to the error callback and the log.
+func (b *base) report(err error) {
+	b.o.logger.Warn("zmqkit: "+b.kind, "err", err)
+	if b.o.onError != nil {
+		b.o.onError(err)
+	}
+}
+
+// call runs a handler, turning a panic into a *HandlerError, counting and
+// reporting failures. It returns the handler's error (or the panic's).
+func (b *base) call(f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			b.stats.handlerPanics.Add(1)
+			err = &HandlerError{Err: fmt.Errorf("panic: %v", r), Panic: r, Stack: debug.Stack()}
+		}
+		if err != nil {
+			b.stats.handlerErrors.Add(1)
+			var he *HandlerError
+			if !errors.As(err, &he) {
+				err = &HandlerError{Err: err}
+			}
+			b.report(err)
+		}
+	}()
+	return f()
+}
+
+// runContext returns a context that ends when ctx ends or the object closes,
+// with the function that releases it (and joins its helper goroutine).
+func (b *base) runContext(ctx context.Context) (context.Context, func()) {
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-b.sock.Done():
+			cancel()
+		case <-runCtx.Done():
+		}
+	}()
+	return runCtx, func() { cancel(); <-done }
+}
+
+// serve runs n copies of loop until each returns, then reports why the
+// serving ended: ErrClosed if the object closed, else ctx's error, else the
+// first error a loop returned.
+func (b *base) serve(ctx context.Context, n int, loop func(ctx context.Context) error) error {
+	runCtx, release := b.runContext(ctx)
+	defer release()
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- loop(runCtx)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	select {
+	case <-b.sock.Done():
+		return ErrClosed
+	default:
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+	}
+	return nil
+}
+
+// stopped reports whether err means a serve loop should end.
+func stopped(ctx context.Context, err error) bool {
+	return ctx.Err() != nil || errors.Is(err, ErrClosed)
+}

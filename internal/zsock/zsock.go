@@ -1,0 +1,376 @@
+// Package zsock is zmqkit's one mechanism for owning a libzmq socket.
+//
+// A libzmq socket must never be used by two threads at once. zsock keeps
+// every socket behind a mutex and only ever performs brief, non-blocking
+// (ZMQ_DONTWAIT) operations while holding it, so the lock is never held
+// across a wait. A goroutine that has to wait — nothing to receive, or the
+// high-water mark reached on send — parks on a Go channel instead, selecting
+// on its own context, the socket's closing and that channel.
+//
+// The channel is closed by a watcher goroutine that sits in Go's netpoller on
+// a duplicate of the socket's ZMQ_FD. libzmq signals that descriptor whenever
+// the socket's ZMQ_EVENTS may have changed; the descriptor is edge triggered,
+// so the waiter takes its wait channel before it retries the operation, and
+// any edge after the retry began wakes it. Cancellation therefore needs no
+// wake-up socket and no time-out: it is a Go select. A blocked call holds no
+// OS thread and no lock, so one goroutine may send while another waits to
+// receive on the same socket (full duplex), and Close never waits for a peer.
+package zsock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+
+	"github.com/zmqkit/zmqkit/internal/endpoint"
+)
+
+// ErrClosed is returned by every operation on a closed socket. The root
+// package re-exports it as zmqkit.ErrClosed.
+var ErrClosed = errors.New("zmqkit: closed")
+
+// Option sets one socket option before the first bind or connect. Name is
+// used in error messages.
+type Option struct {
+	Name string
+	Set  func(*zmq.Socket) error
+}
+
+// Socket is a libzmq socket that many goroutines may use at once.
+type Socket struct {
+	mu     sync.Mutex // guards sock, bound, conns and closed
+	sock   *zmq.Socket
+	typ    zmq.Type
+	closed bool
+	bound  []string // endpoints really bound (ephemeral ports resolved)
+	conns  []string // endpoints connected
+
+	done      chan struct{} // closed by Close: waiters return ErrClosed
+	closeOnce sync.Once
+
+	// Readiness notification.
+	watchOnce sync.Once
+	watchErr  error
+	fdFile    *os.File // dup of ZMQ_FD, registered in Go's netpoller
+	stopWatch atomic.Bool
+	watchDone chan struct{}
+
+	nmu   sync.Mutex
+	ready chan struct{} // closed when ZMQ_FD fires; nil when nobody waits
+}
+
+// New creates a socket of type typ on zctx, applies opts, then binds or
+// connects every endpoint in eps. On error nothing is left open.
+func New(zctx *zmq.Context, typ zmq.Type, opts []Option, eps []endpoint.Endpoint) (*Socket, error) {
+	sock, err := zctx.NewSocket(typ)
+	if err != nil {
+		if sock != nil {
+			_ = sock.Close() // NewSocket on a terminated context returns both
+		}
+		if errors.Is(err, zmq.ETERM) {
+			return nil, ErrClosed
+		}
+		return nil, fmt.Errorf("zmqkit: new %s socket: %w", typ, err)
+	}
+	s := &Socket{sock: sock, typ: typ, done: make(chan struct{})}
+	fail := func(err error) (*Socket, error) {
+		_ = sock.SetLinger(0) // best effort: the socket never carried a message
+		_ = sock.Close()
+		return nil, err
+	}
+	for _, o := range opts {
+		if err := o.Set(sock); err != nil {
+			return fail(fmt.Errorf("zmqkit: set %s: %w", o.Name, err))
+		}
+	}
+	for _, ep := range eps {
+		if err := s.attachLocked(ep); err != nil {
+			return fail(err)
+		}
+	}
+	return s, nil
+}
+
+// attachLocked binds or connects one endpoint. Callers hold mu or own s
+// exclusively.
+func (s *Socket) attachLocked(ep endpoint.Endpoint) error {
+	if ep.Bind {
+		if err := s.sock.Bind(ep.Addr); err != nil {
+			return &endpoint.Error{Op: "bind", Endpoint: ep.Addr, Err: err}
+		}
+		real, err := s.sock.GetLastEndpoint()
+		if err != nil || real == "" {
+			real = ep.Addr
+		}
+		s.bound = append(s.bound, real)
+		return nil
+	}
+	if err := s.sock.Connect(ep.Addr); err != nil {
+		return &endpoint.Error{Op: "connect", Endpoint: ep.Addr, Err: err}
+	}
+	s.conns = append(s.conns, ep.Addr)
+	return nil
+}
+
+// Attach binds or connects one more endpoint on an open socket.
+func (s *Socket) Attach(ep endpoint.Endpoint) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	return s.attachLocked(ep)
+}
+
+// Endpoints returns the endpoints bound (with ephemeral ports resolved)
+// followed by the endpoints connected.
+func (s *Socket) Endpoints() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.bound)+len(s.conns))
+	out = append(out, s.bound...)
+	return append(out, s.conns...)
+}
+
+// Bound returns the endpoints the socket really bound.
+func (s *Socket) Bound() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.bound...)
+}
+
+// Do runs f with exclusive use of the libzmq socket, for options that may be
+// changed after connecting (SUBSCRIBE, say). f must not block.
+func (s *Socket) Do(f func(*zmq.Socket) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	return f(s.sock)
+}
+
+// Done is closed when the socket is closed.
+func (s *Socket) Done() <-chan struct{} { return s.done }
+
+func isAgain(err error) bool { return zmq.AsErrno(err) == zmq.Errno(syscall.EAGAIN) }
+
+// SendBytes sends one frame (more marks it as not the last of a message),
+// waiting while the socket cannot take it until ctx ends or the socket closes.
+func (s *Socket) SendBytes(ctx context.Context, b []byte, more bool) error {
+	flags := zmq.DONTWAIT
+	if more {
+		flags |= zmq.SNDMORE
+	}
+	return s.attempt(ctx, func(z *zmq.Socket) error {
+		_, err := z.SendBytes(b, flags)
+		return err
+	})
+}
+
+// SendMessage sends a multi-frame message atomically: libzmq accepts all
+// frames once it has accepted the first.
+func (s *Socket) SendMessage(ctx context.Context, parts ...[]byte) error {
+	if len(parts) == 0 {
+		return errors.New("zmqkit: empty message")
+	}
+	return s.attempt(ctx, func(z *zmq.Socket) error {
+		last := len(parts) - 1
+		if _, err := z.SendBytes(parts[0], zmq.DONTWAIT|moreIf(last > 0)); err != nil {
+			return err
+		}
+		for i := 1; i <= last; i++ {
+			// Cannot return EAGAIN now that the first frame went in.
+			if _, err := z.SendBytes(parts[i], zmq.DONTWAIT|moreIf(i < last)); err != nil {
+				return fmt.Errorf("zmqkit: send frame %d of %d: %w", i+1, last+1, err)
+			}
+		}
+		return nil
+	})
+}
+
+func moreIf(more bool) zmq.Flag {
+	if more {
+		return zmq.SNDMORE
+	}
+	return 0
+}
+
+// RecvBytes receives one frame, waiting until one arrives, ctx ends or the
+// socket closes.
+func (s *Socket) RecvBytes(ctx context.Context) ([]byte, error) {
+	var out []byte
+	err := s.attempt(ctx, func(z *zmq.Socket) error {
+		b, err := z.RecvBytes(zmq.DONTWAIT)
+		out = b
+		return err
+	})
+	return out, err
+}
+
+// RecvMessage receives every frame of one message.
+func (s *Socket) RecvMessage(ctx context.Context) ([][]byte, error) {
+	var out [][]byte
+	err := s.attempt(ctx, func(z *zmq.Socket) error {
+		m, err := z.RecvMessageBytes(zmq.DONTWAIT)
+		out = m
+		return err
+	})
+	return out, err
+}
+
+// attempt runs op under the lock until it does not fail with EAGAIN,
+// parking between tries until the socket's events may have changed.
+func (s *Socket) attempt(ctx context.Context, op func(*zmq.Socket) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// Fast path: no wait channel, no watcher.
+	err, again := s.try(op)
+	if !again {
+		return err
+	}
+	if err := s.startWatch(); err != nil {
+		return err
+	}
+	for {
+		// Take the channel before retrying: an edge that comes after the
+		// retry began closes this channel, so no wake-up is lost.
+		ready := s.waitChan()
+		err, again := s.try(op)
+		if !again {
+			return err
+		}
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.done:
+			return ErrClosed
+		}
+	}
+}
+
+// try runs op once under the lock; again reports EAGAIN.
+func (s *Socket) try(op func(*zmq.Socket) error) (err error, again bool) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed, false
+	}
+	err = op(s.sock)
+	s.mu.Unlock()
+	if err == nil {
+		return nil, false
+	}
+	if isAgain(err) {
+		return err, true
+	}
+	if errors.Is(err, zmq.ETERM) {
+		return ErrClosed, false
+	}
+	return err, false
+}
+
+func (s *Socket) waitChan() <-chan struct{} {
+	s.nmu.Lock()
+	if s.ready == nil {
+		s.ready = make(chan struct{})
+	}
+	ch := s.ready
+	s.nmu.Unlock()
+	return ch
+}
+
+func (s *Socket) notify() {
+	s.nmu.Lock()
+	if s.ready != nil {
+		close(s.ready)
+		s.ready = nil
+	}
+	s.nmu.Unlock()
+}
+
+// startWatch starts, once, the goroutine that turns ZMQ_FD edges into
+// notifications. Sockets that never wait (a PUB) never start one.
+func (s *Socket) startWatch() error {
+	s.watchOnce.Do(func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.closed {
+			s.watchErr = ErrClosed
+			return
+		}
+		fd, err := s.sock.GetFd()
+		if err != nil {
+			s.watchErr = fmt.Errorf("zmqkit: get ZMQ_FD: %w", err)
+			return
+		}
+		dup, err := syscall.Dup(fd)
+		if err != nil {
+			s.watchErr = fmt.Errorf("zmqkit: dup ZMQ_FD: %w", err)
+			return
+		}
+		syscall.CloseOnExec(dup)
+		// libzmq's signaller descriptor is non-blocking, so os.NewFile
+		// registers the duplicate with the netpoller; the check below
+		// proves it did.
+		f := os.NewFile(uintptr(dup), "zmq-fd")
+		if err := f.SetReadDeadline(time.Time{}); err != nil {
+			_ = f.Close()
+			s.watchErr = fmt.Errorf("zmqkit: ZMQ_FD is not pollable: %w", err)
+			return
+		}
+		rc, err := f.SyscallConn()
+		if err != nil {
+			_ = f.Close()
+			s.watchErr = fmt.Errorf("zmqkit: ZMQ_FD: %w", err)
+			return
+		}
+		s.fdFile = f
+		s.watchDone = make(chan struct{})
+		go s.watch(rc)
+	})
+	return s.watchErr
+}
+
+func (s *Socket) watch(rc syscall.RawConn) {
+	defer close(s.watchDone)
+	// One RawRead for the watcher's whole life: leaving and re-entering it
+	// would reset the netpoller's ready flag and could drop an edge.
+	_ = rc.Read(func(uintptr) bool {
+		if s.stopWatch.Load() {
+			return true
+		}
+		s.notify()
+		return false // wait for the next edge
+	})
+}
+
+// Close closes the socket with its configured linger. Blocked callers return
+// ErrClosed at once. Close is idempotent and safe from any goroutine.
+func (s *Socket) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.done)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.closed = true
+		if s.fdFile != nil {
+			s.stopWatch.Store(true)
+			// An expired deadline wakes the watcher out of the netpoller.
+			_ = s.fdFile.SetReadDeadline(time.Unix(1, 0))
+			<-s.watchDone
+			_ = s.fdFile.Close()
+		}
+		err = s.sock.Close()
+	})
+	return err
+}

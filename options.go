@@ -1,0 +1,339 @@
+package zmqkit
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+
+	"github.com/zmqkit/zmqkit/internal/zsock"
+)
+
+// Defaults, in one place. Each option's doc repeats the default it overrides.
+const (
+	// DefaultLinger bounds how long a closed socket keeps trying to deliver
+	// queued messages, and so how long Context.Close can take.
+	DefaultLinger = 200 * time.Millisecond
+	// DefaultConcurrency is how many handler calls run at once.
+	DefaultConcurrency = 1
+	// DefaultHWM is libzmq's high-water mark, in messages, per peer.
+	DefaultHWM = 1000
+)
+
+// Option configures an object at construction. Every constructor takes
+// Options; an option that does not apply to a type is ignored by it (each
+// option's doc says where it applies). A bad value makes the constructor fail
+// with an error that wraps ErrInvalidOption and names the option.
+type Option func(*options) error
+
+// options holds every setting with its default; see defaultOptions.
+type options struct {
+	zctx        *Context
+	msgID       int
+	msgIDs      []int // Subscriber filters; empty means every message
+	encoding    string
+	bodies      map[string]BodyCodec
+	logger      *slog.Logger
+	onError     func(error)
+	sndHWM      int
+	rcvHWM      int
+	linger      time.Duration
+	concurrency int
+
+	reconnectIvl    time.Duration // 0: libzmq's default (100 ms)
+	reconnectIvlMax time.Duration
+	heartbeatIvl    time.Duration // 0: no heartbeats
+	heartbeatTTL    time.Duration
+	heartbeatTmo    time.Duration
+	maxMsgSize      int64 // -1: no limit
+
+	// Request/reply (rrclient.go).
+	tries      int           // 1: no retries
+	tryTimeout time.Duration // per-try time-out when tries > 1
+}
+
+func defaultOptions() options {
+	return options{
+		msgID:       DefaultMsgID,
+		encoding:    "utf-8",
+		logger:      slog.New(slog.DiscardHandler),
+		sndHWM:      DefaultHWM,
+		rcvHWM:      DefaultHWM,
+		linger:      DefaultLinger,
+		concurrency: DefaultConcurrency,
+		maxMsgSize:  -1,
+		tries:       1,
+	}
+}
+
+func applyOptions(opts []Option) (options, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		if opt == nil {
+			continue
+		}
+		if err := opt(&o); err != nil {
+			return o, err
+		}
+	}
+	return o, nil
+}
+
+func invalid(name string, format string, args ...any) error {
+	return fmt.Errorf("%w %s: %s", ErrInvalidOption, name, fmt.Sprintf(format, args...))
+}
+
+// WithContext puts the object on zctx instead of the process-wide default
+// context. inproc:// endpoints connect only objects on the same context.
+func WithContext(zctx *Context) Option {
+	return func(o *options) error {
+		if zctx == nil {
+			return invalid("WithContext", "nil *Context")
+		}
+		o.zctx = zctx
+		return nil
+	}
+}
+
+// WithMsgID sets the msgid Publisher.Publish uses. Default 1000, as in the
+// Python module. Applies to Publisher.
+func WithMsgID(id int) Option {
+	return func(o *options) error {
+		if id < 0 {
+			return invalid("WithMsgID", "msgid %d is negative", id)
+		}
+		o.msgID = id
+		return nil
+	}
+}
+
+// WithMsgIDs makes a Subscriber receive only messages whose msgid is one of
+// ids, matched exactly (1000 does not match 10001). Default: every message.
+// Applies to Subscriber.
+func WithMsgIDs(ids ...int) Option {
+	return func(o *options) error {
+		if len(ids) == 0 {
+			return invalid("WithMsgIDs", "no msgid given (omit the option to receive every message)")
+		}
+		for _, id := range ids {
+			if id < 0 {
+				return invalid("WithMsgIDs", "msgid %d is negative", id)
+			}
+		}
+		o.msgIDs = append(o.msgIDs[:0:0], ids...)
+		return nil
+	}
+}
+
+// WithEncoding sets the character encoding of text and json bodies on the
+// wire, by WHATWG label: "utf-8" (the default), "gbk", "gb18030", "big5",
+// "shift_jis", "windows-1252", "latin1" and the rest. Messages in Go are
+// always UTF-8. Applies to Publisher and Subscriber.
+func WithEncoding(name string) Option {
+	return func(o *options) error {
+		if _, _, err := lookupEncoding(name); err != nil {
+			return fmt.Errorf("%w WithEncoding: %w", ErrInvalidOption, err)
+		}
+		o.encoding = name
+		return nil
+	}
+}
+
+// WithBodyCodec registers a codec for one more message type, such as
+// "msgpack". Applies to Publisher and Subscriber.
+func WithBodyCodec(typ string, bc BodyCodec) Option {
+	return func(o *options) error {
+		if err := checkType(typ); err != nil {
+			return fmt.Errorf("%w WithBodyCodec: %w", ErrInvalidOption, err)
+		}
+		if bc == nil {
+			return invalid("WithBodyCodec", "nil BodyCodec for %q", typ)
+		}
+		if o.bodies == nil {
+			o.bodies = map[string]BodyCodec{}
+		}
+		o.bodies[typ] = bc
+		return nil
+	}
+}
+
+// WithLogger sets where the object logs. Default: nowhere.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error {
+		if l == nil {
+			return invalid("WithLogger", "nil *slog.Logger")
+		}
+		o.logger = l
+		return nil
+	}
+}
+
+// WithErrorHandler sets a callback for failures that have no caller to
+// return to: malformed frames met by Run, handler errors and panics. It is
+// called from the object's goroutines, possibly concurrently, and must not
+// block for long. Default: none (the failures are still counted in Stats
+// and logged at the Warn level).
+func WithErrorHandler(f func(error)) Option {
+	return func(o *options) error {
+		if f == nil {
+			return invalid("WithErrorHandler", "nil func")
+		}
+		o.onError = f
+		return nil
+	}
+}
+
+// WithSendHWM sets ZMQ_SNDHWM, the messages queued per peer before a PUB
+// drops or a PUSH, DEALER or PAIR blocks. 0 means no limit. Default 1000.
+func WithSendHWM(n int) Option {
+	return func(o *options) error {
+		if n < 0 {
+			return invalid("WithSendHWM", "%d is negative", n)
+		}
+		o.sndHWM = n
+		return nil
+	}
+}
+
+// WithRecvHWM sets ZMQ_RCVHWM, the messages queued per peer on the receive
+// side. 0 means no limit. Default 1000.
+func WithRecvHWM(n int) Option {
+	return func(o *options) error {
+		if n < 0 {
+			return invalid("WithRecvHWM", "%d is negative", n)
+		}
+		o.rcvHWM = n
+		return nil
+	}
+}
+
+// WithLinger bounds how long queued messages are still sent after Close,
+// rounded up to a whole millisecond; 0 drops them at once. Default 200 ms.
+// An unbounded linger is not offered: it is what makes libzmq hang.
+func WithLinger(d time.Duration) Option {
+	return func(o *options) error {
+		if d < 0 {
+			return invalid("WithLinger", "%v is negative", d)
+		}
+		o.linger = d
+		return nil
+	}
+}
+
+// WithConcurrency sets how many handler calls run at once. With 1, the
+// default, messages are handled one at a time in order. Applies to
+// Subscriber.Run, RRServer, PPPuller and PairServer.
+func WithConcurrency(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return invalid("WithConcurrency", "%d is less than 1", n)
+		}
+		o.concurrency = n
+		return nil
+	}
+}
+
+// WithReconnectInterval sets how soon a connecting socket retries a lost or
+// refused connection (ZMQ_RECONNECT_IVL), and the ceiling of its exponential
+// back-off (ZMQ_RECONNECT_IVL_MAX; 0 for none). Default: libzmq's 100 ms,
+// no back-off.
+func WithReconnectInterval(ivl, max time.Duration) Option {
+	return func(o *options) error {
+		if ivl <= 0 {
+			return invalid("WithReconnectInterval", "interval %v must be positive", ivl)
+		}
+		if max != 0 && max < ivl {
+			return invalid("WithReconnectInterval", "maximum %v is below the interval %v", max, ivl)
+		}
+		o.reconnectIvl, o.reconnectIvlMax = ivl, max
+		return nil
+	}
+}
+
+// WithHeartbeat makes the socket send ZMTP heartbeats every ivl and drop a
+// connection whose peer has not answered within timeout (ZMQ_HEARTBEAT_IVL,
+// ZMQ_HEARTBEAT_TIMEOUT; ZMQ_HEARTBEAT_TTL is set to timeout). Default: no
+// heartbeats, so a peer that vanishes without closing TCP goes unnoticed.
+func WithHeartbeat(ivl, timeout time.Duration) Option {
+	return func(o *options) error {
+		if ivl <= 0 || timeout <= 0 {
+			return invalid("WithHeartbeat", "interval %v and timeout %v must be positive", ivl, timeout)
+		}
+		if timeout > 6553500*time.Millisecond {
+			return invalid("WithHeartbeat", "timeout %v is above libzmq's limit of 6553.5s", timeout)
+		}
+		o.heartbeatIvl, o.heartbeatTmo, o.heartbeatTTL = ivl, timeout, timeout
+		return nil
+	}
+}
+
+// WithMaxMessageSize makes the socket drop any peer that sends a message
+// larger than n bytes (ZMQ_MAXMSGSIZE). Default: no limit.
+func WithMaxMessageSize(n int64) Option {
+	return func(o *options) error {
+		if n <= 0 {
+			return invalid("WithMaxMessageSize", "%d must be positive", n)
+		}
+		o.maxMsgSize = n
+		return nil
+	}
+}
+
+// ms rounds d up to whole milliseconds: libzmq truncates, and a truncated
+// 500µs would be 0, which means something else entirely.
+func ms(d time.Duration) time.Duration {
+	if d <= 0 {
+		return d
+	}
+	return ((d + time.Millisecond - 1) / time.Millisecond) * time.Millisecond
+}
+
+// socketOptions turns o into the socket options applied before the first
+// bind or connect.
+func (o *options) socketOptions() []zsock.Option {
+	opts := []zsock.Option{
+		{Name: "ZMQ_LINGER", Set: func(s *zmq.Socket) error { return s.SetLinger(ms(o.linger)) }},
+		{Name: "ZMQ_SNDHWM", Set: func(s *zmq.Socket) error { return s.SetSndhwm(o.sndHWM) }},
+		{Name: "ZMQ_RCVHWM", Set: func(s *zmq.Socket) error { return s.SetRcvhwm(o.rcvHWM) }},
+	}
+	if o.reconnectIvl > 0 {
+		opts = append(opts, zsock.Option{Name: "ZMQ_RECONNECT_IVL", Set: func(s *zmq.Socket) error {
+			if err := s.SetReconnectIvl(ms(o.reconnectIvl)); err != nil {
+				return err
+			}
+			return s.SetReconnectIvlMax(ms(o.reconnectIvlMax))
+		}})
+	}
+	if o.heartbeatIvl > 0 {
+		opts = append(opts, zsock.Option{Name: "ZMQ_HEARTBEAT_IVL", Set: func(s *zmq.Socket) error {
+			if err := s.SetHeartbeatIvl(ms(o.heartbeatIvl)); err != nil {
+				return err
+			}
+			if err := s.SetHeartbeatTimeout(ms(o.heartbeatTmo)); err != nil {
+				return err
+			}
+			return s.SetHeartbeatTtl(ms(o.heartbeatTTL))
+		}})
+	}
+	if o.maxMsgSize > 0 {
+		opts = append(opts, zsock.Option{Name: "ZMQ_MAXMSGSIZE", Set: func(s *zmq.Socket) error {
+			return s.SetMaxmsgsize(o.maxMsgSize)
+		}})
+	}
+	return opts
+}
+
+// newCodec builds the object's codec from the encoding and body codecs.
+func (o *options) newCodec() (*Codec, error) {
+	c, err := NewCodec(o.encoding)
+	if err != nil {
+		return nil, err
+	}
+	for typ, bc := range o.bodies {
+		if err := c.Register(typ, bc); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
