@@ -64,15 +64,17 @@ func startPython(t testing.TB, script string, args ...string) *pyPeer {
 			p.Lines <- sc.Text()
 		}
 	}()
+	waited := make(chan struct{})
 	go func() {
+		defer close(waited)
 		<-scanDone
 		p.done <- cmd.Wait()
 	}()
 	t.Cleanup(func() {
 		cancel()
-		<-scanDone
 		for range p.Lines {
 		}
+		<-waited // stderr is copied (and logged) until Wait returns
 	})
 	return p
 }
