@@ -51,6 +51,7 @@ type Socket struct {
 	closed bool
 	bound  []string // endpoints really bound (ephemeral ports resolved)
 	conns  []string // endpoints connected
+	recv   receiver
 
 	done      chan struct{} // closed by Close: waiters return ErrClosed
 	closeOnce sync.Once
@@ -79,10 +80,11 @@ func New(zctx *zmq.Context, typ zmq.Type, opts []Option, eps []endpoint.Endpoint
 		}
 		return nil, fmt.Errorf("zmqkit: new %s socket: %w", typ, err)
 	}
-	s := &Socket{sock: sock, typ: typ, done: make(chan struct{})}
+	s := &Socket{sock: sock, typ: typ, done: make(chan struct{}), recv: newReceiver(sock)}
 	fail := func(err error) (*Socket, error) {
 		_ = sock.SetLinger(0) // best effort: the socket never carried a message
 		_ = sock.Close()
+		s.recv.free()
 		return nil, err
 	}
 	for _, o := range opts {
@@ -208,7 +210,12 @@ func moreIf(more bool) zmq.Flag {
 func (s *Socket) RecvBytes(ctx context.Context) ([]byte, error) {
 	var out []byte
 	err := s.attempt(ctx, func(z *zmq.Socket) error {
-		b, err := z.RecvBytes(zmq.DONTWAIT)
+		b, more, err := s.recv.recvFrame(z)
+		for more && err == nil {
+			// A frame of a multi-frame message: drop the rest rather than
+			// leave it to be taken for the next message.
+			_, more, err = s.recv.recvFrame(z)
+		}
 		out = b
 		return err
 	})
@@ -219,9 +226,19 @@ func (s *Socket) RecvBytes(ctx context.Context) ([]byte, error) {
 func (s *Socket) RecvMessage(ctx context.Context) ([][]byte, error) {
 	var out [][]byte
 	err := s.attempt(ctx, func(z *zmq.Socket) error {
-		m, err := z.RecvMessageBytes(zmq.DONTWAIT)
-		out = m
-		return err
+		b, more, err := s.recv.recvFrame(z)
+		if err != nil {
+			return err
+		}
+		out = append(out[:0], b)
+		// The rest of a message is there once its first frame is.
+		for more {
+			if b, more, err = s.recv.recvFrame(z); err != nil {
+				return err
+			}
+			out = append(out, b)
+		}
+		return nil
 	})
 	return out, err
 }
@@ -371,6 +388,7 @@ func (s *Socket) Close() error {
 			_ = s.fdFile.Close()
 		}
 		err = s.sock.Close()
+		s.recv.free()
 	})
 	return err
 }

@@ -1,0 +1,133 @@
+package zsock
+
+/*
+#cgo !windows pkg-config: libzmq
+#include <zmq.h>
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+
+typedef struct { int n; int err; int more; } zk_result;
+
+// zk_recv receives one frame without waiting. When the frame fits in buf
+// (cap bytes) it is copied there and released, so the common case is one
+// cgo call; otherwise it stays in *held for zk_take. It returns the frame
+// size, or n = -1 and the errno; more tells whether frames follow. The
+// result is returned by value: out-parameters would make Go allocate.
+static zk_result zk_recv(void *s, zmq_msg_t *held, void *buf, size_t cap) {
+	zk_result r = {0, 0, 0};
+	zmq_msg_init(held);
+	r.n = zmq_msg_recv(held, s, ZMQ_DONTWAIT);
+	if (r.n < 0) {
+		r.err = zmq_errno();
+		zmq_msg_close(held);
+		return r;
+	}
+	r.more = zmq_msg_more(held);
+	if ((size_t)r.n <= cap) {
+		if (r.n > 0) memcpy(buf, zmq_msg_data(held), r.n);
+		zmq_msg_close(held);
+	}
+	return r;
+}
+
+// zk_take copies the held frame into buf and releases it.
+static void zk_take(zmq_msg_t *held, void *buf, size_t n) {
+	if (n > 0) memcpy(buf, zmq_msg_data(held), n);
+	zmq_msg_close(held);
+}
+*/
+import "C"
+
+import (
+	"reflect"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	zmq "github.com/pebbe/zmq4"
+)
+
+// pebbe's RecvBytes makes four cgo calls and two allocations per frame;
+// receiving is the hot path of every pattern, so zsock receives with one
+// call and one allocation instead. It needs libzmq's socket handle, the
+// first field of pebbe's Socket; rawHandleOK checks that layout once and
+// zsock falls back to pebbe's RecvBytes if it ever changes.
+var rawHandleOK = sync.OnceValue(func() bool {
+	t := reflect.TypeOf(zmq.Socket{})
+	f := t.Field(0)
+	return f.Name == "soc" && f.Type == reflect.TypeOf(unsafe.Pointer(nil)) && f.Offset == 0
+})
+
+func rawHandle(s *zmq.Socket) unsafe.Pointer {
+	if !rawHandleOK() {
+		return nil
+	}
+	return *(*unsafe.Pointer)(unsafe.Pointer(s))
+}
+
+// receiver holds the per-socket state of the fast receive. Guarded by the
+// Socket's mu.
+type receiver struct {
+	raw   unsafe.Pointer // libzmq socket, nil to use pebbe
+	held  *C.zmq_msg_t   // C memory: never moved by Go
+	guess int            // size of the last frame: the next buffer's size
+}
+
+// maxGuess bounds the speculative buffer; larger frames take two calls.
+const maxGuess = 4096
+
+func newReceiver(s *zmq.Socket) receiver {
+	r := receiver{raw: rawHandle(s), guess: 64}
+	if r.raw != nil {
+		r.held = (*C.zmq_msg_t)(C.malloc(C.sizeof_zmq_msg_t))
+	}
+	return r
+}
+
+func (r *receiver) free() {
+	if r.held != nil {
+		C.free(unsafe.Pointer(r.held))
+		r.held = nil
+	}
+	r.raw = nil
+}
+
+// recvFrame receives one frame without waiting; the caller holds mu.
+func (r *receiver) recvFrame(s *zmq.Socket) (b []byte, more bool, err error) {
+	if r.raw == nil {
+		b, err = s.RecvBytes(zmq.DONTWAIT)
+		if err != nil {
+			return nil, false, err
+		}
+		more, err = s.GetRcvmore()
+		return b, more, err
+	}
+	for {
+		var buf []byte
+		var p unsafe.Pointer
+		capacity := 0
+		if r.guess <= maxGuess {
+			buf = make([]byte, r.guess)
+			p, capacity = unsafe.Pointer(&buf[0]), len(buf)
+		}
+		res := C.zk_recv(r.raw, r.held, p, C.size_t(capacity))
+		n := int(res.n)
+		if n < 0 {
+			if syscall.Errno(res.err) == syscall.EINTR {
+				continue
+			}
+			return nil, false, zmq.Errno(res.err)
+		}
+		r.guess = max(n, 1)
+		if n > capacity {
+			buf = make([]byte, n)
+			var dst unsafe.Pointer
+			if n > 0 {
+				dst = unsafe.Pointer(&buf[0])
+			}
+			C.zk_take(r.held, dst, C.size_t(n))
+		}
+		return buf[:n:n], res.more != 0, nil
+	}
+}
