@@ -7,6 +7,9 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"syscall"
+
+	zmq "github.com/pebbe/zmq4"
 )
 
 // ErrInvalid is the sentinel every parse error wraps. The root package
@@ -28,7 +31,7 @@ func (e Endpoint) String() string {
 }
 
 // Error is a failure to bind or connect one endpoint. Err keeps the libzmq
-// errno, so errors.Is(err, syscall.EADDRINUSE) and zmq4.AsErrno work.
+// errno, so both errors.Is(err, syscall.EADDRINUSE) and zmq4.AsErrno work.
 type Error struct {
 	Op       string // "bind" or "connect"
 	Endpoint string
@@ -40,6 +43,13 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
+
+// Is lets errors.Is match a syscall.Errno such as syscall.EADDRINUSE:
+// libzmq's errno arrives as a zmq4.Errno, which is a different type.
+func (e *Error) Is(target error) bool {
+	errno, ok := target.(syscall.Errno)
+	return ok && zmq.AsErrno(e.Err) == zmq.Errno(errno)
+}
 
 // Parse splits a comma-separated list of endpoints, each optionally prefixed
 // with @ (bind) or > (connect); an unprefixed one takes defaultBind.

@@ -1,0 +1,208 @@
+package zmqkit
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/zmqkit/zmqkit/internal/endpoint"
+)
+
+func TestEndpointsParsing(t *testing.T) {
+	for _, tc := range []struct {
+		in          string
+		defaultBind bool
+		want        []endpoint.Endpoint
+	}{
+		{"tcp://*:5555", true, []endpoint.Endpoint{{Bind: true, Addr: "tcp://*:5555"}}},
+		{"tcp://localhost:5555", false, []endpoint.Endpoint{{Bind: false, Addr: "tcp://localhost:5555"}}},
+		{"@tcp://127.0.0.1:*, >ipc:///tmp/x,inproc://y", false, []endpoint.Endpoint{
+			{Bind: true, Addr: "tcp://127.0.0.1:*"}, {Bind: false, Addr: "ipc:///tmp/x"}, {Bind: false, Addr: "inproc://y"},
+		}},
+		{">tcp://[::1]:80", true, []endpoint.Endpoint{{Bind: false, Addr: "tcp://[::1]:80"}}},
+		{"tcp://eth0:5555", true, []endpoint.Endpoint{{Bind: true, Addr: "tcp://eth0:5555"}}},
+	} {
+		got, err := endpoint.Parse(tc.in, tc.defaultBind)
+		require.NoError(t, err, tc.in)
+		assert.Equal(t, tc.want, got, tc.in)
+	}
+}
+
+func TestBadEndpointsAreClearErrors(t *testing.T) {
+	for _, tc := range []struct{ in, why string }{
+		{"", "empty endpoint list"},
+		{"tcp://a:1,,tcp://b:2", "empty endpoint"},
+		{"localhost:5555", "want transport://address"},
+		{"udp://127.0.0.1:5555", `unsupported transport "udp"`},
+		{"tcp://", "missing address"},
+		{"tcp://127.0.0.1", "want host:port"},
+		{"tcp://:5555", "missing host"},
+		{"tcp://127.0.0.1:99999", "port \"99999\""},
+		{"tcp://127.0.0.1:http", "port \"http\""},
+		{">tcp://127.0.0.1:*", "cannot connect to an ephemeral port"},
+		{">tcp://*:5555", "cannot connect to *"},
+		{"ipc://a b", "white space"},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			_, err := NewPublisher(tc.in, WithContext(newTestContext(t)))
+			require.ErrorIs(t, err, ErrInvalidEndpoint)
+			assert.ErrorContains(t, err, tc.why)
+			assert.True(t, strings.HasPrefix(err.Error(), "zmqkit: "), err.Error())
+		})
+	}
+}
+
+func TestAddressInUseAndEphemeralPorts(t *testing.T) {
+	zctx := newTestContext(t)
+	p1, err := NewPublisher("tcp://127.0.0.1:*,inproc://eph", WithContext(zctx))
+	require.NoError(t, err)
+	closeOnCleanup(t, p1)
+	eps := p1.Endpoints()
+	require.Len(t, eps, 2)
+	assert.Regexp(t, `^tcp://127\.0\.0\.1:\d+$`, eps[0])
+	assert.NotContains(t, eps[0], "*")
+	assert.Equal(t, "inproc://eph", eps[1])
+
+	_, err = NewPublisher(eps[0], WithContext(zctx))
+	require.Error(t, err)
+	var ee *EndpointError
+	require.ErrorAs(t, err, &ee)
+	assert.Equal(t, "bind", ee.Op)
+	assert.Equal(t, eps[0], ee.Endpoint)
+	assert.True(t, errors.Is(err, syscall.EADDRINUSE), "errno kept: %v", err)
+	assert.Equal(t, `zmqkit: bind "`+eps[0]+`": address already in use`, err.Error())
+
+	_, err = NewPublisher("inproc://eph", WithContext(zctx))
+	require.ErrorAs(t, err, &ee)
+	// A failed constructor leaves nothing open: the context still closes.
+}
+
+func TestBadOptions(t *testing.T) {
+	zctx := newTestContext(t)
+	for _, tc := range []struct {
+		name string
+		opt  Option
+	}{
+		{"WithContext", WithContext(nil)},
+		{"WithMsgID", WithMsgID(-1)},
+		{"WithMsgIDs", WithMsgIDs()},
+		{"WithMsgIDs", WithMsgIDs(1, -2)},
+		{"WithEncoding", WithEncoding("klingon")},
+		{"WithBodyCodec", WithBodyCodec("bad type", RawCodec{})},
+		{"WithBodyCodec", WithBodyCodec("ok", nil)},
+		{"WithLogger", WithLogger(nil)},
+		{"WithErrorHandler", WithErrorHandler(nil)},
+		{"WithSendHWM", WithSendHWM(-1)},
+		{"WithRecvHWM", WithRecvHWM(-5)},
+		{"WithLinger", WithLinger(-time.Second)},
+		{"WithConcurrency", WithConcurrency(0)},
+		{"WithReconnectInterval", WithReconnectInterval(0, 0)},
+		{"WithReconnectInterval", WithReconnectInterval(time.Second, time.Millisecond)},
+		{"WithHeartbeat", WithHeartbeat(0, time.Second)},
+		{"WithHeartbeat", WithHeartbeat(time.Second, 2*time.Hour)},
+		{"WithMaxMessageSize", WithMaxMessageSize(0)},
+	} {
+		_, err := NewSubscriber("inproc://opts", WithContext(zctx), tc.opt)
+		require.ErrorIs(t, err, ErrInvalidOption, tc.name)
+		assert.Contains(t, err.Error(), tc.name)
+	}
+	// Good values of the same options are accepted and applied.
+	sub, err := NewSubscriber("inproc://opts", WithContext(zctx), WithMsgIDs(1, 2), WithEncoding("gbk"),
+		WithSendHWM(10), WithRecvHWM(20), WithLinger(1500*time.Microsecond), WithConcurrency(3),
+		WithReconnectInterval(50*time.Millisecond, time.Second), WithHeartbeat(time.Second, 3*time.Second),
+		WithMaxMessageSize(1<<20))
+	require.NoError(t, err)
+	closeOnCleanup(t, sub)
+	assert.Equal(t, "gbk", sub.Codec().Encoding())
+	require.NoError(t, sub.sock.Do(func(z *zmq.Socket) error {
+		hwm, err := z.GetRcvhwm()
+		require.NoError(t, err)
+		assert.Equal(t, 20, hwm)
+		linger, err := z.GetLinger()
+		require.NoError(t, err)
+		assert.Equal(t, 2*time.Millisecond, linger, "rounded up, not truncated to 1ms")
+		ivl, err := z.GetReconnectIvl()
+		require.NoError(t, err)
+		assert.Equal(t, 50*time.Millisecond, ivl)
+		max, err := z.GetMaxmsgsize()
+		require.NoError(t, err)
+		assert.Equal(t, int64(1<<20), max)
+		return nil
+	}))
+}
+
+// rawObject is a bare zmqkit object around any socket type, for tests of
+// the machinery under every pattern.
+type rawObject struct{ b base }
+
+func (r *rawObject) Close() error { return r.b.close(r) }
+
+func TestContextCloseClosesObjectsAndDoesNotHang(t *testing.T) {
+	zctx, err := NewContext()
+	require.NoError(t, err)
+	pub, err := NewPublisher("tcp://127.0.0.1:*", WithContext(zctx))
+	require.NoError(t, err)
+	sub, err := NewSubscriber(pub.Endpoints()[0], WithContext(zctx))
+	require.NoError(t, err)
+
+	// Unsent messages for a peer that never came: the case that makes a
+	// libzmq context with an unbounded linger hang in Term.
+	r := &rawObject{}
+	require.NoError(t, r.b.init(r, "raw", zmq.PUSH, ">tcp://127.0.0.1:1", false, []Option{WithContext(zctx), WithLinger(0)}))
+	r2 := &rawObject{}
+	require.NoError(t, r2.b.init(r2, "raw", zmq.PUSH, ">tcp://127.0.0.1:1", false, []Option{WithContext(zctx)}))
+	for _, o := range []*rawObject{r, r2} {
+		require.NoError(t, o.b.sock.SendBytes(testCtx(t), []byte("never delivered"), false))
+	}
+
+	recvErr := make(chan error, 1)
+	go func() {
+		_, err := sub.Receive(context.Background())
+		recvErr <- err
+	}()
+
+	start := time.Now()
+	require.NoError(t, zctx.Close())
+	took := time.Since(start)
+	t.Logf("Context.Close took %v", took)
+	assert.Less(t, took, time.Second, "bounded linger: Close must not hang")
+	select {
+	case err := <-recvErr:
+		assert.ErrorIs(t, err, ErrClosed)
+	case <-time.After(5 * time.Second):
+		t.Fatal("blocked Receive did not return when its context closed")
+	}
+	assert.ErrorIs(t, pub.Publish(context.Background(), "x"), ErrClosed)
+	require.NoError(t, pub.Close(), "closing again after the context closed it")
+	require.NoError(t, zctx.Close(), "idempotent")
+
+	_, err = NewPublisher("inproc://late", WithContext(zctx))
+	assert.ErrorIs(t, err, ErrClosed)
+}
+
+func TestDefaultContext(t *testing.T) {
+	d1, err := DefaultContext()
+	require.NoError(t, err)
+	pub, err := NewPublisher("inproc://default-ctx")
+	require.NoError(t, err)
+	sub, err := NewSubscriber("inproc://default-ctx")
+	require.NoError(t, err, "inproc works between objects on the default context")
+	awaitSubscribed(t, pub, sub)
+
+	require.NoError(t, d1.Close())
+	assert.ErrorIs(t, pub.Publish(context.Background(), "x"), ErrClosed)
+	d2, err := DefaultContext()
+	require.NoError(t, err)
+	assert.NotSame(t, d1, d2, "a closed default context is replaced on next use")
+	p2, err := NewPublisher("inproc://default-ctx")
+	require.NoError(t, err)
+	require.NoError(t, p2.Close())
+	require.NoError(t, d2.Close())
+}
