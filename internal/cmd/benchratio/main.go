@@ -1,0 +1,106 @@
+// Command benchratio reads `go test -bench` output on stdin, echoes it, and
+// then prints each zmqkit benchmark next to its hand-written pebbe/zmq4
+// twin: sub-benchmarks whose last name element is "zmqkit" and "pebbe".
+//
+// For throughput (a msgs/s or reqs/s metric) the ratio is zmqkit/pebbe, so
+// higher is better; for latency (ns/op only) it is zmqkit/pebbe too, so
+// lower is better. Repeated runs (-count) are averaged.
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+type sample struct {
+	sum   map[string]float64 // by unit
+	count map[string]int
+}
+
+var gomaxprocs = regexp.MustCompile(`-\d+$`)
+
+func main() {
+	results := map[string]*sample{}
+	var order []string
+	sc := bufio.NewScanner(os.Stdin)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		fmt.Println(line)
+		f := strings.Fields(line)
+		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
+			continue
+		}
+		name := gomaxprocs.ReplaceAllString(f[0], "")
+		s := results[name]
+		if s == nil {
+			s = &sample{sum: map[string]float64{}, count: map[string]int{}}
+			results[name] = s
+			order = append(order, name)
+		}
+		for i := 2; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				continue
+			}
+			s.sum[f[i+1]] += v
+			s.count[f[i+1]]++
+		}
+	}
+	if err := sc.Err(); err != nil {
+		fmt.Fprintln(os.Stderr, "benchratio:", err)
+		os.Exit(1)
+	}
+	mean := func(s *sample, unit string) (float64, bool) {
+		if s.count[unit] == 0 {
+			return 0, false
+		}
+		return s.sum[unit] / float64(s.count[unit]), true
+	}
+	type row struct{ name, unit, better, zk, pb, ratio, allocs string }
+	var rows []row
+	for _, name := range order {
+		if !strings.HasSuffix(name, "/zmqkit") {
+			continue
+		}
+		base := strings.TrimSuffix(name, "/zmqkit")
+		zk, pb := results[name], results[base+"/pebbe"]
+		if pb == nil {
+			continue
+		}
+		unit, better := "ns/op", "lower"
+		for _, u := range []string{"msgs/s", "reqs/s"} {
+			if _, ok := mean(zk, u); ok {
+				unit, better = u, "higher"
+			}
+		}
+		zv, _ := mean(zk, unit)
+		pv, ok := mean(pb, unit)
+		if !ok || pv == 0 {
+			continue
+		}
+		za, _ := mean(zk, "allocs/op")
+		pa, _ := mean(pb, "allocs/op")
+		rows = append(rows, row{
+			name: base, unit: unit, better: better,
+			zk: fmt.Sprintf("%.0f", zv), pb: fmt.Sprintf("%.0f", pv),
+			ratio:  fmt.Sprintf("%.2f", zv/pv),
+			allocs: fmt.Sprintf("%.0f / %.0f", za, pa),
+		})
+	}
+	if len(rows) == 0 {
+		return
+	}
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].name < rows[j].name })
+	fmt.Println()
+	fmt.Println("zmqkit next to hand-written pebbe/zmq4 (same run; ratio = zmqkit / pebbe):")
+	fmt.Printf("%-46s %-7s %12s %12s %7s  %-7s %s\n", "benchmark", "unit", "zmqkit", "pebbe", "ratio", "better", "allocs/op zmqkit / pebbe")
+	for _, r := range rows {
+		fmt.Printf("%-46s %-7s %12s %12s %7s  %-7s %s\n", r.name, r.unit, r.zk, r.pb, r.ratio, r.better, r.allocs)
+	}
+}
