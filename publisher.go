@@ -2,6 +2,9 @@ package zmqkit
 
 import (
 	"context"
+	"encoding/json"
+	"unicode/utf8"
+	"unsafe"
 
 	zmq "github.com/pebbe/zmq4"
 )
@@ -63,6 +66,17 @@ func (p *Publisher) PublishMessage(ctx context.Context, m Message) error {
 }
 
 func (p *Publisher) send(ctx context.Context, id int, v any) error {
+	if id >= 0 && p.codec.enc == nil {
+		// UTF-8 text and json: libzmq's message is built in one C call.
+		typ, body, ok := fastBody(v)
+		if ok && utf8.Valid(body) && (typ == TypeText || json.Valid(body)) {
+			if err := p.sock.SendFrame(ctx, id, typ, body); err != nil {
+				return p.wrap("publish", err)
+			}
+			p.stats.sent.Add(1)
+			return nil
+		}
+	}
 	bp := p.codec.getBuf()
 	frame, err := p.codec.appendValue(*bp, id, v)
 	if err == nil {
@@ -75,6 +89,22 @@ func (p *Publisher) send(ctx context.Context, id int, v any) error {
 	}
 	p.stats.sent.Add(1)
 	return nil
+}
+
+// fastBody returns the type and UTF-8 body of the values that need no
+// marshalling: strings, []byte and text or json Messages.
+func fastBody(v any) (typ string, body []byte, ok bool) {
+	switch x := v.(type) {
+	case string:
+		return TypeText, unsafe.Slice(unsafe.StringData(x), len(x)), true
+	case []byte:
+		return TypeText, x, true
+	case Message:
+		if x.Type == TypeText || x.Type == TypeJSON {
+			return x.Type, x.Body, true
+		}
+	}
+	return "", nil, false
 }
 
 // Codec returns the Publisher's codec, whose encoding and types it uses.
