@@ -283,6 +283,16 @@ func (s *Socket) try(op func(*zmq.Socket) error) (err error, again bool) {
 		return ErrClosed, false
 	}
 	err = op(s.sock)
+	if err != nil && isAgain(err) {
+		// A non-blocking send processes libzmq's commands only now and
+		// then (throttled), so the command that would let it go (a PUSH
+		// peer's pipe attached, say) may sit unprocessed with ZMQ_FD
+		// already signalled, and no new edge would ever come. Reading
+		// ZMQ_EVENTS processes every pending command; then retry once.
+		if _, eerr := s.sock.GetEvents(); eerr == nil {
+			err = op(s.sock)
+		}
+	}
 	s.mu.Unlock()
 	if err == nil {
 		return nil, false

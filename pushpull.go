@@ -1,0 +1,151 @@
+package zmqkit
+
+import (
+	"context"
+
+	zmq "github.com/pebbe/zmq4"
+)
+
+// PPPusher sends messages down a pipeline (a ZeroMQ PUSH socket), each to
+// one of the connected PPPullers in turn. It binds by default.
+//
+// A PPPusher is safe for concurrent use by multiple goroutines.
+//
+// Back-pressure: a PUSH socket never drops. Push waits while no puller is
+// connected, or while every connected puller's queue is at the high-water
+// mark (WithSendHWM on the pusher plus WithRecvHWM on the puller, 1000
+// messages each by default), until a puller can take the message or Push's
+// ctx ends. Messages are dealt round-robin across the pullers connected at
+// the time, so a puller that connects late or runs slowly is handed its share
+// all the same and the messages queued for it wait for it. Messages a puller
+// had queued when it went away are lost; messages still queued in the
+// pusher when it is closed get the linger time (WithLinger) to leave.
+type PPPusher struct {
+	base
+}
+
+// NewPPPusher binds (or, with ">", connects) the endpoints and returns a
+// PPPusher. endpoints is a comma-separated list such as
+// "tcp://*:5557,inproc://tasks"; "tcp://127.0.0.1:*" binds an ephemeral port,
+// which Endpoints reports. To fan in, make several pushers connect (">") to
+// one puller that binds ("@"). Options: WithContext, WithSendHWM,
+// WithLinger, WithLogger, WithHeartbeat, WithReconnectInterval.
+func NewPPPusher(endpoints string, opts ...Option) (*PPPusher, error) {
+	p := &PPPusher{}
+	if err := p.init(p, "pusher", zmq.PUSH, endpoints, true, opts); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Push sends msg to one puller. It returns once libzmq has queued msg, which
+// may be before any puller has read it. Push blocks while no puller is
+// connected or the high-water mark is reached, until ctx ends (returning
+// ctx's error) or the PPPusher is closed (returning ErrClosed); in either
+// case msg was not sent. msg may be reused as soon as Push returns.
+func (p *PPPusher) Push(ctx context.Context, msg []byte) error {
+	if err := p.sock.SendBytes(ctx, msg, false); err != nil {
+		return p.wrap("push", err)
+	}
+	p.stats.sent.Add(1)
+	return nil
+}
+
+// Endpoints returns the endpoints bound, with ephemeral ports resolved
+// (tcp://127.0.0.1:41234), then those connected.
+func (p *PPPusher) Endpoints() []string { return p.sock.Endpoints() }
+
+// Stats returns the PPPusher's counters.
+func (p *PPPusher) Stats() Stats { return p.stats.snapshot() }
+
+// Close closes the PPPusher; messages still queued get the linger time
+// (WithLinger) to leave. Blocked calls return ErrClosed. Close is
+// idempotent.
+func (p *PPPusher) Close() error { return p.close(p) }
+
+// PullHandler handles one message received by PPPuller.Run. Its ctx ends
+// when Run returns. msg is owned by the handler. A returned error or a panic
+// is recovered, counted in Stats (HandlerErrors, HandlerPanics) and sent to
+// the error callback; the message is not retried and Run goes on.
+//
+// With WithConcurrency(n) up to n calls run at once, so the handler must be
+// safe for concurrent use when n > 1; with the default of 1, messages are
+// handled one at a time in the order they arrived.
+type PullHandler func(ctx context.Context, msg []byte) error
+
+// PPPuller receives messages from one or more PPPushers (a ZeroMQ PULL
+// socket). It connects by default; bind it ("@") to fan in from many
+// pushers, which it then reads fairly.
+//
+// A PPPuller is safe for concurrent use by multiple goroutines.
+//
+// Back-pressure: messages wait in libzmq, up to the receive high-water mark
+// (WithRecvHWM, 1000 per pusher by default), until Pull or Run takes them;
+// beyond it the pusher's Push blocks. Nothing is dropped while both sides
+// live, but messages queued in a puller that is closed are lost, and a
+// handler that falls behind slows its pushers rather than losing messages.
+type PPPuller struct {
+	base
+	handler PullHandler
+}
+
+// NewPPPuller connects (or, with "@", binds) the endpoints and returns a
+// PPPuller whose Run calls h for each message. h may be nil for a puller
+// used only with Pull. Options: WithContext, WithRecvHWM, WithConcurrency
+// (for Run), WithErrorHandler, WithLogger, WithLinger, WithHeartbeat,
+// WithReconnectInterval, WithMaxMessageSize.
+func NewPPPuller(endpoints string, h PullHandler, opts ...Option) (*PPPuller, error) {
+	p := &PPPuller{handler: h}
+	if err := p.init(p, "puller", zmq.PULL, endpoints, false, opts); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Pull returns the next message, waiting until one arrives, ctx ends
+// (returning ctx's error) or the PPPuller is closed (ErrClosed). The message
+// is owned by the caller. Pull may be used alongside Run; each message goes
+// to one of them.
+func (p *PPPuller) Pull(ctx context.Context) ([]byte, error) {
+	msg, err := p.sock.RecvBytes(ctx)
+	if err != nil {
+		return nil, p.wrap("pull", err)
+	}
+	p.stats.received.Add(1)
+	return msg, nil
+}
+
+// Run receives messages and calls the handler for each until ctx ends
+// (returning ctx's error) or the PPPuller is closed (returning ErrClosed).
+// With WithConcurrency(n), n calls run at once and order is not kept; with
+// the default of 1, messages are handled one at a time in order. Handler
+// errors and panics are counted and reported, and Run goes on. Run returns
+// only after every handler call has returned.
+func (p *PPPuller) Run(ctx context.Context) error {
+	if p.handler == nil {
+		return invalid("Run", "the PPPuller was made with a nil handler (use Pull)")
+	}
+	return p.serve(ctx, p.o.concurrency, func(ctx context.Context) error {
+		for {
+			msg, err := p.Pull(ctx)
+			if err != nil {
+				if stopped(ctx, err) {
+					return nil
+				}
+				return err
+			}
+			_ = p.call(func() error { return p.handler(ctx, msg) }) // reported by call
+		}
+	})
+}
+
+// Endpoints returns the endpoints bound, with ephemeral ports resolved,
+// then those connected.
+func (p *PPPuller) Endpoints() []string { return p.sock.Endpoints() }
+
+// Stats returns the PPPuller's counters.
+func (p *PPPuller) Stats() Stats { return p.stats.snapshot() }
+
+// Close closes the PPPuller; messages it had received but not handed out
+// are lost. Blocked calls return ErrClosed. Close is idempotent.
+func (p *PPPuller) Close() error { return p.close(p) }

@@ -1,0 +1,462 @@
+package zmqkit
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// newPushPull makes a PPPusher bound on tr and a PPPuller (without handler)
+// connected to it, on one test context.
+func newPushPull(t testing.TB, tr string, pushOpts, pullOpts []Option) (*PPPusher, *PPPuller) {
+	t.Helper()
+	zctx := newTestContext(t)
+	push, err := NewPPPusher(bindEndpoint(t, tr), append([]Option{WithContext(zctx)}, pushOpts...)...)
+	require.NoError(t, err)
+	closeOnCleanup(t, push)
+	pull, err := NewPPPuller(push.Endpoints()[0], nil, append([]Option{WithContext(zctx)}, pullOpts...)...)
+	require.NoError(t, err)
+	closeOnCleanup(t, pull)
+	return push, pull
+}
+
+// runInBackground starts run and returns a function that stops it (by
+// cancelling its ctx) and returns its error.
+func runInBackground(t testing.TB, run func(ctx context.Context) error) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(testCtx(t))
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx) }()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			err = <-errc
+		})
+		return err
+	}
+	t.Cleanup(func() { _ = stop() }) // joined even when the test fails early
+	return stop
+}
+
+func TestPushPullTransports(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			push, pull := newPushPull(t, tr, nil, nil)
+			ctx := testCtx(t)
+			const n = 500
+			go func() {
+				for i := 0; i < n; i++ {
+					if err := push.Push(ctx, []byte(strconv.Itoa(i))); err != nil {
+						t.Errorf("push %d: %v", i, err)
+						return
+					}
+				}
+			}()
+			for i := 0; i < n; i++ {
+				msg, err := pull.Pull(ctx)
+				require.NoError(t, err)
+				require.Equal(t, strconv.Itoa(i), string(msg))
+			}
+			// Empty messages are messages too.
+			require.NoError(t, push.Push(ctx, nil))
+			msg, err := pull.Pull(ctx)
+			require.NoError(t, err)
+			assert.Empty(t, msg)
+			assert.Equal(t, uint64(n+1), push.Stats().Sent)
+			assert.Equal(t, uint64(n+1), pull.Stats().Received)
+		})
+	}
+}
+
+// TestPushPullMillion is the bar: nothing lost between one pusher
+// and one puller, in order, through Run with the default concurrency of 1.
+func TestPushPullMillion(t *testing.T) {
+	n := 1_000_000
+	if testing.Short() {
+		n = 50_000
+	}
+	zctx := newTestContext(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	push, err := NewPPPusher("tcp://127.0.0.1:*", WithContext(zctx))
+	require.NoError(t, err)
+	closeOnCleanup(t, push)
+
+	var next uint64 // touched only by the single handler goroutine, then after Run
+	var firstBad atomic.Value
+	done := make(chan struct{})
+	h := func(ctx context.Context, msg []byte) error {
+		got := binary.BigEndian.Uint64(msg)
+		if got != next && firstBad.Load() == nil {
+			firstBad.Store(fmt.Sprintf("message %d arrived when %d was due", got, next))
+		}
+		next++
+		if next == uint64(n) {
+			close(done)
+		}
+		return nil
+	}
+	puller, err := NewPPPuller(push.Endpoints()[0], h, WithContext(zctx))
+	require.NoError(t, err)
+	closeOnCleanup(t, puller)
+	stop := runInBackground(t, puller.Run)
+
+	start := time.Now()
+	buf := make([]byte, 8)
+	for i := 0; i < n; i++ {
+		binary.BigEndian.PutUint64(buf, uint64(i))
+		if err := push.Push(ctx, buf); err != nil {
+			require.NoError(t, err, "push %d", i)
+		}
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatalf("only %d of %d messages arrived", puller.Stats().Received, n)
+	}
+	require.ErrorIs(t, stop(), context.Canceled)
+	t.Logf("%d messages in %v", n, time.Since(start))
+	assert.Nil(t, firstBad.Load(), "order kept")
+	assert.Equal(t, uint64(n), next)
+	assert.Equal(t, uint64(n), push.Stats().Sent)
+	assert.Equal(t, uint64(n), puller.Stats().Received)
+	assert.Zero(t, puller.Stats().HandlerErrors)
+}
+
+// TestPushFanOut is the seed's master and ten workers: one pusher, ten
+// pullers, each gets a share and the total is exact.
+func TestPushFanOut(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			const workers, tasks = 10, 1000
+			zctx := newTestContext(t)
+			ctx := testCtx(t)
+			push, err := NewPPPusher(bindEndpoint(t, tr), WithContext(zctx))
+			require.NoError(t, err)
+			closeOnCleanup(t, push)
+
+			var probed sync.WaitGroup
+			probed.Add(workers)
+			var total atomic.Int64
+			shares := make([]atomic.Int64, workers)
+			for w := 0; w < workers; w++ {
+				var seenProbe bool // only this worker's handler goroutine touches it
+				pull, err := NewPPPuller(push.Endpoints()[0], func(ctx context.Context, msg []byte) error {
+					if string(msg) == "probe" {
+						if !seenProbe {
+							seenProbe = true
+							probed.Done()
+						}
+						return nil
+					}
+					shares[w].Add(1)
+					total.Add(1)
+					return nil
+				}, WithContext(zctx))
+				require.NoError(t, err)
+				closeOnCleanup(t, pull)
+				stop := runInBackground(t, pull.Run)
+				t.Cleanup(func() { assert.ErrorIs(t, stop(), context.Canceled) })
+			}
+
+			// Handshake: probe until every worker has seen one, so all ten
+			// are connected before the tasks are dealt out.
+			allProbed := make(chan struct{})
+			go func() { probed.Wait(); close(allProbed) }()
+		probing:
+			for {
+				require.NoError(t, push.Push(ctx, []byte("probe")))
+				select {
+				case <-allProbed:
+					break probing
+				case <-time.After(time.Millisecond):
+				case <-ctx.Done():
+					t.Fatal("not every worker connected")
+				}
+			}
+
+			for i := 0; i < tasks; i++ {
+				require.NoError(t, push.Push(ctx, []byte(strconv.Itoa(i))))
+			}
+			require.Eventually(t, func() bool { return total.Load() >= tasks }, 10*time.Second, time.Millisecond)
+			assert.Equal(t, int64(tasks), total.Load(), "total is exact")
+			for w := range shares {
+				assert.Positive(t, shares[w].Load(), "worker %d got a share", w)
+			}
+		})
+	}
+}
+
+// TestPushFanIn: many pushers connect to one puller that binds.
+func TestPushFanIn(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			const pushers, each = 4, 300
+			zctx := newTestContext(t)
+			ctx := testCtx(t)
+			pull, err := NewPPPuller("@"+bindEndpoint(t, tr), nil, WithContext(zctx))
+			require.NoError(t, err)
+			closeOnCleanup(t, pull)
+			var wg sync.WaitGroup
+			for p := 0; p < pushers; p++ {
+				push, err := NewPPPusher(">"+pull.Endpoints()[0], WithContext(zctx))
+				require.NoError(t, err)
+				closeOnCleanup(t, push)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; i < each; i++ {
+						if err := push.Push(ctx, []byte(fmt.Sprintf("%d:%d", p, i))); err != nil {
+							t.Errorf("pusher %d: %v", p, err)
+							return
+						}
+					}
+				}()
+			}
+			next := make([]int, pushers)
+			for n := 0; n < pushers*each; n++ {
+				msg, err := pull.Pull(ctx)
+				require.NoError(t, err)
+				var p, i int
+				_, err = fmt.Sscanf(string(msg), "%d:%d", &p, &i)
+				require.NoError(t, err)
+				require.Equal(t, next[p], i, "pusher %d's messages in order, none lost", p)
+				next[p]++
+			}
+			wg.Wait()
+			for p := range next {
+				assert.Equal(t, each, next[p])
+			}
+		})
+	}
+}
+
+func TestPushBlocksWithoutPeerUntilCtxEnds(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			zctx := newTestContext(t)
+			push, err := NewPPPusher(bindEndpoint(t, tr), WithContext(zctx))
+			require.NoError(t, err)
+			closeOnCleanup(t, push)
+
+			dctx, dcancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+			defer dcancel()
+			assert.ErrorIs(t, push.Push(dctx, []byte("nobody")), context.DeadlineExceeded)
+
+			ctx, cancel := context.WithCancel(context.Background())
+			errc := make(chan error, 1)
+			go func() { errc <- push.Push(ctx, []byte("nobody")) }()
+			cancel()
+			select {
+			case err := <-errc:
+				assert.ErrorIs(t, err, context.Canceled)
+			case <-time.After(5 * time.Second):
+				t.Fatal("Push did not return after its ctx ended")
+			}
+
+			go func() { errc <- push.Push(context.Background(), []byte("nobody")) }()
+			require.NoError(t, push.Close())
+			select {
+			case err := <-errc:
+				assert.ErrorIs(t, err, ErrClosed)
+			case <-time.After(5 * time.Second):
+				t.Fatal("Push did not return after Close")
+			}
+			require.NoError(t, push.Close(), "Close is idempotent")
+			assert.ErrorIs(t, push.Push(context.Background(), nil), ErrClosed)
+			assert.Zero(t, push.Stats().Sent)
+		})
+	}
+}
+
+// TestPushBlocksAtHighWaterMark: with a puller that does not read, Push
+// stops at the high-water marks and resumes when the puller reads. (Over
+// inproc: on tcp and ipc the kernel's buffers hold far more than the marks.)
+func TestPushBlocksAtHighWaterMark(t *testing.T) {
+	push, pull := newPushPull(t, "inproc", []Option{WithSendHWM(10)}, []Option{WithRecvHWM(10)})
+	ctx := testCtx(t)
+	sent := 0
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		err := push.Push(pctx, []byte(strconv.Itoa(sent)))
+		cancel()
+		if err != nil {
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			break
+		}
+		sent++
+		require.Less(t, sent, 100_000, "Push never blocked")
+	}
+	assert.GreaterOrEqual(t, sent, 10)
+	for i := 0; i < sent; i++ {
+		msg, err := pull.Pull(ctx)
+		require.NoError(t, err)
+		require.Equal(t, strconv.Itoa(i), string(msg), "nothing lost at the mark")
+	}
+	require.NoError(t, push.Push(ctx, []byte("after")))
+	msg, err := pull.Pull(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, "after", string(msg))
+}
+
+func TestPullEndsByCtxAndClose(t *testing.T) {
+	_, pull := newPushPull(t, "inproc", nil, nil)
+	dctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	_, err := pull.Pull(dctx)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+
+	errc := make(chan error, 1)
+	go func() {
+		_, err := pull.Pull(context.Background())
+		errc <- err
+	}()
+	require.NoError(t, pull.Close())
+	select {
+	case err := <-errc:
+		assert.ErrorIs(t, err, ErrClosed)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Pull did not return after Close")
+	}
+	_, err = pull.Pull(context.Background())
+	assert.ErrorIs(t, err, ErrClosed)
+	assert.ErrorIs(t, pull.Run(context.Background()), ErrInvalidOption, "no handler")
+}
+
+func TestPullerRunReportsHandlerFailures(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			var mu sync.Mutex
+			var reported []error
+			zctx := newTestContext(t)
+			ctx := testCtx(t)
+			push, err := NewPPPusher(bindEndpoint(t, tr), WithContext(zctx))
+			require.NoError(t, err)
+			closeOnCleanup(t, push)
+			got := make(chan string, 10)
+			pull, err := NewPPPuller(push.Endpoints()[0], func(ctx context.Context, msg []byte) error {
+				switch string(msg) {
+				case "fail":
+					return errors.New("handler says no")
+				case "panic":
+					panic("handler blew up")
+				}
+				got <- string(msg)
+				return nil
+			}, WithContext(zctx), WithErrorHandler(func(err error) {
+				mu.Lock()
+				reported = append(reported, err)
+				mu.Unlock()
+			}))
+			require.NoError(t, err)
+			closeOnCleanup(t, pull)
+			stop := runInBackground(t, pull.Run)
+			for _, s := range []string{"a", "fail", "b", "panic", "c"} {
+				require.NoError(t, push.Push(ctx, []byte(s)))
+			}
+			for _, want := range []string{"a", "b", "c"} {
+				select {
+				case s := <-got:
+					assert.Equal(t, want, s, "concurrency 1 keeps order")
+				case <-ctx.Done():
+					t.Fatal("handler never saw", want)
+				}
+			}
+			require.ErrorIs(t, stop(), context.Canceled)
+			st := pull.Stats()
+			assert.Equal(t, uint64(5), st.Received)
+			assert.Equal(t, uint64(2), st.HandlerErrors)
+			assert.Equal(t, uint64(1), st.HandlerPanics)
+			mu.Lock()
+			defer mu.Unlock()
+			require.Len(t, reported, 2)
+			var he *HandlerError
+			require.ErrorAs(t, reported[0], &he)
+			assert.EqualError(t, he.Err, "handler says no")
+			require.ErrorAs(t, reported[1], &he)
+			assert.Equal(t, "handler blew up", he.Panic)
+		})
+	}
+}
+
+func TestPullerRunConcurrencyAndClose(t *testing.T) {
+	zctx := newTestContext(t)
+	ctx := testCtx(t)
+	push, err := NewPPPusher(bindEndpoint(t, "inproc"), WithContext(zctx))
+	require.NoError(t, err)
+	closeOnCleanup(t, push)
+	// Four handlers must be in flight at once for any of them to finish.
+	var barrier sync.WaitGroup
+	barrier.Add(4)
+	done := make(chan struct{}, 4)
+	pull, err := NewPPPuller(push.Endpoints()[0], func(ctx context.Context, msg []byte) error {
+		barrier.Done()
+		barrier.Wait()
+		done <- struct{}{}
+		return nil
+	}, WithContext(zctx), WithConcurrency(4))
+	require.NoError(t, err)
+	runErr := make(chan error, 1)
+	go func() { runErr <- pull.Run(context.Background()) }()
+	for i := 0; i < 4; i++ {
+		require.NoError(t, push.Push(ctx, []byte{byte(i)}))
+	}
+	for i := 0; i < 4; i++ {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			t.Fatal("four handlers never ran at once")
+		}
+	}
+	require.NoError(t, pull.Close())
+	select {
+	case err := <-runErr:
+		assert.ErrorIs(t, err, ErrClosed)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after Close")
+	}
+	assert.ErrorIs(t, pull.Run(context.Background()), ErrClosed)
+}
+
+func TestPushPullBadEndpointsAndContextClose(t *testing.T) {
+	_, err := NewPPPusher("tcp://nohost", WithContext(newTestContext(t)))
+	assert.ErrorIs(t, err, ErrInvalidEndpoint)
+	_, err = NewPPPuller("", nil, WithContext(newTestContext(t)))
+	assert.ErrorIs(t, err, ErrInvalidEndpoint)
+	_, err = NewPPPuller("inproc://x", nil, WithConcurrency(0))
+	assert.ErrorIs(t, err, ErrInvalidOption)
+
+	// Context.Close closes what is still open and unblocks its callers.
+	zctx, err := NewContext()
+	require.NoError(t, err)
+	push, err := NewPPPusher("inproc://ctxclose", WithContext(zctx))
+	require.NoError(t, err)
+	pull, err := NewPPPuller("inproc://other", nil, WithContext(zctx))
+	require.NoError(t, err)
+	errc := make(chan error, 2)
+	go func() { errc <- push.Push(context.Background(), []byte("x")) }()
+	go func() {
+		_, err := pull.Pull(context.Background())
+		errc <- err
+	}()
+	require.NoError(t, zctx.Close())
+	for i := 0; i < 2; i++ {
+		select {
+		case err := <-errc:
+			assert.ErrorIs(t, err, ErrClosed)
+		case <-time.After(5 * time.Second):
+			t.Fatal("a call did not return after Context.Close")
+		}
+	}
+}
