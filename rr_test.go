@@ -1,0 +1,672 @@
+package zmqkit
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// echo answers "reply:" + the request.
+func echo(_ context.Context, req []byte) ([]byte, error) {
+	return append([]byte("reply:"), req...), nil
+}
+
+// runServer runs s until the test ends, then stops it and checks that Run
+// returned for the right reason.
+func runServer(t testing.TB, s *RRServer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if !errors.Is(err, ErrClosed) {
+				assert.ErrorIs(t, err, context.Canceled)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("RRServer.Run did not return")
+		}
+	})
+}
+
+// awaitServer makes one request, so that the client is known to be
+// connected: until then requests wait to be sent.
+func awaitServer(t testing.TB, cli *RRClient) {
+	t.Helper()
+	_, err := cli.Request(testCtx(t), []byte("hello"))
+	require.NoError(t, err)
+}
+
+// newRR makes a running RRServer bound on tr and an RRClient connected to
+// it, on one test context.
+func newRR(t testing.TB, tr string, h RequestHandler, srvOpts, cliOpts []Option) (*RRServer, *RRClient) {
+	t.Helper()
+	zctx := newTestContext(t)
+	srv, err := NewRRServer(bindEndpoint(t, tr), h, append([]Option{WithContext(zctx)}, srvOpts...)...)
+	require.NoError(t, err)
+	closeOnCleanup(t, srv)
+	runServer(t, srv)
+	cli, err := NewRRClient(srv.Endpoints()[0], append([]Option{WithContext(zctx)}, cliOpts...)...)
+	require.NoError(t, err)
+	closeOnCleanup(t, cli)
+	return srv, cli
+}
+
+func TestRRRequestReply(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			srv, cli := newRR(t, tr, echo, nil, nil)
+			ctx := testCtx(t)
+			for _, req := range []string{"Hello", "", "with spaces and \x00 bytes"} {
+				rep, err := cli.Request(ctx, []byte(req))
+				require.NoError(t, err)
+				assert.Equal(t, "reply:"+req, string(rep))
+			}
+			assert.Equal(t, Stats{Sent: 3, Received: 3}, cli.Stats())
+			assert.Equal(t, Stats{Sent: 3, Received: 3}, srv.Stats())
+		})
+	}
+}
+
+// TestRRManyGoroutines is the load test: 100 goroutines × 100
+// requests on one client against a server with concurrency 8, every reply
+// checked against its request.
+func TestRRManyGoroutines(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			const goroutines, each = 100, 100
+			var inFlight, maxInFlight atomic.Int64
+			h := func(ctx context.Context, req []byte) ([]byte, error) {
+				n := inFlight.Add(1)
+				defer inFlight.Add(-1)
+				for {
+					m := maxInFlight.Load()
+					if n <= m || maxInFlight.CompareAndSwap(m, n) {
+						break
+					}
+				}
+				return echo(ctx, req)
+			}
+			srv, cli := newRR(t, tr, h, []Option{WithConcurrency(8)}, nil)
+			ctx := testCtx(t)
+			var wg sync.WaitGroup
+			for g := 0; g < goroutines; g++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; i < each; i++ {
+						req := fmt.Sprintf("%d:%d", g, i)
+						rep, err := cli.Request(ctx, []byte(req))
+						if !assert.NoError(t, err) {
+							return
+						}
+						if !assert.Equal(t, "reply:"+req, string(rep)) {
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			assert.LessOrEqual(t, maxInFlight.Load(), int64(8))
+			assert.Equal(t, uint64(goroutines*each), srv.Stats().Received)
+			st := cli.Stats()
+			assert.Equal(t, uint64(goroutines*each), st.Received)
+			assert.Zero(t, st.Dropped)
+		})
+	}
+}
+
+func TestRRServerConcurrency(t *testing.T) {
+	// Eight handlers must be in flight at once for any of them to finish.
+	var barrier sync.WaitGroup
+	barrier.Add(8)
+	h := func(ctx context.Context, req []byte) ([]byte, error) {
+		barrier.Done()
+		barrier.Wait()
+		return req, nil
+	}
+	_, cli := newRR(t, "inproc", h, []Option{WithConcurrency(8)}, nil)
+	ctx := testCtx(t)
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rep, err := cli.Request(ctx, []byte{byte(i)})
+			assert.NoError(t, err)
+			assert.Equal(t, []byte{byte(i)}, rep)
+		}()
+	}
+	wg.Wait()
+}
+
+func TestRRHandlerErrorAndPanic(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			var mu sync.Mutex
+			var reported []error
+			h := func(ctx context.Context, req []byte) ([]byte, error) {
+				switch string(req) {
+				case "fail":
+					return []byte("ignored"), errors.New("no such thing")
+				case "panic":
+					panic("handler blew up")
+				}
+				return echo(ctx, req)
+			}
+			srv, cli := newRR(t, tr, h, []Option{WithErrorHandler(func(err error) {
+				mu.Lock()
+				reported = append(reported, err)
+				mu.Unlock()
+			})}, nil)
+			ctx := testCtx(t)
+
+			_, err := cli.Request(ctx, []byte("fail"))
+			var re *RemoteError
+			require.ErrorAs(t, err, &re)
+			assert.Equal(t, "no such thing", re.Message)
+			assert.EqualError(t, err, "zmqkit: remote handler failed: no such thing")
+
+			_, err = cli.Request(ctx, []byte("panic"))
+			require.ErrorAs(t, err, &re)
+			assert.Equal(t, "panic: handler blew up", re.Message)
+
+			rep, err := cli.Request(ctx, []byte("ok"))
+			require.NoError(t, err, "the server goes on after errors and panics")
+			assert.Equal(t, "reply:ok", string(rep))
+
+			// The server counts a reply once libzmq has taken it, which
+			// may be just after the client has it.
+			require.Eventually(t, func() bool { return srv.Stats().Sent == 3 }, 5*time.Second, time.Millisecond)
+			st := srv.Stats()
+			assert.Equal(t, uint64(2), st.HandlerErrors)
+			assert.Equal(t, uint64(1), st.HandlerPanics)
+			mu.Lock()
+			defer mu.Unlock()
+			require.Len(t, reported, 2)
+			var he *HandlerError
+			require.ErrorAs(t, reported[0], &he)
+			assert.EqualError(t, he.Err, "no such thing")
+			require.ErrorAs(t, reported[1], &he)
+			assert.Equal(t, "handler blew up", he.Panic)
+		})
+	}
+}
+
+// TestRRTimeoutThenNormal times requests out while their replies are still
+// coming, then checks that later requests get their own replies and the
+// late ones are dropped.
+func TestRRTimeoutThenNormal(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			release := make(chan struct{})
+			slowStarted := make(chan struct{}, 3)
+			h := func(ctx context.Context, req []byte) ([]byte, error) {
+				if bytes.HasPrefix(req, []byte("slow")) {
+					slowStarted <- struct{}{}
+					select {
+					case <-release:
+					case <-ctx.Done():
+					}
+				}
+				return echo(ctx, req)
+			}
+			_, cli := newRR(t, tr, h, []Option{WithConcurrency(4)}, nil)
+			ctx := testCtx(t)
+			awaitServer(t, cli)
+
+			var wg sync.WaitGroup
+			for i := 0; i < 3; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					rctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+					defer cancel()
+					start := time.Now()
+					_, err := cli.Request(rctx, []byte(fmt.Sprint("slow", i)))
+					assert.ErrorIs(t, err, context.DeadlineExceeded)
+					assert.Less(t, time.Since(start), 5*time.Second, "returns promptly")
+				}()
+			}
+			wg.Wait()
+			for i := 0; i < 3; i++ {
+				select {
+				case <-slowStarted:
+				case <-ctx.Done():
+					t.Fatal("the slow requests never reached the handler")
+				}
+			}
+			close(release) // the late replies come now
+
+			for i := 0; i < 20; i++ {
+				req := fmt.Sprint("normal", i)
+				rep, err := cli.Request(ctx, []byte(req))
+				require.NoError(t, err)
+				require.Equal(t, "reply:"+req, string(rep), "never a late reply")
+			}
+			// The three late replies arrive while some request reads, or
+			// the next one.
+			require.Eventually(t, func() bool {
+				_, err := cli.Request(ctx, []byte("x"))
+				require.NoError(t, err)
+				return cli.Stats().Dropped == 3
+			}, 10*time.Second, time.Millisecond)
+		})
+	}
+}
+
+func TestRRRequestEndsByContextAndClose(t *testing.T) {
+	zctx := newTestContext(t)
+	// Nothing listens: the request can never be sent.
+	cli, err := NewRRClient("tcp://127.0.0.1:1", WithContext(zctx))
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = cli.Request(ctx, []byte("x"))
+	assert.ErrorIs(t, err, context.Canceled)
+
+	dctx, dcancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer dcancel()
+	_, err = cli.Request(dctx, []byte("x"))
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+
+	errc := make(chan error, 2)
+	for i := 0; i < 2; i++ {
+		go func() {
+			_, err := cli.Request(context.Background(), []byte("x"))
+			errc <- err
+		}()
+	}
+	require.NoError(t, cli.Close())
+	for i := 0; i < 2; i++ {
+		select {
+		case err := <-errc:
+			assert.ErrorIs(t, err, ErrClosed)
+		case <-time.After(5 * time.Second):
+			t.Fatal("Request did not return after Close")
+		}
+	}
+	require.NoError(t, cli.Close(), "Close is idempotent")
+	_, err = cli.Request(context.Background(), []byte("x"))
+	assert.ErrorIs(t, err, ErrClosed)
+}
+
+// TestRRRequestEndsWhileReading cancels requests that wait for a reply
+// while another goroutine (the reader) waits too.
+func TestRRRequestEndsWhileReading(t *testing.T) {
+	release := make(chan struct{})
+	h := func(ctx context.Context, req []byte) ([]byte, error) {
+		if string(req) == "block" {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+		}
+		return req, nil
+	}
+	_, cli := newRR(t, "inproc", h, []Option{WithConcurrency(2)}, nil)
+	ctx := testCtx(t)
+	for i := 0; i < 5; i++ {
+		// One request waits for a reply as the reader while another
+		// times out, and the other way round.
+		slow := make(chan error, 1)
+		go func() {
+			_, err := cli.Request(ctx, []byte("block"))
+			slow <- err
+		}()
+		rctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		_, err := cli.Request(rctx, []byte("block"))
+		cancel()
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		release <- struct{}{}
+		release <- struct{}{}
+		require.NoError(t, <-slow)
+		rep, err := cli.Request(ctx, []byte("fine"))
+		require.NoError(t, err)
+		require.Equal(t, "fine", string(rep))
+	}
+}
+
+func TestRRServerRestart(t *testing.T) {
+	for _, tr := range []string{"ipc", "tcp"} {
+		t.Run(tr, func(t *testing.T) {
+			zctx := newTestContext(t)
+			ctx := testCtx(t)
+			srv, err := NewRRServer(bindEndpoint(t, tr), echo, WithContext(zctx))
+			require.NoError(t, err)
+			ep := srv.Endpoints()[0]
+			stopped := make(chan error, 1)
+			go func() { stopped <- srv.Run(ctx) }()
+
+			cli, err := NewRRClient(ep, WithContext(zctx), WithReconnectInterval(10*time.Millisecond, 0))
+			require.NoError(t, err)
+			closeOnCleanup(t, cli)
+			rep, err := cli.Request(ctx, []byte("before"))
+			require.NoError(t, err)
+			assert.Equal(t, "reply:before", string(rep))
+
+			require.NoError(t, srv.Close())
+			require.ErrorIs(t, <-stopped, ErrClosed)
+			for i := 0; i < 3; i++ {
+				dctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+				_, err = cli.Request(dctx, []byte("down"))
+				cancel()
+				require.ErrorIs(t, err, context.DeadlineExceeded, "fails by ctx while the server is down")
+			}
+
+			srv2, err := NewRRServer(ep, echo, WithContext(zctx))
+			require.NoError(t, err)
+			closeOnCleanup(t, srv2)
+			runServer(t, srv2)
+			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			rep, err = cli.Request(rctx, []byte("after"))
+			require.NoError(t, err, "the same client works again")
+			assert.Equal(t, "reply:after", string(rep))
+		})
+	}
+}
+
+func TestRRRetries(t *testing.T) {
+	var calls atomic.Int64
+	release := make(chan struct{})
+	h := func(ctx context.Context, req []byte) ([]byte, error) {
+		n := calls.Add(1)
+		if string(req) == "never" || (string(req) == "once" && n == 1) {
+			select { // lose the first try's reply, and all of "never"
+			case <-release:
+			case <-ctx.Done():
+			}
+		}
+		return echo(ctx, req)
+	}
+	srv, cli := newRR(t, "inproc", h, []Option{WithConcurrency(8)}, []Option{WithRetries(3, 50*time.Millisecond)})
+	ctx := testCtx(t)
+	rep, err := cli.Request(ctx, []byte("once"))
+	require.NoError(t, err)
+	assert.Equal(t, "reply:once", string(rep))
+	assert.GreaterOrEqual(t, calls.Load(), int64(2), "answered by a retry")
+	sent := cli.Stats().Sent
+	assert.GreaterOrEqual(t, sent, uint64(2))
+
+	_, err = cli.Request(ctx, []byte("never"))
+	require.ErrorIs(t, err, ErrNoReply)
+	assert.NotErrorIs(t, err, context.DeadlineExceeded)
+	assert.Equal(t, sent+3, cli.Stats().Sent, "three tries")
+
+	// The request's own ctx still wins over the tries left.
+	dctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	_, err = cli.Request(dctx, []byte("never"))
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+
+	// Every late reply, once it comes, is dropped: all but the one reply
+	// of each request that succeeded.
+	close(release)
+	succeeded := uint64(1)
+	require.Eventually(t, func() bool {
+		_, err := cli.Request(ctx, []byte("x"))
+		require.NoError(t, err)
+		succeeded++
+		return srv.Stats().Sent == cli.Stats().Received
+	}, 10*time.Second, time.Millisecond)
+	st := cli.Stats()
+	assert.Equal(t, st.Received-succeeded, st.Dropped)
+	assert.GreaterOrEqual(t, st.Dropped, uint64(4))
+
+	for _, o := range []Option{WithRetries(0, time.Second), WithRetries(2, 0)} {
+		_, err := NewRRClient("inproc://x", o)
+		assert.ErrorIs(t, err, ErrInvalidOption)
+	}
+}
+
+func TestRRSeveralServers(t *testing.T) {
+	zctx := newTestContext(t)
+	ctx := testCtx(t)
+	var eps []string
+	var srvs []*RRServer
+	for i := 0; i < 2; i++ {
+		srv, err := NewRRServer(bindEndpoint(t, "tcp"), func(context.Context, []byte) ([]byte, error) {
+			return []byte(fmt.Sprint(i)), nil
+		}, WithContext(zctx))
+		require.NoError(t, err)
+		closeOnCleanup(t, srv)
+		runServer(t, srv)
+		eps = append(eps, srv.Endpoints()[0])
+		srvs = append(srvs, srv)
+	}
+	cli, err := NewRRClient(eps[0]+","+eps[1], WithContext(zctx))
+	require.NoError(t, err)
+	closeOnCleanup(t, cli)
+	seen := map[string]bool{}
+	require.Eventually(t, func() bool {
+		rep, err := cli.Request(ctx, nil)
+		require.NoError(t, err)
+		seen[string(rep)] = true
+		return len(seen) == 2
+	}, 10*time.Second, time.Millisecond, "requests reach both servers")
+	assert.NotZero(t, srvs[0].Stats().Received)
+	assert.NotZero(t, srvs[1].Stats().Received)
+}
+
+// TestRRClientAgainstREP runs RRClient against a hand-written REP loop,
+// which answers one request at a time, with requests in flight at once.
+func TestRRClientAgainstREP(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			const goroutines, each = 10, 20
+			zctx := newTestContext(t)
+			rep, err := zctx.zctx.NewSocket(zmq.REP)
+			require.NoError(t, err)
+			require.NoError(t, rep.SetLinger(0))
+			require.NoError(t, rep.Bind(bindEndpoint(t, tr)))
+			ep, err := rep.GetLastEndpoint()
+			require.NoError(t, err)
+			served := make(chan error, 1)
+			go func() { // the REP socket belongs to this goroutine
+				defer func() { served <- rep.Close() }()
+				for i := 0; i < goroutines*each; i++ {
+					req, err := rep.RecvBytes(0)
+					if err != nil {
+						served <- err
+						return
+					}
+					if _, err := rep.SendBytes(append([]byte("rep:"), req...), 0); err != nil {
+						served <- err
+						return
+					}
+				}
+			}()
+			cli, err := NewRRClient(ep, WithContext(zctx))
+			require.NoError(t, err)
+			closeOnCleanup(t, cli)
+			ctx := testCtx(t)
+			var wg sync.WaitGroup
+			for g := 0; g < goroutines; g++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; i < each; i++ {
+						req := fmt.Sprintf("%d:%d", g, i)
+						got, err := cli.Request(ctx, []byte(req))
+						if assert.NoError(t, err) {
+							assert.Equal(t, "rep:"+req, string(got))
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			require.NoError(t, <-served)
+		})
+	}
+}
+
+// TestRRServerWithREQ calls RRServer from a plain REQ socket, as the Python
+// module's RRClient does, and reads an error reply as one frame.
+func TestRRServerWithREQ(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			h := func(ctx context.Context, req []byte) ([]byte, error) {
+				if string(req) == "fail" {
+					return nil, errors.New("bad request")
+				}
+				return echo(ctx, req)
+			}
+			zctx := newTestContext(t)
+			srv, err := NewRRServer(bindEndpoint(t, tr), h, WithContext(zctx))
+			require.NoError(t, err)
+			closeOnCleanup(t, srv)
+			runServer(t, srv)
+
+			req, err := zctx.zctx.NewSocket(zmq.REQ)
+			require.NoError(t, err)
+			defer func() { require.NoError(t, req.Close()) }()
+			require.NoError(t, req.SetLinger(0))
+			require.NoError(t, req.SetRcvtimeo(10*time.Second))
+			require.NoError(t, req.Connect(srv.Endpoints()[0]))
+			for _, msg := range []string{"Hello", "fail", ""} {
+				_, err := req.SendBytes([]byte(msg), 0)
+				require.NoError(t, err)
+				got, err := req.RecvMessageBytes(0)
+				require.NoError(t, err)
+				require.Len(t, got, 1, "one frame, as a REQ peer expects")
+				if msg == "fail" {
+					assert.Equal(t, ErrorReplyPrefix+"bad request", string(got[0]))
+				} else {
+					assert.Equal(t, "reply:"+msg, string(got[0]))
+				}
+			}
+		})
+	}
+}
+
+func TestRRServerMalformedRequests(t *testing.T) {
+	zctx := newTestContext(t)
+	var reported atomic.Int64
+	srv, err := NewRRServer(bindEndpoint(t, "inproc"), echo, WithContext(zctx),
+		WithErrorHandler(func(err error) {
+			assert.ErrorIs(t, err, ErrMalformed)
+			reported.Add(1)
+		}))
+	require.NoError(t, err)
+	closeOnCleanup(t, srv)
+	runServer(t, srv)
+	d, err := zctx.zctx.NewSocket(zmq.DEALER)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, d.Close()) }()
+	require.NoError(t, d.SetLinger(0))
+	require.NoError(t, d.SetRcvtimeo(10*time.Second))
+	require.NoError(t, d.Connect(srv.Endpoints()[0]))
+
+	// No delimiter: ignored. Two body frames: an error reply.
+	_, err = d.SendMessage("no-envelope")
+	require.NoError(t, err)
+	_, err = d.SendMessage("id", "", "a", "b")
+	require.NoError(t, err)
+	got, err := d.RecvMessage(0)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"id", "", ErrorReplyPrefix + "request has 2 body frames, want 1"}, got)
+	_, err = d.SendMessage("id2", "")
+	require.NoError(t, err)
+	got, err = d.RecvMessage(0)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"id2", "", ErrorReplyPrefix + "request has 0 body frames, want 1"}, got)
+	_, err = d.SendMessage("id3", "", "ok")
+	require.NoError(t, err)
+	got, err = d.RecvMessage(0)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"id3", "", "reply:ok"}, got)
+	assert.Equal(t, uint64(3), srv.Stats().Malformed)
+	assert.Equal(t, int64(3), reported.Load())
+}
+
+func TestRRServerRunEndsOnClose(t *testing.T) {
+	zctx := newTestContext(t)
+	inHandler := make(chan struct{})
+	srv, err := NewRRServer(bindEndpoint(t, "inproc"), func(ctx context.Context, req []byte) ([]byte, error) {
+		close(inHandler)
+		<-ctx.Done() // the handler's ctx ends when Run stops
+		return nil, ctx.Err()
+	}, WithContext(zctx), WithConcurrency(3))
+	require.NoError(t, err)
+	runErr := make(chan error, 1)
+	go func() { runErr <- srv.Run(context.Background()) }()
+	cli, err := NewRRClient(srv.Endpoints()[0], WithContext(zctx))
+	require.NoError(t, err)
+	closeOnCleanup(t, cli)
+	reqErr := make(chan error, 1)
+	rctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		_, err := cli.Request(rctx, []byte("x"))
+		reqErr <- err
+	}()
+	<-inHandler
+	require.NoError(t, srv.Close())
+	select {
+	case err := <-runErr:
+		assert.ErrorIs(t, err, ErrClosed)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after Close")
+	}
+	cancel()
+	assert.ErrorIs(t, <-reqErr, context.Canceled)
+	require.NoError(t, srv.Close(), "Close is idempotent")
+	assert.ErrorIs(t, srv.Run(context.Background()), ErrClosed)
+
+	_, err = NewRRServer("inproc://nil", nil, WithContext(zctx))
+	assert.ErrorIs(t, err, ErrInvalidOption)
+	_, err = NewRRServer("bogus", echo, WithContext(zctx))
+	assert.ErrorIs(t, err, ErrInvalidEndpoint)
+}
+
+type sum struct {
+	A, B int
+}
+
+func TestRRJSON(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			h := JSONHandler(func(ctx context.Context, s sum) (map[string]int, error) {
+				if s.A < 0 {
+					return nil, errors.New("negative")
+				}
+				return map[string]int{"sum": s.A + s.B}, nil
+			})
+			_, cli := newRR(t, tr, h, nil, nil)
+			ctx := testCtx(t)
+			got, err := RequestJSON[map[string]int](ctx, cli, sum{A: 2, B: 40})
+			require.NoError(t, err)
+			assert.Equal(t, map[string]int{"sum": 42}, got)
+
+			_, err = RequestJSON[map[string]int](ctx, cli, sum{A: -1})
+			var re *RemoteError
+			require.ErrorAs(t, err, &re)
+			assert.Equal(t, "negative", re.Message)
+
+			// A request that is not a sum is answered with an error reply.
+			_, err = RequestJSON[map[string]int](ctx, cli, "not an object")
+			require.ErrorAs(t, err, &re)
+			assert.Contains(t, re.Message, "request is not JSON for zmqkit.sum")
+
+			// A reply that is not a Resp is a malformed error.
+			_, err = RequestJSON[[]string](ctx, cli, sum{A: 1})
+			assert.ErrorIs(t, err, ErrMalformed)
+
+			_, err = RequestJSON[int](ctx, cli, func() {})
+			assert.Error(t, err)
+		})
+	}
+}

@@ -1,0 +1,179 @@
+package zmqkit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	zmq "github.com/pebbe/zmq4"
+)
+
+// ErrorReplyPrefix starts every error reply an RRServer sends: the reply is
+// the one frame ErrorReplyPrefix + message. A plain REQ peer (pyzmq, the
+// Python module's RRClient) reads it as an ordinary reply and can test the
+// prefix; RRClient turns it into a *RemoteError. The NUL bytes keep it apart
+// from text and JSON replies, so a handler should not return a reply that
+// starts with it.
+const ErrorReplyPrefix = "\x00zmqkit-error\x00"
+
+// RequestHandler answers one request received by an RRServer. Its ctx ends
+// when Run returns. The returned bytes are the reply (nil is an empty
+// reply). A returned error or a panic is recovered, counted in Stats
+// (HandlerErrors, HandlerPanics) and sent to the error callback, and the
+// client gets the error reply ErrorReplyPrefix + the error's message (a
+// panic's message is "panic: <value>"); the server goes on serving.
+//
+// With WithConcurrency(n) up to n calls run at once, so the handler must be
+// safe for concurrent use when n > 1. req is owned by the handler.
+type RequestHandler func(ctx context.Context, req []byte) ([]byte, error)
+
+// RRServer answers requests (a ZeroMQ ROUTER socket speaking the REQ/REP
+// wire protocol). It binds by default.
+//
+// Any REQ peer can call it (pyzmq's REQ, the Python module's RRClient, a
+// pebbe REQ), and so can RRClient and anything else that sends
+// [envelope..., "", request] frames: the server returns the envelope it
+// received, up to and including the empty delimiter, with the reply, so
+// every reply reaches the client (and request) that asked. Unlike a REP
+// socket, which must answer one request before it may read the next, an
+// RRServer made WithConcurrency(n) handles up to n requests at once, from
+// one client or many. The default concurrency is 1 (requests are handled
+// one at a time, in arrival order), as for every zmqkit handler: raise it
+// for handlers that wait (on I/O, a database) and are safe for concurrent
+// use.
+//
+// An RRServer is safe for concurrent use by multiple goroutines.
+//
+// Back-pressure: requests beyond those being handled queue in libzmq, up to
+// the receive high-water mark (WithRecvHWM, 1000 per client); beyond it a
+// client's further requests wait in that client. A reply to a client that
+// has gone away, or whose send queue is full (WithSendHWM), is dropped by
+// libzmq without blocking the server. Messages without an envelope delimiter
+// are counted as Malformed, reported and ignored; a request of more than one
+// frame gets an error reply.
+type RRServer struct {
+	base
+	handler RequestHandler
+}
+
+// NewRRServer binds (or, with ">", connects) the endpoints and returns an
+// RRServer that answers requests with h once Run is called. endpoints is a
+// comma-separated list such as "tcp://*:5555,inproc://rpc";
+// "tcp://127.0.0.1:*" binds an ephemeral port, which Endpoints reports.
+// Options: WithContext, WithConcurrency (default 1), WithErrorHandler,
+// WithLogger, WithRecvHWM, WithSendHWM, WithLinger, WithHeartbeat,
+// WithMaxMessageSize.
+func NewRRServer(endpoints string, h RequestHandler, opts ...Option) (*RRServer, error) {
+	if h == nil {
+		return nil, invalid("NewRRServer", "nil handler")
+	}
+	s := &RRServer{handler: h}
+	if err := s.init(s, "rrserver", zmq.ROUTER, endpoints, true, opts); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Run receives requests and answers them until ctx ends (returning ctx's
+// error) or the server is closed (returning ErrClosed). It returns only
+// after every handler call it started has returned; replies of handlers
+// that finish while Run is stopping are still sent unless the server is
+// closed.
+func (s *RRServer) Run(ctx context.Context) error {
+	return s.serve(ctx, s.o.concurrency, s.loop)
+}
+
+func (s *RRServer) loop(ctx context.Context) error {
+	// Replies go out even when ctx has just ended: a ROUTER send never
+	// waits, so this cannot block Run.
+	sendCtx := context.WithoutCancel(ctx)
+	for {
+		msg, err := s.sock.RecvMessage(ctx)
+		if err != nil {
+			if stopped(ctx, err) {
+				return nil
+			}
+			return s.wrap("receive", err)
+		}
+		s.stats.received.Add(1)
+		reply := s.handle(ctx, msg)
+		if reply == nil {
+			continue
+		}
+		if err := s.sock.SendMessage(sendCtx, reply...); err != nil {
+			s.stats.dropped.Add(1)
+			if errors.Is(err, ErrClosed) {
+				return nil
+			}
+			s.report(s.wrap("reply", err))
+			continue
+		}
+		s.stats.sent.Add(1)
+	}
+}
+
+// handle answers one [envelope..., "", request] message; it returns the
+// whole reply message, or nil when there is nobody to answer.
+func (s *RRServer) handle(ctx context.Context, msg [][]byte) [][]byte {
+	delim := -1
+	for i, f := range msg {
+		if len(f) == 0 {
+			delim = i
+			break
+		}
+	}
+	if delim < 1 { // the first frame is the peer's routing id
+		s.stats.malformed.Add(1)
+		s.report(malformed(msg[len(msg)-1], nil, "request of %d frames has no envelope delimiter", len(msg)))
+		return nil
+	}
+	var out []byte
+	if n := len(msg) - delim - 1; n != 1 {
+		s.stats.malformed.Add(1)
+		err := malformed(nil, nil, "request has %d body frames, want 1", n)
+		s.report(err)
+		out = errorReply(err.Reason)
+	} else if err := s.call(func() error {
+		var err error
+		out, err = s.handler(ctx, msg[delim+1])
+		return err
+	}); err != nil {
+		text := err.Error()
+		var he *HandlerError
+		if errors.As(err, &he) && he.Err != nil {
+			text = he.Err.Error()
+		}
+		out = errorReply(text)
+	}
+	// The envelope, up to and including the delimiter, goes back as it
+	// came; the reply takes the request's place.
+	return append(msg[:delim+1], out)
+}
+
+func errorReply(msg string) []byte {
+	return append([]byte(ErrorReplyPrefix), msg...)
+}
+
+// RemoteError is the error RRClient.Request returns for an error reply: the
+// server's handler failed or panicked (or the server could not read the
+// request). Message is the server's text, as sent after ErrorReplyPrefix.
+type RemoteError struct {
+	Message string
+}
+
+func (e *RemoteError) Error() string {
+	return fmt.Sprintf("zmqkit: remote handler failed: %s", e.Message)
+}
+
+// Endpoints returns the endpoints bound, with ephemeral ports resolved
+// (tcp://127.0.0.1:41234), then those connected.
+func (s *RRServer) Endpoints() []string { return s.sock.Endpoints() }
+
+// Stats returns the RRServer's counters: Received requests, Sent replies
+// (error replies included), Malformed requests, HandlerErrors and
+// HandlerPanics, and Dropped replies that could not be sent.
+func (s *RRServer) Stats() Stats { return s.stats.snapshot() }
+
+// Close closes the server: a running Run returns ErrClosed once its handler
+// calls have returned (their replies are dropped). Close is idempotent.
+func (s *RRServer) Close() error { return s.close(s) }
