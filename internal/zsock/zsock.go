@@ -65,6 +65,11 @@ type Socket struct {
 
 	nmu   sync.Mutex
 	ready chan struct{} // closed when ZMQ_FD fires; nil when nobody waits
+
+	// Goroutines in attempt's wait loop, and the ZMQ_EVENTS last seen
+	// (guarded by mu): see observe.
+	waiting atomic.Int32
+	lastEv  zmq.State
 }
 
 // New creates a socket of type typ on zctx, applies opts, then binds or
@@ -257,6 +262,8 @@ func (s *Socket) attempt(ctx context.Context, op func(*zmq.Socket) error) error 
 	if err := s.startWatch(); err != nil {
 		return err
 	}
+	s.waiting.Add(1)
+	defer s.waiting.Add(-1)
 	for {
 		// Take the channel before retrying: an edge that comes after the
 		// retry began closes this channel, so no wake-up is lost.
@@ -293,6 +300,11 @@ func (s *Socket) try(op func(*zmq.Socket) error) (err error, again bool) {
 			err = op(s.sock)
 		}
 	}
+	if isAgain(err) || (err == nil && s.waiting.Load() > 0) {
+		if ev, eerr := s.sock.GetEvents(); eerr == nil {
+			s.observe(ev)
+		}
+	}
 	s.mu.Unlock()
 	if err == nil {
 		return nil, false
@@ -304,6 +316,22 @@ func (s *Socket) try(op func(*zmq.Socket) error) (err error, again bool) {
 		return ErrClosed, false
 	}
 	return err, false
+}
+
+// observe wakes the waiters when the socket's readiness changed. Any
+// operation processes libzmq's pending commands, including those that let
+// another goroutine's operation go (a receive consuming the peer's
+// "activate write" a blocked sender waits for, in full duplex); the edge on
+// ZMQ_FD for that command has then come and gone. Waking only on a change
+// keeps two blocked goroutines from waking each other forever. mu is held.
+func (s *Socket) observe(ev zmq.State) {
+	if ev == s.lastEv {
+		return
+	}
+	s.lastEv = ev
+	if s.waiting.Load() > 0 {
+		s.notify()
+	}
 }
 
 func (s *Socket) waitChan() <-chan struct{} {

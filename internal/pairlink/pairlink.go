@@ -1,0 +1,405 @@
+// Package pairlink keeps a ZeroMQ PAIR connection usable across restarts of
+// its peer.
+//
+// libzmq's PAIR takes one peer and does not recover well when that peer
+// restarts over TCP or IPC. Checked against libzmq 4.3.4:
+//   - A bound PAIR whose client restarts often accepts the new connection
+//     before it has retired the old one; it then refuses the new pipe but
+//     keeps the TCP connection open, so the new client believes it is
+//     connected while nothing flows, for as long as the connection lives.
+//   - A connecting PAIR reconnects by itself, but its reconnect "hiccup"
+//     drops every message queued while it was disconnected, and a reconnect
+//     racing the old server's closing listener can leave it stranded too.
+//
+// A Link therefore watches its socket with a libzmq monitor and, when the
+// peer it was talking to disconnects, closes the socket and opens a fresh one
+// on the same endpoints (bound ones at the address first bound, so an
+// ephemeral port is kept). Callers blocked on the old socket carry on, on
+// the new one. Messages the old socket had received but nobody had read yet
+// are kept and returned first.
+package pairlink
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+
+	"github.com/zmqkit/zmqkit/internal/endpoint"
+	"github.com/zmqkit/zmqkit/internal/zsock"
+)
+
+// ErrReset is returned by calls pinned to one connection (a generation)
+// once the link has moved to a new one.
+var ErrReset = errors.New("zmqkit: pair connection reset by a peer restart")
+
+// NewSocketFunc creates a socket of type typ, applying extra options before
+// it binds or connects eps.
+type NewSocketFunc func(typ zmq.Type, eps []endpoint.Endpoint, extra ...zsock.Option) (*zsock.Socket, error)
+
+// Config says how a Link makes and reports.
+type Config struct {
+	Endpoints []endpoint.Endpoint
+	NewSocket NewSocketFunc
+	// OnRestart is called (from the link's goroutine) after the socket was
+	// replaced; OnError for a failure to replace it, which is retried.
+	OnRestart func(gen uint64)
+	OnError   func(error)
+}
+
+type generation struct {
+	n    uint64
+	sock *zsock.Socket
+	mon  *zsock.Socket // nil when not monitored (inproc only)
+}
+
+type carried struct {
+	msg []byte
+	gen uint64
+}
+
+// Link is a PAIR socket that is replaced when its peer goes away. It is safe
+// for concurrent use; one goroutine may send while another receives.
+type Link struct {
+	cfg      Config
+	reopenTo []endpoint.Endpoint // bound endpoints resolved
+
+	mu      sync.Mutex
+	cur     *generation // nil while being replaced
+	gen     uint64      // of cur, or of the next one while replacing
+	changed chan struct{}
+	carry   []carried
+
+	done      chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+	stop      context.CancelFunc
+	superDone chan struct{}
+}
+
+var monitorSeq atomic.Uint64
+
+// New opens the first socket and, unless every endpoint is inproc (where
+// peers cannot restart behind a socket's back), starts watching it.
+func New(cfg Config) (*Link, error) {
+	l := &Link{cfg: cfg, changed: make(chan struct{}), done: make(chan struct{})}
+	monitored := false
+	for _, ep := range cfg.Endpoints {
+		if !strings.HasPrefix(ep.Addr, "inproc://") {
+			monitored = true
+		}
+	}
+	g, err := l.open(cfg.Endpoints, monitored, 1)
+	if err != nil {
+		return nil, err
+	}
+	bound := g.sock.Bound()
+	for _, ep := range cfg.Endpoints {
+		if ep.Bind && len(bound) > 0 {
+			ep.Addr, bound = bound[0], bound[1:]
+		}
+		l.reopenTo = append(l.reopenTo, ep)
+	}
+	l.cur, l.gen = g, 1
+	ctx, cancel := context.WithCancel(context.Background())
+	l.stop, l.superDone = cancel, make(chan struct{})
+	if monitored {
+		go l.supervise(ctx, g)
+	} else {
+		close(l.superDone)
+	}
+	return l, nil
+}
+
+// open makes one generation: the monitor's reader first (inproc may connect
+// before the bind), then the socket, monitored from before its first bind
+// or connect so no connection goes unseen.
+func (l *Link) open(eps []endpoint.Endpoint, monitored bool, n uint64) (*generation, error) {
+	if !monitored {
+		s, err := l.cfg.NewSocket(zmq.PAIR, eps)
+		if err != nil {
+			return nil, err
+		}
+		return &generation{n: n, sock: s}, nil
+	}
+	addr := fmt.Sprintf("inproc://zmqkit-pair-monitor-%d", monitorSeq.Add(1))
+	mon, err := l.cfg.NewSocket(zmq.PAIR, []endpoint.Endpoint{{Addr: addr}})
+	if err != nil {
+		return nil, err
+	}
+	s, err := l.cfg.NewSocket(zmq.PAIR, eps, zsock.Option{Name: "monitor", Set: func(z *zmq.Socket) error {
+		return z.Monitor(addr, zmq.EVENT_ACCEPTED|zmq.EVENT_CONNECTED|zmq.EVENT_DISCONNECTED)
+	}})
+	if err != nil {
+		_ = mon.Close() // never carried a message
+		return nil, err
+	}
+	return &generation{n: n, sock: s, mon: mon}, nil
+}
+
+// supervise runs for the link's life: it waits for the current peer to go,
+// then replaces the socket.
+func (l *Link) supervise(ctx context.Context, g *generation) {
+	defer close(l.superDone)
+	for {
+		if !l.awaitPeerGone(ctx, g) {
+			return
+		}
+		l.retire(g, true)
+		if g = l.reopen(ctx, g.n+1); g == nil {
+			return
+		}
+		if l.cfg.OnRestart != nil {
+			l.cfg.OnRestart(g.n)
+		}
+	}
+}
+
+// awaitPeerGone reads g's monitor until the peer it talks to disconnects
+// (true) or the link closes (false). The peer is the first connection
+// accepted or made; a second one, which PAIR refuses to serve, may come and
+// go without consequence.
+func (l *Link) awaitPeerGone(ctx context.Context, g *generation) bool {
+	peer := int64(-1)
+	for {
+		frames, err := g.mon.RecvMessage(ctx)
+		if err != nil {
+			return false // ctx ended or the socket closed: the link is closing
+		}
+		if len(frames) < 1 || len(frames[0]) < 6 {
+			continue
+		}
+		// libzmq writes the event in native byte order: little-endian on
+		// every platform zmqkit builds for.
+		ev := zmq.Event(binary.LittleEndian.Uint16(frames[0]))
+		fd := int64(binary.LittleEndian.Uint32(frames[0][2:]))
+		switch ev {
+		case zmq.EVENT_ACCEPTED, zmq.EVENT_CONNECTED:
+			if peer < 0 {
+				peer = fd
+			}
+		case zmq.EVENT_DISCONNECTED:
+			if fd == peer {
+				return true
+			}
+		}
+	}
+}
+
+// retire takes g out of service: callers see no socket until the next one
+// is installed, messages received but unread are kept (when keep is set),
+// and the socket closes at once.
+func (l *Link) retire(g *generation, keep bool) {
+	l.mu.Lock()
+	if l.cur == g {
+		l.cur = nil
+		l.gen = g.n + 1
+		close(l.changed)
+		l.changed = make(chan struct{})
+	}
+	l.mu.Unlock()
+	if keep {
+		var kept []carried
+		_ = g.sock.Do(func(z *zmq.Socket) error { // ErrClosed: nothing to keep
+			for {
+				b, err := z.RecvBytes(zmq.DONTWAIT)
+				if err != nil {
+					return nil
+				}
+				kept = append(kept, carried{msg: b, gen: g.n})
+			}
+		})
+		if len(kept) > 0 {
+			l.mu.Lock()
+			l.carry = append(l.carry, kept...)
+			l.mu.Unlock()
+		}
+		// Unsent messages must not reach whoever connects next.
+		_ = g.sock.Do(func(z *zmq.Socket) error { return z.SetLinger(0) })
+	}
+	l.closeGen(g)
+}
+
+func (l *Link) closeGen(g *generation) error {
+	if g.mon != nil {
+		// Stop monitoring before the reader closes (pebbe's advice).
+		_ = g.sock.Do(func(z *zmq.Socket) error { return z.Monitor("", 0) })
+		_ = g.mon.Close()
+	}
+	return g.sock.Close()
+}
+
+// reopen opens generation n, retrying (a bound address is busy until the
+// old socket's listener is gone) until it works or the link closes.
+func (l *Link) reopen(ctx context.Context, n uint64) *generation {
+	backoff := time.Millisecond
+	reported := false
+	for {
+		g, err := l.open(l.reopenTo, true, n)
+		if err == nil {
+			l.mu.Lock()
+			l.cur = g
+			close(l.changed)
+			l.changed = make(chan struct{})
+			l.mu.Unlock()
+			return g
+		}
+		if errors.Is(err, zsock.ErrClosed) {
+			return nil // the context is closing, and with it the link
+		}
+		if !reported && l.cfg.OnError != nil {
+			l.cfg.OnError(fmt.Errorf("zmqkit: pair: reopen after the peer left (retrying): %w", err))
+			reported = true
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		}
+		backoff = min(2*backoff, 100*time.Millisecond)
+	}
+}
+
+// current returns the socket in service (nil while replacing), its
+// generation, and a channel closed when that changes.
+func (l *Link) current() (*zsock.Socket, uint64, <-chan struct{}) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cur == nil {
+		return nil, l.gen, l.changed
+	}
+	return l.cur.sock, l.cur.n, l.changed
+}
+
+// Gen returns the current generation.
+func (l *Link) Gen() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.gen
+}
+
+// wait waits for the next socket after an ErrClosed or a gap.
+func (l *Link) wait(ctx context.Context, changed <-chan struct{}) error {
+	select {
+	case <-changed:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-l.done:
+		return zsock.ErrClosed
+	}
+}
+
+func (l *Link) isDone() bool {
+	select {
+	case <-l.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Send sends msg, on whichever socket is in service; with gen != 0, only
+// while generation gen is (ErrReset after). It returns the generation that
+// took msg.
+func (l *Link) Send(ctx context.Context, msg []byte, gen uint64) (uint64, error) {
+	for {
+		s, n, changed := l.current()
+		if gen != 0 && n != gen {
+			return n, ErrReset
+		}
+		if s == nil {
+			if err := l.wait(ctx, changed); err != nil {
+				return n, err
+			}
+			continue
+		}
+		err := s.SendBytes(ctx, msg, false)
+		if errors.Is(err, zsock.ErrClosed) && !l.isDone() {
+			if err := l.wait(ctx, changed); err != nil {
+				return n, err
+			}
+			continue // replaced, not closed: msg was not taken
+		}
+		return n, err
+	}
+}
+
+// Recv receives the next message with the generation it came on: kept
+// messages of a replaced socket first. With gen != 0, it returns ErrReset
+// once the link has moved past generation gen and nothing kept is left.
+func (l *Link) Recv(ctx context.Context, gen uint64) ([]byte, uint64, error) {
+	for {
+		l.mu.Lock()
+		if len(l.carry) > 0 {
+			c := l.carry[0]
+			l.carry = l.carry[1:]
+			l.mu.Unlock()
+			return c.msg, c.gen, nil
+		}
+		l.mu.Unlock()
+		s, n, changed := l.current()
+		if gen != 0 && n != gen {
+			return nil, n, ErrReset
+		}
+		if s == nil {
+			if err := l.wait(ctx, changed); err != nil {
+				return nil, n, err
+			}
+			continue
+		}
+		msg, err := s.RecvBytes(ctx)
+		if errors.Is(err, zsock.ErrClosed) && !l.isDone() {
+			if err := l.wait(ctx, changed); err != nil {
+				return nil, n, err
+			}
+			continue
+		}
+		return msg, n, err
+	}
+}
+
+// Endpoints reports the current socket's endpoints (the first socket's, if
+// one is being replaced: they are the same).
+func (l *Link) Endpoints() []string {
+	l.mu.Lock()
+	g := l.cur
+	l.mu.Unlock()
+	if g == nil {
+		out := make([]string, len(l.reopenTo))
+		for i, ep := range l.reopenTo {
+			out[i] = ep.Addr
+		}
+		return out
+	}
+	return g.sock.Endpoints()
+}
+
+// Done is closed when the link is closed.
+func (l *Link) Done() <-chan struct{} { return l.done }
+
+// Close closes the link: blocked callers get ErrClosed, the watcher is
+// joined, and the socket closes with its configured linger. Idempotent.
+func (l *Link) Close() error {
+	l.closeOnce.Do(func() {
+		close(l.done)
+		l.stop()
+		<-l.superDone
+		l.mu.Lock()
+		g := l.cur
+		l.cur = nil
+		l.mu.Unlock()
+		if g != nil {
+			l.closeErr = l.closeGen(g)
+		}
+	})
+	return l.closeErr
+}
