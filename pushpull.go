@@ -15,7 +15,9 @@ import (
 // connected, or while every connected puller's queue is at the high-water
 // mark (WithSendHWM on the pusher plus WithRecvHWM on the puller, 1000
 // messages each by default), until a puller can take the message or Push's
-// ctx ends. Messages are dealt round-robin across the pullers connected at
+// ctx ends. (A pusher that connects, ">", keeps a queue for each endpoint
+// from the start, as libzmq does: its first messages wait there, up to the
+// mark, for a puller that is not up yet.) Messages are dealt round-robin across the pullers connected at
 // the time, so a puller that connects late or runs slowly is handed its share
 // all the same and the messages queued for it wait for it. Messages a puller
 // had queued when it went away are lost; messages still queued in the
