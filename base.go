@@ -56,27 +56,36 @@ type base struct {
 // the exported object, which the Context closes if it is still open when the
 // Context closes.
 func (b *base) init(self closer, kind string, typ zmq.Type, endpoints string, defaultBind bool, opts []Option, extra ...zsock.Option) error {
-	o, err := applyOptions(opts)
+	eps, err := b.prepare(kind, endpoints, defaultBind, opts)
 	if err != nil {
 		return err
 	}
+	if b.sock, err = b.zctx.newSocket(self, typ, &b.o, eps, extra...); err != nil {
+		return err
+	}
+	b.o.logger.Debug("zmqkit: open", "kind", kind, "endpoints", b.sock.Endpoints())
+	return nil
+}
+
+// prepare applies the options, parses the endpoints and resolves the
+// Context: everything before a socket is made.
+func (b *base) prepare(kind, endpoints string, defaultBind bool, opts []Option) ([]endpoint.Endpoint, error) {
+	o, err := applyOptions(opts)
+	if err != nil {
+		return nil, err
+	}
 	eps, err := endpoint.Parse(endpoints, defaultBind)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	zctx := o.zctx
 	if zctx == nil {
 		if zctx, err = DefaultContext(); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	sock, err := zctx.newSocket(self, typ, &o, eps, extra...)
-	if err != nil {
-		return err
-	}
-	b.kind, b.o, b.zctx, b.sock = kind, o, zctx, sock
-	b.o.logger.Debug("zmqkit: open", "kind", kind, "endpoints", sock.Endpoints())
-	return nil
+	b.kind, b.o, b.zctx = kind, o, zctx
+	return eps, nil
 }
 
 func (b *base) close(self closer) error {

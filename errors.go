@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/zmqkit/zmqkit/internal/endpoint"
+	"github.com/zmqkit/zmqkit/internal/pairlink"
 	"github.com/zmqkit/zmqkit/internal/zsock"
 )
 
@@ -32,6 +33,13 @@ var (
 
 	// ErrUnknownType is returned when a message type has no codec.
 	ErrUnknownType = errors.New("zmqkit: unknown message type")
+
+	// ErrPairReset is returned by PairClient.Request when the connection was
+	// re-established (the peer restarted) after the request was sent and
+	// before its reply came: the reply is lost, and the request may or may
+	// not have been handled. The client itself is fine; retry if the
+	// request is idempotent.
+	ErrPairReset = pairlink.ErrReset
 )
 
 // EndpointError reports a bind or connect that libzmq refused, for example

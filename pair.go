@@ -13,13 +13,6 @@ import (
 	"github.com/zmqkit/zmqkit/internal/zsock"
 )
 
-// ErrPairReset is returned by PairClient.Request when the connection was
-// re-established (the peer restarted) after the request was sent and before
-// its reply came: the reply is lost, and the request may or may not have
-// been handled. The client itself is fine; retry if the request is
-// idempotent.
-var ErrPairReset = pairlink.ErrReset
-
 // pairBase is what PairServer and PairClient share: a PAIR socket that is
 // replaced when its peer goes away (see internal/pairlink), so base's
 // socket-bound helpers (serve, close, runContext) are not used.
@@ -29,21 +22,11 @@ type pairBase struct {
 }
 
 func (p *pairBase) initPair(self closer, kind, endpoints string, defaultBind bool, opts []Option) error {
-	o, err := applyOptions(opts)
+	eps, err := p.prepare(kind, endpoints, defaultBind, opts)
 	if err != nil {
 		return err
 	}
-	eps, err := endpoint.Parse(endpoints, defaultBind)
-	if err != nil {
-		return err
-	}
-	zctx := o.zctx
-	if zctx == nil {
-		if zctx, err = DefaultContext(); err != nil {
-			return err
-		}
-	}
-	p.kind, p.o, p.zctx = kind, o, zctx
+	zctx := p.zctx
 	link, err := pairlink.New(pairlink.Config{
 		Endpoints: eps,
 		NewSocket: func(typ zmq.Type, eps []endpoint.Endpoint, extra ...zsock.Option) (*zsock.Socket, error) {
