@@ -420,7 +420,8 @@ func TestRRRetries(t *testing.T) {
 		_, err := cli.Request(ctx, []byte("x"))
 		require.NoError(t, err)
 		succeeded++
-		return srv.Stats().Sent == cli.Stats().Received
+		replies := srv.Stats().Sent
+		return replies == uint64(calls.Load()) && replies == cli.Stats().Received
 	}, 10*time.Second, time.Millisecond)
 	st := cli.Stats()
 	assert.Equal(t, st.Received-succeeded, st.Dropped)
@@ -475,8 +476,12 @@ func TestRRClientAgainstREP(t *testing.T) {
 			ep, err := rep.GetLastEndpoint()
 			require.NoError(t, err)
 			served := make(chan error, 1)
+			clientsDone := make(chan struct{})
 			go func() { // the REP socket belongs to this goroutine
-				defer func() { served <- rep.Close() }()
+				defer func() {
+					<-clientsDone // linger 0 would drop the last reply
+					served <- rep.Close()
+				}()
 				for i := 0; i < goroutines*each; i++ {
 					req, err := rep.RecvBytes(0)
 					if err != nil {
@@ -508,6 +513,7 @@ func TestRRClientAgainstREP(t *testing.T) {
 				}()
 			}
 			wg.Wait()
+			close(clientsDone)
 			require.NoError(t, <-served)
 		})
 	}

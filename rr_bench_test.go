@@ -1,0 +1,155 @@
+package zmqkit
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+)
+
+// BenchmarkReqRep compares RRClient→RRServer with hand-written pebbe
+// REQ→REP loops. Each comparison is a pair of sub-benchmarks ending in
+// zmqkit and pebbe, which make bench prints with their ratio.
+//
+//   - latency/tcp/64B: one request in flight, one round trip per op.
+//   - throughput/1ms-handler: a handler that sleeps 1 ms; zmqkit serves
+//     with concurrency 8 and 64 callers share one client, where a REP socket
+//     can only answer one request at a time. reqs/s is reported.
+func BenchmarkReqRep(b *testing.B) {
+	b.Run("latency/tcp/64B/zmqkit", func(b *testing.B) {
+		benchRRZmqkit(b, 1, 1, func(_ context.Context, req []byte) ([]byte, error) { return req, nil })
+	})
+	b.Run("latency/tcp/64B/pebbe", func(b *testing.B) {
+		benchRRPebbe(b, func() {})
+	})
+	sleep := func() { time.Sleep(time.Millisecond) }
+	b.Run("throughput/1ms-handler/zmqkit", func(b *testing.B) {
+		benchRRZmqkit(b, 8, 64, func(_ context.Context, req []byte) ([]byte, error) {
+			sleep()
+			return req, nil
+		})
+	})
+	b.Run("throughput/1ms-handler/pebbe", func(b *testing.B) {
+		benchRRPebbe(b, sleep)
+	})
+}
+
+func benchRRZmqkit(b *testing.B, concurrency, callers int, h RequestHandler) {
+	zctx, err := NewContext()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		if err := zctx.Close(); err != nil {
+			b.Error(err)
+		}
+	}()
+	srv, err := NewRRServer("tcp://127.0.0.1:*", h, WithContext(zctx), WithConcurrency(concurrency))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-served
+	}()
+	cli, err := NewRRClient(srv.Endpoints()[0], WithContext(zctx))
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := make([]byte, 64)
+	if _, err := cli.Request(ctx, req); err != nil { // connected
+		b.Fatal(err)
+	}
+	var left atomic.Int64
+	left.Store(int64(b.N))
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for c := 0; c < callers; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req := make([]byte, 64)
+			for left.Add(-1) >= 0 {
+				if _, err := cli.Request(ctx, req); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "reqs/s")
+	b.StopTimer()
+}
+
+// benchRRPebbe is the hand-written loop: a REQ socket and a REP socket on
+// their own goroutines, blocking calls, handle() before each reply.
+func benchRRPebbe(b *testing.B, handle func()) {
+	zctx, err := zmq.NewContext()
+	if err != nil {
+		b.Fatal(err)
+	}
+	rep, err := zctx.NewSocket(zmq.REP)
+	if err != nil {
+		b.Fatal(err)
+	}
+	check := func(err error) {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	check(rep.SetLinger(0))
+	check(rep.Bind("tcp://127.0.0.1:*"))
+	ep, err := rep.GetLastEndpoint()
+	check(err)
+	req, err := zctx.NewSocket(zmq.REQ)
+	check(err)
+	check(req.SetLinger(0))
+	check(req.Connect(ep))
+
+	n := b.N + 1 // one to connect
+	served := make(chan error, 1)
+	go func() { // rep belongs to this goroutine
+		for i := 0; i < n; i++ {
+			msg, err := rep.RecvBytes(0)
+			if err != nil {
+				served <- err
+				return
+			}
+			handle()
+			if _, err := rep.SendBytes(msg, 0); err != nil {
+				served <- err
+				return
+			}
+		}
+		served <- nil
+	}()
+	body := make([]byte, 64)
+	roundTrip := func() {
+		if _, err := req.SendBytes(body, 0); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := req.RecvBytes(0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	roundTrip()
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		roundTrip()
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "reqs/s")
+	b.StopTimer()
+	check(<-served)
+	check(rep.Close())
+	check(req.Close())
+	check(zctx.Term())
+}
