@@ -40,6 +40,10 @@ var (
 	// not have been handled. The client itself is fine; retry if the
 	// request is idempotent.
 	ErrPairReset = pairlink.ErrReset
+
+	// ErrNoReply is returned by RRClient.Request when every try allowed by
+	// WithRetries timed out while the request's own ctx was still live.
+	ErrNoReply = errors.New("zmqkit: no reply")
 )
 
 // EndpointError reports a bind or connect that libzmq refused, for example

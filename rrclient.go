@@ -15,10 +15,6 @@ import (
 	"github.com/zmqkit/zmqkit/internal/zsock"
 )
 
-// ErrNoReply is returned by RRClient.Request when every try allowed by
-// WithRetries timed out while the request's own ctx was still live.
-var ErrNoReply = errors.New("zmqkit: no reply")
-
 // WithRetries makes RRClient.Request wait at most perTry for a reply and,
 // if none came, send the request again, up to tries sends in all (the Lazy
 // Pirate pattern); when the last try times out Request returns an error
