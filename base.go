@@ -46,6 +46,7 @@ type base struct {
 	o     options
 	zctx  *Context
 	sock  *zsock.Socket
+	done  <-chan struct{} // closed when the object closes
 	stats counters
 
 	closeOnce sync.Once
@@ -63,6 +64,7 @@ func (b *base) init(self closer, kind string, typ zmq.Type, endpoints string, de
 	if b.sock, err = b.zctx.newSocket(self, typ, &b.o, eps, extra...); err != nil {
 		return err
 	}
+	b.done = b.sock.Done()
 	b.o.logger.Debug("zmqkit: open", "kind", kind, "endpoints", b.sock.Endpoints())
 	return nil
 }
@@ -142,7 +144,7 @@ func (b *base) runContext(ctx context.Context) (context.Context, func()) {
 	go func() {
 		defer close(done)
 		select {
-		case <-b.sock.Done():
+		case <-b.done:
 			cancel()
 		case <-runCtx.Done():
 		}
@@ -168,7 +170,7 @@ func (b *base) serve(ctx context.Context, n int, loop func(ctx context.Context) 
 	wg.Wait()
 	close(errs)
 	select {
-	case <-b.sock.Done():
+	case <-b.done:
 		return ErrClosed
 	default:
 	}

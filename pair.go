@@ -15,7 +15,7 @@ import (
 
 // pairBase is what PairServer and PairClient share: a PAIR socket that is
 // replaced when its peer goes away (see internal/pairlink), so base's
-// socket-bound helpers (serve, close, runContext) are not used.
+// socket-bound helper close is not used.
 type pairBase struct {
 	base
 	link *pairlink.Link
@@ -41,7 +41,7 @@ func (p *pairBase) initPair(self closer, kind, endpoints string, defaultBind boo
 		zctx.untrack(self) // a monitor socket may have been made before the failure
 		return err
 	}
-	p.link = link
+	p.link, p.done = link, link.Done()
 	p.o.logger.Debug("zmqkit: open", "kind", kind, "endpoints", link.Endpoints())
 	return nil
 }
@@ -124,44 +124,7 @@ func NewPairServer(endpoints string, h RequestHandler, opts ...Option) (*PairSer
 // with WithConcurrency(n), n calls run at once and replies may overtake one
 // another. Run returns only after every handler call has returned.
 func (s *PairServer) Run(ctx context.Context) error {
-	runCtx, cancel := context.WithCancel(ctx)
-	watched := make(chan struct{})
-	go func() {
-		defer close(watched)
-		select {
-		case <-s.link.Done():
-			cancel()
-		case <-runCtx.Done():
-		}
-	}()
-	n := s.o.concurrency
-	errs := make(chan error, n)
-	var wg sync.WaitGroup
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs <- s.loop(runCtx)
-		}()
-	}
-	wg.Wait()
-	cancel()
-	<-watched
-	close(errs)
-	select {
-	case <-s.link.Done():
-		return ErrClosed
-	default:
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	for err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return s.serve(ctx, s.o.concurrency, s.loop)
 }
 
 func (s *PairServer) loop(ctx context.Context) error {
