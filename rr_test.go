@@ -628,7 +628,11 @@ func TestRRServerRunEndsOnClose(t *testing.T) {
 		t.Fatal("Run did not return after Close")
 	}
 	cancel()
-	assert.ErrorIs(t, <-reqErr, context.Canceled)
+	// The cancelled handler's error reply may leave before the socket closes
+	// (better than nothing for the client), or not: then the client's ctx.
+	err = <-reqErr
+	var re *RemoteError
+	assert.True(t, errors.Is(err, context.Canceled) || errors.As(err, &re), "Request: %v", err)
 	require.NoError(t, srv.Close(), "Close is idempotent")
 	assert.ErrorIs(t, srv.Run(context.Background()), ErrClosed)
 
