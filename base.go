@@ -99,13 +99,26 @@ func (b *base) close(self closer) error {
 	return b.closeErr
 }
 
-// wrap adds the operation to libzmq errors; ctx errors and ErrClosed stay
-// as they are so errors.Is works on the surface.
+// wrap adds the operation to libzmq errors; ctx errors, ErrClosed and
+// malformed frames (which describe themselves) stay as they are.
 func (b *base) wrap(op string, err error) error {
-	if err == nil || errors.Is(err, ErrClosed) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if err == nil || errors.Is(err, ErrClosed) || errors.Is(err, ErrMalformed) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
 	return fmt.Errorf("zmqkit: %s %s: %w", b.kind, op, err)
+}
+
+// single turns RecvBytes' *zsock.FramesError into a counted
+// *MalformedError: single-frame patterns refuse multi-frame messages whole
+// rather than pass on their first frame as if it were all.
+func (b *base) single(msg []byte, err error) ([]byte, error) {
+	var fe *zsock.FramesError
+	if errors.As(err, &fe) {
+		b.stats.received.Add(1)
+		b.stats.malformed.Add(1)
+		return nil, malformed(fe.First, fe, "message of %d frames, want 1", fe.Frames)
+	}
+	return msg, err
 }
 
 // report sends an asynchronous failure to the error callback and the log.

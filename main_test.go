@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 )
@@ -65,4 +67,73 @@ func testCtx(t testing.TB) context.Context {
 func closeOnCleanup(t testing.TB, c interface{ Close() error }) {
 	t.Helper()
 	t.Cleanup(func() { require.NoError(t, c.Close()) })
+}
+
+// errorRecorder collects what an object reports to its error callback.
+type errorRecorder struct {
+	mu   sync.Mutex
+	errs []error
+}
+
+// option is the WithErrorHandler that records into r.
+func (r *errorRecorder) option() Option {
+	return WithErrorHandler(func(err error) {
+		r.mu.Lock()
+		r.errs = append(r.errs, err)
+		r.mu.Unlock()
+	})
+}
+
+// errors returns a copy of what was reported so far.
+func (r *errorRecorder) errors() []error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]error(nil), r.errs...)
+}
+
+// requireHandlerFailures checks reported errors that start with a handler
+// returning want and a handler panicking with "handler blew up".
+func requireHandlerFailures(t testing.TB, reported []error, want string) {
+	t.Helper()
+	require.GreaterOrEqual(t, len(reported), 2)
+	var he *HandlerError
+	require.ErrorAs(t, reported[0], &he)
+	assert.EqualError(t, he.Err, want)
+	require.ErrorAs(t, reported[1], &he)
+	assert.Equal(t, "handler blew up", he.Panic)
+	assert.NotEmpty(t, he.Stack)
+}
+
+// runInBackground starts run and returns a function that stops it (by
+// cancelling its ctx) and returns its error.
+func runInBackground(t testing.TB, run func(ctx context.Context) error) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(testCtx(t))
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx) }()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			err = <-errc
+		})
+		return err
+	}
+	t.Cleanup(func() { _ = stop() }) // joined even when the test fails early
+	return stop
+}
+
+// requireAllReturn requires n results on errc, each matching target, within
+// a bound that only a hang exceeds.
+func requireAllReturn(t testing.TB, errc <-chan error, n int, target error) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		select {
+		case err := <-errc:
+			assert.ErrorIs(t, err, target)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%d of %d blocked calls did not return", n-i, n)
+		}
+	}
 }

@@ -66,7 +66,7 @@ func (p *pairBase) send(ctx context.Context, msg []byte) error {
 
 func (p *pairBase) receive(ctx context.Context) ([]byte, error) {
 	msg, _, err := p.link.Recv(ctx, 0)
-	if err != nil {
+	if msg, err = p.single(msg, err); err != nil {
 		return nil, p.wrap("receive", err)
 	}
 	p.stats.received.Add(1)
@@ -130,25 +130,23 @@ func (s *PairServer) Run(ctx context.Context) error {
 func (s *PairServer) loop(ctx context.Context) error {
 	for {
 		msg, gen, err := s.link.Recv(ctx, 0)
-		if err != nil {
+		msg, err = s.single(msg, err)
+		var reply []byte
+		var bad *MalformedError
+		switch {
+		case errors.As(err, &bad):
+			// Answered all the same, so a peer waiting for a reply is not
+			// left hanging.
+			s.report(err)
+			reply = errorReply(bad.Reason)
+		case err != nil:
 			if stopped(ctx, err) {
 				return nil
 			}
 			return s.wrap("receive", err)
-		}
-		s.stats.received.Add(1)
-		var reply []byte
-		if err := s.call(func() error {
-			var err error
-			reply, err = s.handler(ctx, msg)
-			return err
-		}); err != nil {
-			text := err.Error()
-			var he *HandlerError
-			if errors.As(err, &he) && he.Err != nil {
-				text = he.Err.Error()
-			}
-			reply = errorReply(text)
+		default:
+			s.stats.received.Add(1)
+			reply = s.answer(ctx, s.handler, msg)
 		}
 		// Only to the peer that asked: after a restart it is gone.
 		if _, err := s.link.Send(ctx, reply, gen); err != nil {
@@ -244,6 +242,14 @@ func (c *PairClient) Request(ctx context.Context, msg []byte) ([]byte, error) {
 	}
 	for {
 		reply, _, err := c.link.Recv(ctx, gen)
+		if reply, err = c.single(reply, err); errors.Is(err, ErrMalformed) {
+			if c.owed > 0 { // the refused message was a late reply
+				c.owed--
+				c.stats.dropped.Add(1)
+				continue
+			}
+			return nil, err
+		}
 		if err != nil {
 			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 				c.owed++

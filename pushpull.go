@@ -2,6 +2,7 @@ package zmqkit
 
 import (
 	"context"
+	"errors"
 
 	zmq "github.com/pebbe/zmq4"
 )
@@ -105,11 +106,13 @@ func NewPPPuller(endpoints string, h PullHandler, opts ...Option) (*PPPuller, er
 }
 
 // Pull returns the next message, waiting until one arrives, ctx ends
-// (returning ctx's error) or the PPPuller is closed (ErrClosed). The message
+// (returning ctx's error) or the PPPuller is closed (ErrClosed). A message
+// of several frames (from a foreign pusher) is discarded and returned as a
+// *MalformedError; the next call gets the next message. The message
 // is owned by the caller. Pull may be used alongside Run; each message goes
 // to one of them.
 func (p *PPPuller) Pull(ctx context.Context) ([]byte, error) {
-	msg, err := p.sock.RecvBytes(ctx)
+	msg, err := p.single(p.sock.RecvBytes(ctx))
 	if err != nil {
 		return nil, p.wrap("pull", err)
 	}
@@ -121,7 +124,8 @@ func (p *PPPuller) Pull(ctx context.Context) ([]byte, error) {
 // (returning ctx's error) or the PPPuller is closed (returning ErrClosed).
 // With WithConcurrency(n), n calls run at once and order is not kept; with
 // the default of 1, messages are handled one at a time in order. Handler
-// errors and panics are counted and reported, and Run goes on. Run returns
+// errors and panics, and multi-frame messages, are counted and reported, and
+// Run goes on. Run returns
 // only after every handler call has returned.
 func (p *PPPuller) Run(ctx context.Context) error {
 	if p.handler == nil {
@@ -131,6 +135,10 @@ func (p *PPPuller) Run(ctx context.Context) error {
 		for {
 			msg, err := p.Pull(ctx)
 			if err != nil {
+				if errors.Is(err, ErrMalformed) {
+					p.report(err)
+					continue
+				}
 				if stopped(ctx, err) {
 					return nil
 				}

@@ -29,26 +29,6 @@ func newPushPull(t testing.TB, tr string, pushOpts, pullOpts []Option) (*PPPushe
 	return push, pull
 }
 
-// runInBackground starts run and returns a function that stops it (by
-// cancelling its ctx) and returns its error.
-func runInBackground(t testing.TB, run func(ctx context.Context) error) (stop func() error) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(testCtx(t))
-	errc := make(chan error, 1)
-	go func() { errc <- run(ctx) }()
-	var once sync.Once
-	var err error
-	stop = func() error {
-		once.Do(func() {
-			cancel()
-			err = <-errc
-		})
-		return err
-	}
-	t.Cleanup(func() { _ = stop() }) // joined even when the test fails early
-	return stop
-}
-
 func TestPushPullTransports(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr, func(t *testing.T) {

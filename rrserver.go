@@ -133,21 +133,33 @@ func (s *RRServer) handle(ctx context.Context, msg [][]byte) [][]byte {
 		err := malformed(nil, nil, "request has %d body frames, want 1", n)
 		s.report(err)
 		out = errorReply(err.Reason)
-	} else if err := s.call(func() error {
-		var err error
-		out, err = s.handler(ctx, msg[delim+1])
-		return err
-	}); err != nil {
-		text := err.Error()
-		var he *HandlerError
-		if errors.As(err, &he) && he.Err != nil {
-			text = he.Err.Error()
-		}
-		out = errorReply(text)
+	} else {
+		out = s.answer(ctx, s.handler, msg[delim+1])
 	}
 	// The envelope, up to and including the delimiter, goes back as it
 	// came; the reply takes the request's place.
 	return append(msg[:delim+1], out)
+}
+
+// answer calls h through call (recovering, counting and reporting its
+// failures); an error or panic becomes the error reply, so the peer that
+// asked always gets an answer.
+func (b *base) answer(ctx context.Context, h RequestHandler, req []byte) []byte {
+	var reply []byte
+	err := b.call(func() error {
+		var err error
+		reply, err = h(ctx, req)
+		return err
+	})
+	if err == nil {
+		return reply
+	}
+	text := err.Error()
+	var he *HandlerError
+	if errors.As(err, &he) && he.Err != nil {
+		text = he.Err.Error()
+	}
+	return errorReply(text)
 }
 
 func errorReply(msg string) []byte {

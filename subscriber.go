@@ -111,10 +111,10 @@ func (s *Subscriber) AddEndpoint(ep string) error {
 
 // Receive returns the next message, waiting until one arrives, ctx ends
 // (returning ctx's error) or the Subscriber is closed (ErrClosed). A frame
-// that does not decode is returned as a *MalformedError, and the next call
-// receives the next frame normally.
+// that does not decode, or a message of several frames, is returned as a
+// *MalformedError, and the next call receives the next message normally.
 func (s *Subscriber) Receive(ctx context.Context) (Message, error) {
-	frame, err := s.sock.RecvBytes(ctx)
+	frame, err := s.single(s.sock.RecvBytes(ctx))
 	if err != nil {
 		return Message{}, s.wrap("receive", err)
 	}

@@ -210,21 +210,41 @@ func moreIf(more bool) zmq.Flag {
 	return 0
 }
 
-// RecvBytes receives one frame, waiting until one arrives, ctx ends or the
-// socket closes.
+// RecvBytes receives a single-frame message, waiting until one arrives,
+// ctx ends or the socket closes. A message of several frames is discarded
+// whole and reported as a *FramesError.
 func (s *Socket) RecvBytes(ctx context.Context) ([]byte, error) {
 	var out []byte
 	err := s.attempt(ctx, func(z *zmq.Socket) error {
 		b, more, err := s.recv.recvFrame(z)
-		for more && err == nil {
-			// A frame of a multi-frame message: drop the rest rather than
-			// leave it to be taken for the next message.
-			_, more, err = s.recv.recvFrame(z)
+		if err != nil || !more {
+			out = b
+			return err
 		}
-		out = b
-		return err
+		// A multi-frame message where one frame was expected: take it all
+		// (the rest is there once the first frame is) and refuse it whole.
+		fe := &FramesError{Frames: 1, First: b}
+		for more && err == nil {
+			_, more, err = s.recv.recvFrame(z)
+			fe.Frames++
+		}
+		if err != nil {
+			return err
+		}
+		return fe
 	})
 	return out, err
+}
+
+// FramesError is RecvBytes' error for a message of several frames: the
+// whole message was discarded, none of it is returned.
+type FramesError struct {
+	Frames int    // how many frames the message had
+	First  []byte // its first frame
+}
+
+func (e *FramesError) Error() string {
+	return fmt.Sprintf("zmqkit: message of %d frames where one was expected", e.Frames)
 }
 
 // RecvMessage receives every frame of one message.
