@@ -112,6 +112,9 @@ func (b *base) wrap(op string, err error) error {
 // *MalformedError: single-frame patterns refuse multi-frame messages whole
 // rather than pass on their first frame as if it were all.
 func (b *base) single(msg []byte, err error) ([]byte, error) {
+	if err == nil { // the hot path: errors.As would allocate for &fe
+		return msg, nil
+	}
 	var fe *zsock.FramesError
 	if errors.As(err, &fe) {
 		b.stats.received.Add(1)
