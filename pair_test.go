@@ -48,13 +48,8 @@ func newPair(t testing.TB, zctx *Context, tr string, h RequestHandler, srvOpts .
 func TestPairRequestReply(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr, func(t *testing.T) {
-			var mu sync.Mutex
-			var reported []error
-			srv, cli := newPair(t, newTestContext(t), tr, upper, WithErrorHandler(func(err error) {
-				mu.Lock()
-				reported = append(reported, err)
-				mu.Unlock()
-			}))
+			var rec errorRecorder
+			srv, cli := newPair(t, newTestContext(t), tr, upper, rec.option())
 			ctx := testCtx(t)
 			reply, err := cli.Request(ctx, []byte("hello"))
 			require.NoError(t, err)
@@ -84,12 +79,9 @@ func TestPairRequestReply(t *testing.T) {
 			assert.Equal(t, uint64(1), st.HandlerPanics)
 			assert.Equal(t, uint64(5), cli.Stats().Sent)
 			assert.Equal(t, uint64(5), cli.Stats().Received)
-			mu.Lock()
-			defer mu.Unlock()
+			reported := rec.errors()
 			require.Len(t, reported, 2)
-			var he *HandlerError
-			require.ErrorAs(t, reported[1], &he)
-			assert.Equal(t, "handler blew up", he.Panic)
+			requireHandlerFailures(t, reported, "handler says no")
 		})
 	}
 }
@@ -358,12 +350,5 @@ func TestPairContextClose(t *testing.T) {
 		errc <- err
 	}()
 	require.NoError(t, zctx.Close())
-	for i := 0; i < 2; i++ {
-		select {
-		case err := <-errc:
-			assert.ErrorIs(t, err, ErrClosed)
-		case <-time.After(5 * time.Second):
-			t.Fatal("a call did not return after Context.Close")
-		}
-	}
+	requireAllReturn(t, errc, 2, ErrClosed)
 }

@@ -204,13 +204,8 @@ func TestPublishAfterCloseAndCancelledCtx(t *testing.T) {
 func TestSubscriberRun(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr, func(t *testing.T) {
-			var mu sync.Mutex
-			var reported []error
-			pub, sub := newPubSub(t, tr, nil, []Option{WithErrorHandler(func(err error) {
-				mu.Lock()
-				reported = append(reported, err)
-				mu.Unlock()
-			})})
+			var rec errorRecorder
+			pub, sub := newPubSub(t, tr, nil, []Option{rec.option()})
 			ctx := testCtx(t)
 			got := make(chan string, 100)
 			runCtx, stop := context.WithCancel(ctx)
@@ -252,15 +247,9 @@ func TestSubscriberRun(t *testing.T) {
 			assert.Equal(t, uint64(2), st.HandlerErrors)
 			assert.Equal(t, uint64(1), st.HandlerPanics)
 			assert.Equal(t, uint64(1), st.Malformed)
-			mu.Lock()
-			defer mu.Unlock()
+			reported := rec.errors()
 			require.Len(t, reported, 3)
-			var he *HandlerError
-			require.ErrorAs(t, reported[0], &he)
-			assert.EqualError(t, he.Err, "handler says no")
-			require.ErrorAs(t, reported[1], &he)
-			assert.Equal(t, "handler blew up", he.Panic)
-			assert.NotEmpty(t, he.Stack)
+			requireHandlerFailures(t, reported, "handler says no")
 			var me *MalformedError
 			require.ErrorAs(t, reported[2], &me)
 			assert.ErrorIs(t, reported[2], ErrUnknownType)

@@ -3,7 +3,6 @@ package zmqkit
 import (
 	"context"
 	"testing"
-	"time"
 
 	zmq "github.com/pebbe/zmq4"
 	"github.com/stretchr/testify/require"
@@ -28,29 +27,12 @@ func benchZmqkitPushPull(b *testing.B, tr string, size int) {
 	push, pull := newPushPull(b, tr, nil, nil)
 	ctx := context.Background()
 	msg := make([]byte, size)
-	b.SetBytes(int64(size))
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
-	errc := make(chan error, 1)
-	go func() {
-		for i := 0; i < b.N; i++ {
-			if err := push.Push(ctx, msg); err != nil {
-				errc <- err
-				return
-			}
-		}
-		errc <- nil
-	}()
-	for i := 0; i < b.N; i++ {
+	measureStream(b, size, func() error {
+		return push.Push(ctx, msg)
+	}, func() error {
 		got, err := pull.Pull(ctx)
-		if err != nil || len(got) != size {
-			b.Fatalf("pull %d: %v (%d bytes)", i, err, len(got))
-		}
-	}
-	reportRate(b, start)
-	b.StopTimer()
-	require.NoError(b, <-errc)
+		return wantLen(len(got), size, err)
+	})
 }
 
 func benchPebbePushPull(b *testing.B, tr string, size int) {
@@ -77,27 +59,11 @@ func benchPebbePushPull(b *testing.B, tr string, size int) {
 	require.NoError(b, pull.Connect(ep))
 
 	msg := make([]byte, size)
-	b.SetBytes(int64(size))
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
-	errc := make(chan error, 1)
-	go func() {
-		for i := 0; i < b.N; i++ {
-			if _, err := push.SendBytes(msg, 0); err != nil {
-				errc <- err
-				return
-			}
-		}
-		errc <- nil
-	}()
-	for i := 0; i < b.N; i++ {
+	measureStream(b, size, func() error {
+		_, err := push.SendBytes(msg, 0)
+		return err
+	}, func() error {
 		got, err := pull.RecvBytes(0)
-		if err != nil || len(got) != size {
-			b.Fatalf("pull %d: %v (%d bytes)", i, err, len(got))
-		}
-	}
-	reportRate(b, start)
-	b.StopTimer()
-	require.NoError(b, <-errc)
+		return wantLen(len(got), size, err)
+	})
 }

@@ -317,8 +317,7 @@ func TestPullEndsByCtxAndClose(t *testing.T) {
 func TestPullerRunReportsHandlerFailures(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr, func(t *testing.T) {
-			var mu sync.Mutex
-			var reported []error
+			var rec errorRecorder
 			zctx := newTestContext(t)
 			ctx := testCtx(t)
 			push, err := NewPPPusher(bindEndpoint(t, tr), WithContext(zctx))
@@ -334,11 +333,7 @@ func TestPullerRunReportsHandlerFailures(t *testing.T) {
 				}
 				got <- string(msg)
 				return nil
-			}, WithContext(zctx), WithErrorHandler(func(err error) {
-				mu.Lock()
-				reported = append(reported, err)
-				mu.Unlock()
-			}))
+			}, WithContext(zctx), rec.option())
 			require.NoError(t, err)
 			closeOnCleanup(t, pull)
 			stop := runInBackground(t, pull.Run)
@@ -358,14 +353,9 @@ func TestPullerRunReportsHandlerFailures(t *testing.T) {
 			assert.Equal(t, uint64(5), st.Received)
 			assert.Equal(t, uint64(2), st.HandlerErrors)
 			assert.Equal(t, uint64(1), st.HandlerPanics)
-			mu.Lock()
-			defer mu.Unlock()
+			reported := rec.errors()
 			require.Len(t, reported, 2)
-			var he *HandlerError
-			require.ErrorAs(t, reported[0], &he)
-			assert.EqualError(t, he.Err, "handler says no")
-			require.ErrorAs(t, reported[1], &he)
-			assert.Equal(t, "handler blew up", he.Panic)
+			requireHandlerFailures(t, reported, "handler says no")
 		})
 	}
 }
@@ -431,12 +421,5 @@ func TestPushPullBadEndpointsAndContextClose(t *testing.T) {
 		errc <- err
 	}()
 	require.NoError(t, zctx.Close())
-	for i := 0; i < 2; i++ {
-		select {
-		case err := <-errc:
-			assert.ErrorIs(t, err, ErrClosed)
-		case <-time.After(5 * time.Second):
-			t.Fatal("a call did not return after Context.Close")
-		}
-	}
+	requireAllReturn(t, errc, 2, ErrClosed)
 }

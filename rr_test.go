@@ -156,8 +156,7 @@ func TestRRServerConcurrency(t *testing.T) {
 func TestRRHandlerErrorAndPanic(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr, func(t *testing.T) {
-			var mu sync.Mutex
-			var reported []error
+			var rec errorRecorder
 			h := func(ctx context.Context, req []byte) ([]byte, error) {
 				switch string(req) {
 				case "fail":
@@ -167,11 +166,7 @@ func TestRRHandlerErrorAndPanic(t *testing.T) {
 				}
 				return echo(ctx, req)
 			}
-			srv, cli := newRR(t, tr, h, []Option{WithErrorHandler(func(err error) {
-				mu.Lock()
-				reported = append(reported, err)
-				mu.Unlock()
-			})}, nil)
+			srv, cli := newRR(t, tr, h, []Option{rec.option()}, nil)
 			ctx := testCtx(t)
 
 			_, err := cli.Request(ctx, []byte("fail"))
@@ -194,14 +189,9 @@ func TestRRHandlerErrorAndPanic(t *testing.T) {
 			st := srv.Stats()
 			assert.Equal(t, uint64(2), st.HandlerErrors)
 			assert.Equal(t, uint64(1), st.HandlerPanics)
-			mu.Lock()
-			defer mu.Unlock()
+			reported := rec.errors()
 			require.Len(t, reported, 2)
-			var he *HandlerError
-			require.ErrorAs(t, reported[0], &he)
-			assert.EqualError(t, he.Err, "no such thing")
-			require.ErrorAs(t, reported[1], &he)
-			assert.Equal(t, "handler blew up", he.Panic)
+			requireHandlerFailures(t, reported, "no such thing")
 		})
 	}
 }
@@ -292,14 +282,7 @@ func TestRRRequestEndsByContextAndClose(t *testing.T) {
 		}()
 	}
 	require.NoError(t, cli.Close())
-	for i := 0; i < 2; i++ {
-		select {
-		case err := <-errc:
-			assert.ErrorIs(t, err, ErrClosed)
-		case <-time.After(5 * time.Second):
-			t.Fatal("Request did not return after Close")
-		}
-	}
+	requireAllReturn(t, errc, 2, ErrClosed)
 	require.NoError(t, cli.Close(), "Close is idempotent")
 	_, err = cli.Request(context.Background(), []byte("x"))
 	assert.ErrorIs(t, err, ErrClosed)
