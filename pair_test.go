@@ -318,14 +318,7 @@ func TestPairEndsByCtxAndClose(t *testing.T) {
 	}()
 	require.NoError(t, srv.Close())
 	require.NoError(t, cli.Close())
-	for i := 0; i < 3; i++ {
-		select {
-		case err := <-errc:
-			assert.ErrorIs(t, err, ErrClosed)
-		case <-time.After(5 * time.Second):
-			t.Fatal("a call did not return after Close")
-		}
-	}
+	requireAllReturn(t, errc, 3, ErrClosed)
 	require.NoError(t, srv.Close(), "Close is idempotent")
 	assert.ErrorIs(t, cli.Send(context.Background(), nil), ErrClosed)
 	assert.ErrorIs(t, srv.Run(context.Background()), ErrClosed)

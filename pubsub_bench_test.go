@@ -3,6 +3,7 @@ package zmqkit
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -167,7 +168,9 @@ func BenchmarkReceiveWakeup(b *testing.B) {
 			done <- time.Now()
 		}()
 		<-started
-		time.Sleep(100 * time.Microsecond) // let it park; only the wake-up is timed
+		for sub.sock.Waiters() == 0 { // parked: only the wake-up is timed
+			runtime.Gosched()
+		}
 		t0 := time.Now()
 		cancel()
 		total += (<-done).Sub(t0)

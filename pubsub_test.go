@@ -157,6 +157,7 @@ func TestReceiveEndsByContextAndClose(t *testing.T) {
 				_, err := sub.Receive(ctx)
 				errc <- err
 			}()
+			awaitBlocked(t, sub.sock, 1)
 			cancel()
 			select {
 			case err := <-errc:
@@ -174,6 +175,7 @@ func TestReceiveEndsByContextAndClose(t *testing.T) {
 				_, err := sub.Receive(context.Background())
 				errc <- err
 			}()
+			awaitBlocked(t, sub.sock, 1)
 			require.NoError(t, sub.Close())
 			select {
 			case err := <-errc:

@@ -237,6 +237,7 @@ func TestPushBlocksWithoutPeerUntilCtxEnds(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			errc := make(chan error, 1)
 			go func() { errc <- push.Push(ctx, []byte("nobody")) }()
+			awaitBlocked(t, push.sock, 1)
 			cancel()
 			select {
 			case err := <-errc:
@@ -246,6 +247,7 @@ func TestPushBlocksWithoutPeerUntilCtxEnds(t *testing.T) {
 			}
 
 			go func() { errc <- push.Push(context.Background(), []byte("nobody")) }()
+			awaitBlocked(t, push.sock, 1)
 			require.NoError(t, push.Close())
 			select {
 			case err := <-errc:
@@ -302,6 +304,7 @@ func TestPullEndsByCtxAndClose(t *testing.T) {
 		_, err := pull.Pull(context.Background())
 		errc <- err
 	}()
+	awaitBlocked(t, pull.sock, 1)
 	require.NoError(t, pull.Close())
 	select {
 	case err := <-errc:

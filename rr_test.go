@@ -281,6 +281,7 @@ func TestRRRequestEndsByContextAndClose(t *testing.T) {
 			errc <- err
 		}()
 	}
+	awaitBlocked(t, cli.sock, 2)
 	require.NoError(t, cli.Close())
 	requireAllReturn(t, errc, 2, ErrClosed)
 	require.NoError(t, cli.Close(), "Close is idempotent")

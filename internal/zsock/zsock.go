@@ -164,6 +164,10 @@ func (s *Socket) Do(f func(*zmq.Socket) error) error {
 	return f(s.sock)
 }
 
+// Waiters reports how many calls are parked waiting on the socket. Tests
+// use it to end a call that really blocked, not one that had not started.
+func (s *Socket) Waiters() int { return int(s.waiting.Load()) }
+
 // Done is closed when the socket is closed.
 func (s *Socket) Done() <-chan struct{} { return s.done }
 
