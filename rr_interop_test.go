@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -87,21 +86,7 @@ func TestRRInteropRRClientToPythonREP(t *testing.T) {
 			require.NoError(t, err)
 			closeOnCleanup(t, cli)
 			ctx := testCtx(t)
-			var wg sync.WaitGroup
-			for g := 0; g < goroutines; g++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for i := 0; i < each; i++ {
-						req := fmt.Sprintf("%d:%d", g, i)
-						got, err := cli.Request(ctx, []byte(req))
-						if assert.NoError(t, err) {
-							assert.Equal(t, "rep:"+req, string(got))
-						}
-					}
-				}()
-			}
-			wg.Wait()
+			requestFromMany(t, ctx, cli, goroutines, each, "rep:")
 			p.Send(t, "done")
 			p.Wait(t)
 			assert.Equal(t, uint64(goroutines*each), cli.Stats().Received)

@@ -63,6 +63,28 @@ func newRR(t testing.TB, tr string, h RequestHandler, srvOpts, cliOpts []Option)
 	return srv, cli
 }
 
+// requestFromMany has goroutines goroutines send each requests "g:i" at
+// once on cli, and checks that every reply is prefix plus its own request:
+// no reply is ever matched to another request.
+func requestFromMany(t *testing.T, ctx context.Context, cli *RRClient, goroutines, each int, prefix string) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for g := 0; g < goroutines; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				req := fmt.Sprintf("%d:%d", g, i)
+				rep, err := cli.Request(ctx, []byte(req))
+				if !assert.NoError(t, err) || !assert.Equal(t, prefix+req, string(rep)) {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
 func TestRRRequestReply(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr, func(t *testing.T) {
@@ -102,24 +124,7 @@ func TestRRManyGoroutines(t *testing.T) {
 			}
 			srv, cli := newRR(t, tr, h, []Option{WithConcurrency(8)}, nil)
 			ctx := testCtx(t)
-			var wg sync.WaitGroup
-			for g := 0; g < goroutines; g++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for i := 0; i < each; i++ {
-						req := fmt.Sprintf("%d:%d", g, i)
-						rep, err := cli.Request(ctx, []byte(req))
-						if !assert.NoError(t, err) {
-							return
-						}
-						if !assert.Equal(t, "reply:"+req, string(rep)) {
-							return
-						}
-					}
-				}()
-			}
-			wg.Wait()
+			requestFromMany(t, ctx, cli, goroutines, each, "reply:")
 			assert.LessOrEqual(t, maxInFlight.Load(), int64(8))
 			assert.Equal(t, uint64(goroutines*each), srv.Stats().Received)
 			st := cli.Stats()
@@ -484,21 +489,7 @@ func TestRRClientAgainstREP(t *testing.T) {
 			require.NoError(t, err)
 			closeOnCleanup(t, cli)
 			ctx := testCtx(t)
-			var wg sync.WaitGroup
-			for g := 0; g < goroutines; g++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for i := 0; i < each; i++ {
-						req := fmt.Sprintf("%d:%d", g, i)
-						got, err := cli.Request(ctx, []byte(req))
-						if assert.NoError(t, err) {
-							assert.Equal(t, "rep:"+req, string(got))
-						}
-					}
-				}()
-			}
-			wg.Wait()
+			requestFromMany(t, ctx, cli, goroutines, each, "rep:")
 			close(clientsDone)
 			require.NoError(t, <-served)
 		})
