@@ -86,7 +86,7 @@ type rrReply struct {
 func NewRRClient(endpoints string, opts ...Option) (*RRClient, error) {
 	c := &RRClient{pending: map[uint64]chan rrReply{}, reader: make(chan struct{}, 1)}
 	immediate := zsock.Option{Name: "ZMQ_IMMEDIATE", Set: func(z *zmq.Socket) error { return z.SetImmediate(true) }}
-	if err := c.init(c, "rrclient", zmq.DEALER, endpoints, false, opts, immediate); err != nil {
+	if err := c.init(c, "rrclient", zmq.DEALER, endpoints, false, opts, immediate, zsock.Blocking); err != nil {
 		return nil, err
 	}
 	return c, nil

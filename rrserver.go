@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	zmq "github.com/pebbe/zmq4"
+
+	"github.com/zmqkit/zmqkit/internal/zsock"
 )
 
 // ErrorReplyPrefix starts every error reply an RRServer sends: the reply is
@@ -68,7 +70,7 @@ func NewRRServer(endpoints string, h RequestHandler, opts ...Option) (*RRServer,
 		return nil, invalid("NewRRServer", "nil handler")
 	}
 	s := &RRServer{handler: h}
-	if err := s.init(s, "rrserver", zmq.ROUTER, endpoints, true, opts); err != nil {
+	if err := s.init(s, "rrserver", zmq.ROUTER, endpoints, true, opts, zsock.Blocking); err != nil {
 		return nil, err
 	}
 	return s, nil

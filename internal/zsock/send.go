@@ -43,7 +43,7 @@ import (
 // socket cannot take it. id must not be negative and typ not empty; the
 // caller has validated both and the body.
 func (s *Socket) SendFrame(ctx context.Context, id int, typ string, body []byte) error {
-	return s.attempt(ctx, func(z *zmq.Socket) error {
+	return s.attempt(ctx, sending, func(z *zmq.Socket) error {
 		raw := s.recv.raw
 		if raw == nil { // pebbe's layout changed: build the frame in Go
 			frame := strconv.AppendInt(make([]byte, 0, 24+len(typ)+len(body)), int64(id), 10)

@@ -41,6 +41,8 @@ var ErrClosed = errors.New("zmqkit: closed")
 type Option struct {
 	Name string
 	Set  func(*zmq.Socket) error
+
+	blocking bool // see Blocking
 }
 
 // Socket is a libzmq socket that many goroutines may use at once.
@@ -70,6 +72,8 @@ type Socket struct {
 	// (guarded by mu): see observe.
 	waiting atomic.Int32
 	lastEv  zmq.State
+
+	blk blocking // the wait of a socket made with Blocking
 }
 
 // New creates a socket of type typ on zctx, applies opts, then binds or
@@ -93,12 +97,22 @@ func New(zctx *zmq.Context, typ zmq.Type, opts []Option, eps []endpoint.Endpoint
 		return nil, err
 	}
 	for _, o := range opts {
+		if o.blocking {
+			s.blk.on = true
+			continue
+		}
 		if err := o.Set(sock); err != nil {
 			return fail(fmt.Errorf("zmqkit: set %s: %w", o.Name, err))
 		}
 	}
+	if s.blk.on {
+		if err := s.openBlocking(); err != nil {
+			return fail(err)
+		}
+	}
 	for _, ep := range eps {
 		if err := s.attachLocked(ep); err != nil {
+			s.closeBlocking()
 			return fail(err)
 		}
 	}
@@ -180,7 +194,7 @@ func (s *Socket) SendBytes(ctx context.Context, b []byte, more bool) error {
 	if more {
 		flags |= zmq.SNDMORE
 	}
-	return s.attempt(ctx, func(z *zmq.Socket) error {
+	return s.attempt(ctx, sending, func(z *zmq.Socket) error {
 		_, err := z.SendBytes(b, flags)
 		return err
 	})
@@ -192,7 +206,7 @@ func (s *Socket) SendMessage(ctx context.Context, parts ...[]byte) error {
 	if len(parts) == 0 {
 		return errors.New("zmqkit: empty message")
 	}
-	return s.attempt(ctx, func(z *zmq.Socket) error {
+	return s.attempt(ctx, sending, func(z *zmq.Socket) error {
 		last := len(parts) - 1
 		if _, err := z.SendBytes(parts[0], zmq.DONTWAIT|moreIf(last > 0)); err != nil {
 			return err
@@ -219,7 +233,7 @@ func moreIf(more bool) zmq.Flag {
 // whole and reported as a *FramesError.
 func (s *Socket) RecvBytes(ctx context.Context) ([]byte, error) {
 	var out []byte
-	err := s.attempt(ctx, func(z *zmq.Socket) error {
+	err := s.attempt(ctx, receiving, func(z *zmq.Socket) error {
 		b, more, err := s.recv.recvFrame(z)
 		if err != nil || !more {
 			out = b
@@ -254,7 +268,7 @@ func (e *FramesError) Error() string {
 // RecvMessage receives every frame of one message.
 func (s *Socket) RecvMessage(ctx context.Context) ([][]byte, error) {
 	var out [][]byte
-	err := s.attempt(ctx, func(z *zmq.Socket) error {
+	err := s.attempt(ctx, receiving, func(z *zmq.Socket) error {
 		b, more, err := s.recv.recvFrame(z)
 		if err != nil {
 			return err
@@ -272,14 +286,25 @@ func (s *Socket) RecvMessage(ctx context.Context) ([][]byte, error) {
 	return out, err
 }
 
+// dir tells try whether an operation sends or receives.
+type dir bool
+
+const (
+	sending   dir = true
+	receiving dir = false
+)
+
 // attempt runs op under the lock until it does not fail with EAGAIN,
 // parking between tries until the socket's events may have changed.
-func (s *Socket) attempt(ctx context.Context, op func(*zmq.Socket) error) error {
+func (s *Socket) attempt(ctx context.Context, d dir, op func(*zmq.Socket) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if s.blk.on {
+		return s.attemptBlocking(ctx, d, op)
+	}
 	// Fast path: no wait channel, no watcher.
-	err, again := s.try(op)
+	err, again, _ := s.try(op, d, 0, false)
 	if !again {
 		return err
 	}
@@ -292,9 +317,12 @@ func (s *Socket) attempt(ctx context.Context, op func(*zmq.Socket) error) error 
 		// Take the channel before retrying: an edge that comes after the
 		// retry began closes this channel, so no wake-up is lost.
 		ready := s.waitChan()
-		err, again := s.try(op)
+		err, again, hot := s.try(op, d, 1, false)
 		if !again {
 			return err
+		}
+		if hot {
+			ready = s.backoff() // libzmq contradicts itself: do not spin
 		}
 		select {
 		case <-ready:
@@ -306,40 +334,56 @@ func (s *Socket) attempt(ctx context.Context, op func(*zmq.Socket) error) error 
 	}
 }
 
-// try runs op once under the lock; again reports EAGAIN.
-func (s *Socket) try(op func(*zmq.Socket) error) (err error, again bool) {
+// try runs op under the lock; again reports that it failed with EAGAIN.
+// self is 1 when the caller is one of the waiters counted in s.waiting,
+// and poller tells that it holds a Blocking socket's poller role. hot
+// reports that libzmq says the socket is ready for op even though op
+// failed, so the caller must not wait for an edge.
+func (s *Socket) try(op func(*zmq.Socket) error, d dir, self int32, poller bool) (err error, again, hot bool) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return ErrClosed, false
+		return ErrClosed, false, false
 	}
 	err = op(s.sock)
-	if err != nil && isAgain(err) {
-		// A non-blocking send processes libzmq's commands only now and
-		// then (throttled), so the command that would let it go (a PUSH
-		// peer's pipe attached, say) may sit unprocessed with ZMQ_FD
-		// already signalled, and no new edge would ever come. Reading
-		// ZMQ_EVENTS processes every pending command; then retry once.
-		if _, eerr := s.sock.GetEvents(); eerr == nil {
+	if isAgain(err) {
+		// Reading ZMQ_EVENTS processes every pending libzmq command and
+		// records the events this caller waits on (see observe). A command
+		// it processed (a peer's message or pipe arrived) may have taken
+		// the ZMQ_FD signal that would have woken this caller, so when
+		// the events say op can go, retry now. A non-blocking send needs
+		// this: it processes commands only now and then (throttled).
+		want := zmq.POLLIN
+		if d == sending {
+			want = zmq.POLLOUT
+		}
+		for i := 0; i < 2 && isAgain(err); i++ {
+			ev, eerr := s.sock.GetEvents()
+			if eerr != nil {
+				break
+			}
+			s.observe(ev, poller)
+			if hot = ev&want != 0; !hot {
+				break
+			}
 			err = op(s.sock)
 		}
-	}
-	if isAgain(err) || (err == nil && s.waiting.Load() > 0) {
+	} else if err == nil && s.waiting.Load() > self {
+		// Check for the other waiters whether op changed the events.
 		if ev, eerr := s.sock.GetEvents(); eerr == nil {
-			s.observe(ev)
+			s.observe(ev, poller)
 		}
 	}
 	s.mu.Unlock()
-	if err == nil {
-		return nil, false
+	switch {
+	case err == nil:
+		return nil, false, false
+	case isAgain(err):
+		return err, true, hot
+	case errors.Is(err, zmq.ETERM):
+		return ErrClosed, false, false
 	}
-	if isAgain(err) {
-		return err, true
-	}
-	if errors.Is(err, zmq.ETERM) {
-		return ErrClosed, false
-	}
-	return err, false
+	return err, false, false
 }
 
 // observe wakes the waiters when the socket's readiness changed. Any
@@ -347,15 +391,28 @@ func (s *Socket) try(op func(*zmq.Socket) error) (err error, again bool) {
 // another goroutine's operation go (a receive consuming the peer's
 // "activate write" a blocked sender waits for, in full duplex); the edge on
 // ZMQ_FD for that command has then come and gone. Waking only on a change
-// keeps two blocked goroutines from waking each other forever. mu is held.
-func (s *Socket) observe(ev zmq.State) {
+// keeps two blocked goroutines from waking each other forever. A poller
+// does not wake itself. mu is held.
+func (s *Socket) observe(ev zmq.State, poller bool) {
 	if ev == s.lastEv {
 		return
 	}
 	s.lastEv = ev
 	if s.waiting.Load() > 0 {
-		s.notify()
+		if poller {
+			s.notifyChans()
+		} else {
+			s.notify()
+		}
 	}
+}
+
+// backoff is the wait channel of a try that found libzmq's events ready
+// yet op failed: no edge may come, so retry after a millisecond.
+func (s *Socket) backoff() <-chan struct{} {
+	ch := make(chan struct{})
+	time.AfterFunc(time.Millisecond, func() { close(ch) })
+	return ch
 }
 
 func (s *Socket) waitChan() <-chan struct{} {
@@ -368,7 +425,17 @@ func (s *Socket) waitChan() <-chan struct{} {
 	return ch
 }
 
+// notify wakes every waiter: those parked on the wait channel and, on a
+// Blocking socket, the one in poll(2).
 func (s *Socket) notify() {
+	s.notifyChans()
+	if s.blk.busy.Load() {
+		s.blk.wake()
+	}
+}
+
+// notifyChans wakes the waiters parked on the wait channel.
+func (s *Socket) notifyChans() {
 	s.nmu.Lock()
 	if s.ready != nil {
 		close(s.ready)
@@ -439,6 +506,7 @@ func (s *Socket) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		close(s.done)
+		s.closeBlocking()
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.closed = true

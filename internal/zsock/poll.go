@@ -1,0 +1,212 @@
+package zsock
+
+/*
+#include <poll.h>
+#include <errno.h>
+#include <unistd.h>
+
+// zk_poll blocks until zfd (the socket's ZMQ_FD) or wfd (the read end of
+// the socket's wake pipe) is readable, or timeout ms (-1: none) have
+// passed, then drains the wake pipe. It returns which were readable (1:
+// zfd, 2: wfd), or -errno when poll fails for a reason other than a signal.
+static int zk_poll(int zfd, int wfd, int timeout) {
+	struct pollfd p[2] = {{zfd, POLLIN, 0}, {wfd, POLLIN, 0}};
+	for (;;) {
+		if (poll(p, 2, timeout) >= 0) break;
+		if (errno != EINTR) return -errno;
+	}
+	if (p[1].revents) {
+		char buf[64];
+		while (read(wfd, buf, sizeof buf) > 0) {}
+	}
+	return (p[0].revents ? 1 : 0) | (p[1].revents ? 2 : 0);
+}
+*/
+import "C"
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	zmq "github.com/pebbe/zmq4"
+)
+
+// Blocking is the Option that makes a socket wait in a blocking poll(2)
+// instead of in Go's netpoller (see blocking).
+var Blocking = Option{Name: "blocking wait", blocking: true}
+
+// blocking is the wait of a socket made with the Blocking option, for
+// request/reply where each wait is one round trip and its wake-up is the
+// latency: a thread blocked in poll(2) on ZMQ_FD runs on as soon as the
+// kernel wakes it, as a hand-written blocking pebbe loop does, where a
+// netpoller wake-up goes through the Go scheduler twice (the watcher, then
+// the waiter) and costs tens of microseconds more per direction.
+//
+// One waiting goroutine at a time, the poller, blocks in poll(2) on ZMQ_FD
+// and a wake pipe, holding its OS thread; any others park on the wait
+// channel, which the poller closes each time poll returns, and the first of
+// them to find the role free takes it over when the poller leaves. The pipe
+// is written when the poller's ctx ends, when the socket closes, and when
+// another goroutine's operation changed the socket's events (observe), so
+// none of them is missed while the poller sleeps in C. An idle socket with a
+// waiter holds one OS thread, so only the request/reply sockets use it.
+type blocking struct {
+	on   bool        // the socket was made with Blocking
+	busy atomic.Bool // a goroutine holds the poller role
+
+	zfd     C.int // ZMQ_FD
+	rfd     int   // the wake pipe, read end (polled) and write end
+	wfd     int
+	closing sync.RWMutex // a poll holds it for reading; Close for writing
+}
+
+// openBlocking gets ZMQ_FD and makes the wake pipe; New calls it before
+// the socket is shared.
+func (s *Socket) openBlocking() error {
+	fd, err := s.sock.GetFd()
+	if err != nil {
+		return fmt.Errorf("zmqkit: get ZMQ_FD: %w", err)
+	}
+	var p [2]int
+	syscall.ForkLock.RLock()
+	err = syscall.Pipe(p[:])
+	if err == nil {
+		syscall.CloseOnExec(p[0])
+		syscall.CloseOnExec(p[1])
+	}
+	syscall.ForkLock.RUnlock()
+	if err != nil {
+		return fmt.Errorf("zmqkit: wake pipe: %w", err)
+	}
+	for _, fd := range p {
+		if err := syscall.SetNonblock(fd, true); err != nil {
+			_ = syscall.Close(p[0])
+			_ = syscall.Close(p[1])
+			return fmt.Errorf("zmqkit: wake pipe: %w", err)
+		}
+	}
+	s.blk.zfd, s.blk.rfd, s.blk.wfd = C.int(fd), p[0], p[1]
+	return nil
+}
+
+// wake makes the poller's poll return, or its next one return at once.
+func (b *blocking) wake() {
+	// A full pipe already holds a wake-up, so EAGAIN is fine.
+	_, _ = syscall.Write(b.wfd, []byte{1})
+}
+
+// attemptBlocking is attempt for a Blocking socket.
+func (s *Socket) attemptBlocking(ctx context.Context, d dir, op func(*zmq.Socket) error) error {
+	b := &s.blk
+	// Whoever takes the poller role takes it before trying, so every
+	// wake-up after the try reaches the pipe; the others take the wait
+	// channel before trying, so the poller's leaving wakes them.
+	polling := b.busy.CompareAndSwap(false, true)
+	var ready <-chan struct{}
+	if !polling {
+		ready = s.waitChan()
+	}
+	err, again, hot := s.try(op, d, 0, polling)
+	if again {
+		err = s.waitBlocking(ctx, d, op, &polling, ready, hot)
+	}
+	if polling {
+		b.busy.Store(false)
+		if s.waiting.Load() > 0 {
+			s.notifyChans() // one of the others takes the role over
+		}
+	}
+	return err
+}
+
+// waitBlocking retries op until it does not fail with EAGAIN, blocking in
+// poll(2) while it holds the poller role and on ready while it does not.
+func (s *Socket) waitBlocking(ctx context.Context, d dir, op func(*zmq.Socket) error, polling *bool, ready <-chan struct{}, hot bool) error {
+	b := &s.blk
+	s.waiting.Add(1)
+	defer s.waiting.Add(-1)
+	var stop func() bool
+	defer func() {
+		if stop != nil {
+			stop()
+		}
+	}()
+	for {
+		switch {
+		case !*polling && b.busy.CompareAndSwap(false, true):
+			// The role came free: retry holding it before polling.
+			*polling = true
+		case !*polling:
+			if hot {
+				ready = s.backoff() // libzmq contradicts itself: do not spin
+			}
+			select {
+			case <-ready:
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-s.done:
+				return ErrClosed
+			}
+			ready = s.waitChan()
+		default:
+			if stop == nil && ctx.Done() != nil {
+				stop = context.AfterFunc(ctx, b.wake)
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := s.poll(hot); err != nil {
+				return err
+			}
+			if s.waiting.Load() > 1 {
+				s.notifyChans() // their operations may go now too
+			}
+		}
+		var err error
+		var again bool
+		if err, again, hot = s.try(op, d, 1, *polling); !again {
+			return err
+		}
+	}
+}
+
+// poll blocks in poll(2) until ZMQ_FD or the wake pipe is readable; hot
+// (see try) bounds it to a millisecond.
+func (s *Socket) poll(hot bool) error {
+	b := &s.blk
+	b.closing.RLock()
+	defer b.closing.RUnlock()
+	select {
+	case <-s.done: // Close wakes the pipe only after closing done
+		return ErrClosed
+	default:
+	}
+	timeout := C.int(-1)
+	if hot {
+		timeout = 1
+	}
+	if rc := C.zk_poll(b.zfd, C.int(b.rfd), timeout); rc < 0 {
+		return fmt.Errorf("zmqkit: poll ZMQ_FD: %w", syscall.Errno(-rc))
+	}
+	return nil
+}
+
+// closeBlocking wakes the poller, waits for it to leave poll(2) and closes
+// the wake pipe; s.done is closed already.
+func (s *Socket) closeBlocking() {
+	b := &s.blk
+	if !b.on {
+		return
+	}
+	b.wake()
+	b.closing.Lock()
+	defer b.closing.Unlock()
+	// Later polls see done closed and never use the descriptors.
+	_ = syscall.Close(b.rfd)
+	_ = syscall.Close(b.wfd)
+}
+
+func expReadable(zfd int) bool { return C.zk_poll(C.int(zfd), -1, 0) > 0 }
