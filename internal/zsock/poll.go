@@ -57,6 +57,9 @@ type blocking struct {
 	on   bool        // the socket was made with Blocking
 	busy atomic.Bool // a goroutine holds the poller role
 
+	// Waiters (poller included) waiting to receive and to send.
+	wantIn, wantOut atomic.Int32
+
 	zfd     C.int // ZMQ_FD
 	rfd     int   // the wake pipe, read end (polled) and write end
 	wfd     int
@@ -90,6 +93,22 @@ func (s *Socket) openBlocking() error {
 	}
 	s.blk.zfd, s.blk.rfd, s.blk.wfd = C.int(fd), p[0], p[1]
 	return nil
+}
+
+// observe is Socket.observe for a Blocking socket: the waiters are woken
+// when ev says some of them can go. That wakes a waiter whose signal on
+// ZMQ_FD another goroutine's operation consumed; and as only the events
+// the waiters wait for wake them, two waiters cannot wake each other in a
+// loop while neither can go. A poller does not wake itself. mu is held.
+func (b *blocking) observe(s *Socket, ev zmq.State, poller bool) {
+	if (ev&zmq.POLLIN == 0 || b.wantIn.Load() == 0) && (ev&zmq.POLLOUT == 0 || b.wantOut.Load() == 0) {
+		return
+	}
+	if poller {
+		s.notifyChans()
+	} else {
+		s.notify()
+	}
 }
 
 // wake makes the poller's poll return, or its next one return at once.
@@ -126,8 +145,16 @@ func (s *Socket) attemptBlocking(ctx context.Context, d dir, op func(*zmq.Socket
 // poll(2) while it holds the poller role and on ready while it does not.
 func (s *Socket) waitBlocking(ctx context.Context, d dir, op func(*zmq.Socket) error, polling *bool, ready <-chan struct{}, hot bool) error {
 	b := &s.blk
+	want := &b.wantIn
+	if d == sending {
+		want = &b.wantOut
+	}
+	want.Add(1)
 	s.waiting.Add(1)
-	defer s.waiting.Add(-1)
+	defer func() {
+		s.waiting.Add(-1)
+		want.Add(-1)
+	}()
 	var stop func() bool
 	defer func() {
 		if stop != nil {
@@ -208,5 +235,3 @@ func (s *Socket) closeBlocking() {
 	_ = syscall.Close(b.rfd)
 	_ = syscall.Close(b.wfd)
 }
-
-func expReadable(zfd int) bool { return C.zk_poll(C.int(zfd), -1, 0) > 0 }

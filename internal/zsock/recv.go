@@ -121,13 +121,20 @@ func (r *receiver) recvFrame(s *zmq.Socket) (b []byte, more bool, err error) {
 		}
 		r.guess = max(n, 1)
 		if n > capacity {
-			buf = make([]byte, n)
-			var dst unsafe.Pointer
-			if n > 0 {
-				dst = unsafe.Pointer(&buf[0])
-			}
-			C.zk_take(r.held, dst, C.size_t(n))
+			buf = r.take(n)
 		}
 		return buf[:n:n], res.more != 0, nil
 	}
+}
+
+// take copies the n-byte frame held in r.held into a new buffer and
+// releases it.
+func (r *receiver) take(n int) []byte {
+	buf := make([]byte, n)
+	var dst unsafe.Pointer
+	if n > 0 {
+		dst = unsafe.Pointer(&buf[0])
+	}
+	C.zk_take(r.held, dst, C.size_t(n))
+	return buf
 }

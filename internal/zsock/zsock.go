@@ -54,6 +54,7 @@ type Socket struct {
 	bound  []string // endpoints really bound (ephemeral ports resolved)
 	conns  []string // endpoints connected
 	recv   receiver
+	sc     scratch // the one-call multi-frame paths' buffer
 
 	done      chan struct{} // closed by Close: waiters return ErrClosed
 	closeOnce sync.Once
@@ -207,6 +208,11 @@ func (s *Socket) SendMessage(ctx context.Context, parts ...[]byte) error {
 		return errors.New("zmqkit: empty message")
 	}
 	return s.attempt(ctx, sending, func(z *zmq.Socket) error {
+		if s.recv.raw != nil {
+			if ok, err := s.recv.sendMessage(&s.sc, parts); ok {
+				return err
+			}
+		}
 		last := len(parts) - 1
 		if _, err := z.SendBytes(parts[0], zmq.DONTWAIT|moreIf(last > 0)); err != nil {
 			return err
@@ -269,6 +275,11 @@ func (e *FramesError) Error() string {
 func (s *Socket) RecvMessage(ctx context.Context) ([][]byte, error) {
 	var out [][]byte
 	err := s.attempt(ctx, receiving, func(z *zmq.Socket) error {
+		if s.recv.raw != nil {
+			var err error
+			out, err = s.recv.recvMessage(&s.sc, z)
+			return err
+		}
 		b, more, err := s.recv.recvFrame(z)
 		if err != nil {
 			return err
@@ -346,7 +357,15 @@ func (s *Socket) try(op func(*zmq.Socket) error, d dir, self int32, poller bool)
 		return ErrClosed, false, false
 	}
 	err = op(s.sock)
-	if isAgain(err) {
+	switch {
+	case isAgain(err) && d == receiving && s.blk.on:
+		// A non-blocking receive that finds nothing has processed every
+		// pending command first, so the next one will signal ZMQ_FD and
+		// a poll(2) on it cannot miss the message.
+		if s.waiting.Load() > self {
+			s.observeNow(poller)
+		}
+	case isAgain(err):
 		// Reading ZMQ_EVENTS processes every pending libzmq command and
 		// records the events this caller waits on (see observe). A command
 		// it processed (a peer's message or pipe arrived) may have taken
@@ -368,11 +387,9 @@ func (s *Socket) try(op func(*zmq.Socket) error, d dir, self int32, poller bool)
 			}
 			err = op(s.sock)
 		}
-	} else if err == nil && s.waiting.Load() > self {
+	case err == nil && s.waiting.Load() > self:
 		// Check for the other waiters whether op changed the events.
-		if ev, eerr := s.sock.GetEvents(); eerr == nil {
-			s.observe(ev, poller)
-		}
+		s.observeNow(poller)
 	}
 	s.mu.Unlock()
 	switch {
@@ -394,6 +411,10 @@ func (s *Socket) try(op func(*zmq.Socket) error, d dir, self int32, poller bool)
 // keeps two blocked goroutines from waking each other forever. A poller
 // does not wake itself. mu is held.
 func (s *Socket) observe(ev zmq.State, poller bool) {
+	if s.blk.on {
+		s.blk.observe(s, ev, poller)
+		return
+	}
 	if ev == s.lastEv {
 		return
 	}
@@ -413,6 +434,13 @@ func (s *Socket) backoff() <-chan struct{} {
 	ch := make(chan struct{})
 	time.AfterFunc(time.Millisecond, func() { close(ch) })
 	return ch
+}
+
+// observeNow reads ZMQ_EVENTS and observes them. mu is held.
+func (s *Socket) observeNow(poller bool) {
+	if ev, err := s.sock.GetEvents(); err == nil {
+		s.observe(ev, poller)
+	}
 }
 
 func (s *Socket) waitChan() <-chan struct{} {
