@@ -4,7 +4,9 @@
 //
 // For throughput (a msgs/s or reqs/s metric) the ratio is zmqkit/pebbe, so
 // higher is better; for latency (ns/op only) it is zmqkit/pebbe too, so
-// lower is better. Repeated runs (-count) are averaged.
+// lower is better. Repeated runs give the median, which one disturbed run on
+// a shared machine cannot drag; make bench interleaves the runs of the two
+// sides so that both see the same machine.
 package main
 
 import (
@@ -17,10 +19,7 @@ import (
 	"strings"
 )
 
-type sample struct {
-	sum   map[string]float64 // by unit
-	count map[string]int
-}
+type sample map[string][]float64 // values by unit
 
 var gomaxprocs = regexp.MustCompile(`-\d+$`)
 
@@ -39,7 +38,7 @@ func main() {
 		name := gomaxprocs.ReplaceAllString(f[0], "")
 		s := results[name]
 		if s == nil {
-			s = &sample{sum: map[string]float64{}, count: map[string]int{}}
+			s = &sample{}
 			results[name] = s
 			order = append(order, name)
 		}
@@ -48,19 +47,23 @@ func main() {
 			if err != nil {
 				continue
 			}
-			s.sum[f[i+1]] += v
-			s.count[f[i+1]]++
+			(*s)[f[i+1]] = append((*s)[f[i+1]], v)
 		}
 	}
 	if err := sc.Err(); err != nil {
 		fmt.Fprintln(os.Stderr, "benchratio:", err)
 		os.Exit(1)
 	}
-	mean := func(s *sample, unit string) (float64, bool) {
-		if s.count[unit] == 0 {
+	median := func(s *sample, unit string) (float64, bool) {
+		v := append([]float64(nil), (*s)[unit]...)
+		if len(v) == 0 {
 			return 0, false
 		}
-		return s.sum[unit] / float64(s.count[unit]), true
+		sort.Float64s(v)
+		if n := len(v); n%2 == 0 {
+			return (v[n/2-1] + v[n/2]) / 2, true
+		}
+		return v[len(v)/2], true
 	}
 	type row struct{ name, unit, better, zk, pb, ratio, allocs string }
 	var rows []row
@@ -75,17 +78,17 @@ func main() {
 		}
 		unit, better := "ns/op", "lower"
 		for _, u := range []string{"msgs/s", "reqs/s"} {
-			if _, ok := mean(zk, u); ok {
+			if _, ok := median(zk, u); ok {
 				unit, better = u, "higher"
 			}
 		}
-		zv, _ := mean(zk, unit)
-		pv, ok := mean(pb, unit)
+		zv, _ := median(zk, unit)
+		pv, ok := median(pb, unit)
 		if !ok || pv == 0 {
 			continue
 		}
-		za, _ := mean(zk, "allocs/op")
-		pa, _ := mean(pb, "allocs/op")
+		za, _ := median(zk, "allocs/op")
+		pa, _ := median(pb, "allocs/op")
 		rows = append(rows, row{
 			name: base, unit: unit, better: better,
 			zk: fmt.Sprintf("%.0f", zv), pb: fmt.Sprintf("%.0f", pv),
