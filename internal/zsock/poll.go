@@ -57,8 +57,10 @@ type blocking struct {
 	on   bool        // the socket was made with Blocking
 	busy atomic.Bool // a goroutine holds the poller role
 
-	// Waiters (poller included) waiting to receive and to send.
-	wantIn, wantOut atomic.Int32
+	// Waiters (poller included) waiting to receive and to send, and the
+	// waiters parked on the wait channel.
+	wantIn, wantOut, parked atomic.Int32
+	parks                   atomic.Int64 // parkings so far, for tests
 
 	zfd     C.int // ZMQ_FD
 	rfd     int   // the wake pipe, read end (polled) and write end
@@ -133,6 +135,9 @@ func (s *Socket) attemptBlocking(ctx context.Context, d dir, op func(*zmq.Socket
 		err = s.waitBlocking(ctx, d, op, &polling, ready, hot)
 	}
 	if polling {
+		if h := testHookLeaving.Load(); h != nil {
+			(*h)(s)
+		}
 		b.busy.Store(false)
 		if s.waiting.Load() > 0 {
 			s.notifyChans() // one of the others takes the role over
@@ -170,12 +175,8 @@ func (s *Socket) waitBlocking(ctx context.Context, d dir, op func(*zmq.Socket) e
 			if hot {
 				ready = s.backoff() // libzmq contradicts itself: do not spin
 			}
-			select {
-			case <-ready:
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-s.done:
-				return ErrClosed
+			if err := s.park(ctx, ready); err != nil {
+				return err
 			}
 			ready = s.waitChan()
 		default:
@@ -184,6 +185,9 @@ func (s *Socket) waitBlocking(ctx context.Context, d dir, op func(*zmq.Socket) e
 			}
 			if err := ctx.Err(); err != nil {
 				return err
+			}
+			if h := testHookBeforePoll.Load(); h != nil {
+				(*h)(s)
 			}
 			if err := s.poll(hot); err != nil {
 				return err
@@ -199,6 +203,25 @@ func (s *Socket) waitBlocking(ctx context.Context, d dir, op func(*zmq.Socket) e
 		}
 	}
 }
+
+// park waits on ready, ctx and the socket's closing.
+func (s *Socket) park(ctx context.Context, ready <-chan struct{}) error {
+	s.blk.parks.Add(1)
+	s.blk.parked.Add(1)
+	defer s.blk.parked.Add(-1)
+	select {
+	case <-ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.done:
+		return ErrClosed
+	}
+}
+
+// Test hooks, nil outside tests: called by the poller just before it
+// blocks in poll(2) and just before it gives the role up.
+var testHookBeforePoll, testHookLeaving atomic.Pointer[func(*Socket)]
 
 // poll blocks in poll(2) until ZMQ_FD or the wake pipe is readable; hot
 // (see try) bounds it to a millisecond.

@@ -169,14 +169,20 @@ func (s *Socket) Bound() []string {
 }
 
 // Do runs f with exclusive use of the libzmq socket, for options that may be
-// changed after connecting (SUBSCRIBE, say). f must not block.
+// changed after connecting (SUBSCRIBE, say). f must not block. Like any
+// operation, f may process libzmq's pending commands, so the waiters are
+// then checked (see observe).
 func (s *Socket) Do(f func(*zmq.Socket) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return ErrClosed
 	}
-	return f(s.sock)
+	err := f(s.sock)
+	if s.waiting.Load() > 0 {
+		s.observeNow(false)
+	}
+	return err
 }
 
 // Waiters reports how many calls are parked waiting on the socket. Tests

@@ -1,0 +1,380 @@
+package zsock
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/zmqkit/zmqkit/internal/endpoint"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var linger0 = Option{Name: "ZMQ_LINGER", Set: func(z *zmq.Socket) error { return z.SetLinger(0) }}
+
+func hwm(n int) Option {
+	return Option{Name: "HWM", Set: func(z *zmq.Socket) error {
+		if err := z.SetSndhwm(n); err != nil {
+			return err
+		}
+		return z.SetRcvhwm(n)
+	}}
+}
+
+func newContext(t *testing.T) *zmq.Context {
+	t.Helper()
+	zctx, err := zmq.NewContext()
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, zctx.Term()) })
+	return zctx
+}
+
+// pair returns a ROUTER bound on a fresh endpoint and a DEALER connected to
+// it, both closed at cleanup (before the context is terminated).
+func pair(t *testing.T, zctx *zmq.Context, addr string, routerOpts, dealerOpts []Option) (router, dealer *Socket) {
+	t.Helper()
+	router, err := New(zctx, zmq.ROUTER, append([]Option{linger0}, routerOpts...), []endpoint.Endpoint{{Bind: true, Addr: addr}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = router.Close() })
+	dealer, err = New(zctx, zmq.DEALER, append([]Option{linger0}, dealerOpts...), []endpoint.Endpoint{{Addr: router.Bound()[0]}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = dealer.Close() })
+	return router, dealer
+}
+
+// awaitWaiters waits until n calls are parked on s.
+func awaitWaiters(t *testing.T, s *Socket, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool { return s.Waiters() == n }, 5*time.Second, time.Millisecond, "want %d waiters", n)
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// Many goroutines receive on one Blocking socket: one polls, the others
+// park, and the poller role passes on, so every message is received once.
+func TestBlockingManyReceivers(t *testing.T) {
+	zctx := newContext(t)
+	router, dealer := pair(t, zctx, "tcp://127.0.0.1:*", []Option{Blocking}, nil)
+	ctx := testCtx(t)
+	const receivers, messages = 8, 2000
+	got := make(chan string, messages)
+	var wg sync.WaitGroup
+	for i := 0; i < receivers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				msg, err := router.RecvMessage(ctx)
+				if err != nil {
+					if !errors.Is(err, ErrClosed) {
+						t.Error(err)
+					}
+					return
+				}
+				got <- string(msg[1])
+			}
+		}()
+	}
+	awaitWaiters(t, router, receivers)
+	for i := 0; i < messages; i++ {
+		require.NoError(t, dealer.SendBytes(ctx, []byte(fmt.Sprint(i)), false))
+	}
+	seen := map[string]bool{}
+	for i := 0; i < messages; i++ {
+		select {
+		case m := <-got:
+			require.False(t, seen[m], "message %s received twice", m)
+			seen[m] = true
+		case <-ctx.Done():
+			t.Fatalf("%d of %d messages received", i, messages)
+		}
+	}
+	require.NoError(t, router.Close())
+	wg.Wait()
+}
+
+// Full duplex on a Blocking socket: a send blocked at the high-water mark
+// and a receive blocked for a reply both go once the peer reads and answers,
+// whichever of them holds the poller role.
+func TestBlockingDuplex(t *testing.T) {
+	zctx := newContext(t)
+	router, dealer := pair(t, zctx, "inproc://duplex", []Option{hwm(1)}, []Option{hwm(1), Blocking})
+	ctx := testCtx(t)
+	// Fill the pipe until a send would wait.
+	sent := 0
+	for {
+		short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		err := dealer.SendBytes(short, []byte("fill"), false)
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			break
+		}
+		require.NoError(t, err)
+		sent++
+		require.Less(t, sent, 100, "the high-water mark never stopped a send")
+	}
+	received := make(chan []byte, 1)
+	go func() {
+		b, err := dealer.RecvBytes(ctx)
+		if err != nil {
+			t.Error(err)
+		}
+		received <- b
+	}()
+	sendDone := make(chan error, 1)
+	go func() { sendDone <- dealer.SendBytes(ctx, []byte("last"), false) }()
+	awaitWaiters(t, dealer, 2)
+
+	// The peer drains every message, then answers.
+	var id []byte
+	for i := 0; i <= sent; i++ {
+		msg, err := router.RecvMessage(ctx)
+		require.NoError(t, err)
+		id = msg[0]
+		if i == sent {
+			require.Equal(t, "last", string(msg[1]))
+		}
+	}
+	require.NoError(t, <-sendDone)
+	require.NoError(t, router.SendMessage(ctx, id, []byte("reply")))
+	require.Equal(t, "reply", string(<-received))
+}
+
+// A cancelled poller returns ctx's error at once, and a parked waiter takes
+// the role over and still gets the next message.
+func TestBlockingCancelHandsOver(t *testing.T) {
+	zctx := newContext(t)
+	router, dealer := pair(t, zctx, "tcp://127.0.0.1:*", []Option{Blocking}, nil)
+	ctx := testCtx(t)
+
+	first, cancel := context.WithCancel(ctx)
+	firstDone := make(chan error, 1)
+	go func() {
+		_, err := router.RecvMessage(first)
+		firstDone <- err
+	}()
+	awaitWaiters(t, router, 1)
+	secondDone := make(chan [][]byte, 1)
+	go func() {
+		msg, err := router.RecvMessage(ctx)
+		if err != nil {
+			t.Error(err)
+		}
+		secondDone <- msg
+	}()
+	awaitWaiters(t, router, 2)
+
+	cancel()
+	select {
+	case err := <-firstDone:
+		require.ErrorIs(t, err, context.Canceled)
+	case <-time.After(5 * time.Second):
+		t.Fatal("cancelled receive did not return")
+	}
+	awaitWaiters(t, router, 1)
+	require.NoError(t, dealer.SendBytes(ctx, []byte("for the second"), false))
+	select {
+	case msg := <-secondDone:
+		require.Equal(t, "for the second", string(msg[1]))
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiter that took over never received")
+	}
+}
+
+// Close wakes the poller and the parked waiters alike.
+func TestBlockingClose(t *testing.T) {
+	zctx := newContext(t)
+	router, _ := pair(t, zctx, "tcp://127.0.0.1:*", []Option{Blocking}, nil)
+	ctx := testCtx(t)
+	errs := make(chan error, 3)
+	for i := 0; i < 3; i++ {
+		go func() {
+			_, err := router.RecvMessage(ctx)
+			errs <- err
+		}()
+	}
+	awaitWaiters(t, router, 3)
+	require.NoError(t, router.Close())
+	for i := 0; i < 3; i++ {
+		select {
+		case err := <-errs:
+			require.ErrorIs(t, err, ErrClosed)
+		case <-time.After(5 * time.Second):
+			t.Fatal("Close left a receive blocked")
+		}
+	}
+	_, err := router.RecvMessage(ctx)
+	require.ErrorIs(t, err, ErrClosed)
+}
+
+// Messages that fit the one-call path and messages that do not (too large,
+// too many frames, a large frame in the middle) arrive whole and in order.
+func TestMultiFrameSizes(t *testing.T) {
+	for _, blocking := range []bool{false, true} {
+		t.Run(fmt.Sprint("blocking=", blocking), func(t *testing.T) {
+			zctx := newContext(t)
+			var opts []Option
+			if blocking {
+				opts = append(opts, Blocking)
+			}
+			router, dealer := pair(t, zctx, "inproc://sizes", opts, opts)
+			ctx := testCtx(t)
+			frame := func(n int, c byte) []byte { return bytes.Repeat([]byte{c}, n) }
+			cases := [][][]byte{
+				{frame(64, 'a')},
+				{nil, frame(10, 'b'), nil},
+				{frame(scratchSize, 'c')},
+				{frame(100, 'd'), frame(scratchSize, 'e'), frame(3, 'f')},
+				{frame(scratchSize-10, 'g'), frame(20, 'h')},
+			}
+			many := make([][]byte, maxFrames+5)
+			for i := range many {
+				many[i] = frame(i, byte('A'+i))
+			}
+			cases = append(cases, many)
+			for _, parts := range cases {
+				require.NoError(t, dealer.SendMessage(ctx, parts...))
+				msg, err := router.RecvMessage(ctx)
+				require.NoError(t, err)
+				require.Len(t, msg, len(parts)+1) // the routing id first
+				for i, p := range parts {
+					require.Equal(t, len(p), len(msg[i+1]), "frame %d", i)
+					require.True(t, bytes.Equal(p, msg[i+1]), "frame %d", i)
+				}
+				// Frames share one allocation but never each other's room.
+				if len(msg) > 2 {
+					_ = append(msg[1], 'X')
+					require.True(t, bytes.Equal(parts[1], msg[2]))
+				}
+			}
+		})
+	}
+}
+
+// setHook installs a test hook for the test's duration.
+func setHook(t *testing.T, hook *atomic.Pointer[func(*Socket)], f func(*Socket)) {
+	t.Helper()
+	hook.Store(&f)
+	t.Cleanup(func() { hook.Store(nil) })
+}
+
+// When the poller leaves (here, cancelled) while the others are parked,
+// one of them must take the role over, or a message that comes later wakes
+// nobody. The hook holds the leaving poller until the others, woken when
+// its poll returned, have found the role still taken and parked again.
+func TestBlockingPollerLeavingHandsOver(t *testing.T) {
+	zctx := newContext(t)
+	router, dealer := pair(t, zctx, "tcp://127.0.0.1:*", []Option{Blocking}, nil)
+	ctx := testCtx(t)
+
+	leaverCtx, cancel := context.WithCancel(ctx)
+	leaverDone := make(chan error, 1)
+	go func() {
+		_, err := router.RecvMessage(leaverCtx)
+		leaverDone <- err
+	}()
+	awaitWaiters(t, router, 1) // the leaver holds the poller role
+	got := make(chan [][]byte, 2)
+	for i := 0; i < 2; i++ {
+		go func() {
+			msg, err := router.RecvMessage(ctx)
+			if err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, context.Canceled) {
+				t.Error(err) // the one left waiting ends with the test
+			}
+			got <- msg
+		}()
+	}
+	require.Eventually(t, func() bool { return router.blk.parked.Load() == 2 }, 5*time.Second, time.Millisecond)
+	before := router.blk.parks.Load()
+	var once sync.Once
+	setHook(t, &testHookLeaving, func(s *Socket) {
+		once.Do(func() { // the leaver's leaving only
+			for s.blk.parks.Load() < before+2 || s.blk.parked.Load() < 2 {
+				time.Sleep(100 * time.Microsecond)
+			}
+		})
+	})
+	cancel()
+	require.ErrorIs(t, <-leaverDone, context.Canceled)
+	require.NoError(t, dealer.SendBytes(ctx, []byte("later"), false))
+	select {
+	case msg := <-got:
+		require.Equal(t, "later", string(msg[1]))
+	case <-time.After(5 * time.Second):
+		t.Fatal("nobody took the poller role over: the message woke nobody")
+	}
+}
+
+// fdReadable reports whether fd becomes readable within d, without
+// reading it.
+func fdReadable(t *testing.T, fd int, d time.Duration) bool {
+	t.Helper()
+	var set syscall.FdSet
+	set.Bits[fd/64] |= 1 << (uint(fd) % 64)
+	tv := syscall.NsecToTimeval(d.Nanoseconds())
+	n, err := syscall.Select(fd+1, &set, nil, nil, &tv)
+	require.NoError(t, err)
+	return n > 0
+}
+
+// Another goroutine's operation can consume the ZMQ_FD signal the poller
+// waits for (here Do reading ZMQ_EVENTS, which processes the pending
+// "message arrived" command). It must then wake the poller, whose poll(2)
+// would otherwise wait on a drained descriptor for good.
+func TestBlockingOtherOperationWakesPoller(t *testing.T) {
+	zctx := newContext(t)
+	router, dealer := pair(t, zctx, "tcp://127.0.0.1:*", nil, []Option{Blocking})
+	ctx := testCtx(t)
+	// Connect, and learn the dealer's routing id.
+	require.NoError(t, dealer.SendBytes(ctx, []byte("hello"), false))
+	hello, err := router.RecvMessage(ctx)
+	require.NoError(t, err)
+
+	inHook := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	setHook(t, &testHookBeforePoll, func(s *Socket) {
+		if s == dealer {
+			once.Do(func() {
+				close(inHook)
+				<-release
+			})
+		}
+	})
+	got := make(chan []byte, 1)
+	go func() {
+		b, err := dealer.RecvBytes(ctx)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- b
+	}()
+	<-inHook // the receiver found nothing and is about to poll
+	require.NoError(t, router.SendMessage(ctx, hello[0], []byte("reply")))
+	require.True(t, fdReadable(t, int(dealer.blk.zfd), 5*time.Second), "the reply never signalled ZMQ_FD")
+	require.NoError(t, dealer.Do(func(z *zmq.Socket) error {
+		_, err := z.GetEvents() // processes the command: ZMQ_FD is drained
+		return err
+	}))
+	close(release)
+	select {
+	case b := <-got:
+		require.Equal(t, "reply", string(b))
+	case <-time.After(5 * time.Second):
+		t.Fatal("the poller slept through a reply whose signal another operation consumed")
+	}
+}
