@@ -69,6 +69,15 @@
 // holds no lock and no OS thread, one goroutine can send while another waits
 // to receive on the same object, and cancellation takes microseconds.
 //
+// RRServer and RRClient wait differently, because a round trip is two
+// wake-ups and a netpoller wake-up costs tens of microseconds more than a
+// thread's: one waiting goroutine per socket blocks in poll(2) on ZMQ_FD and
+// a wake-up pipe (ctx, Close and the other goroutines' operations write to
+// it), holding its OS thread while it waits, and the others park on a
+// channel as above. An RRServer whose Run is waiting therefore holds one OS
+// thread, as a hand-written REP loop does; an RRClient holds one only while
+// requests are in flight.
+//
 // Handler-driven types (Subscriber.Run, RRServer, PPPuller, PairServer) run
 // handlers in goroutines they own, n at a time (WithConcurrency, default 1:
 // in order). Run blocks on the caller's goroutine and returns when ctx ends

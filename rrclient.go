@@ -40,7 +40,9 @@ func WithRetries(tries int, perTry time.Duration) Option {
 // socket speaking the REQ/REP wire protocol). It connects by default.
 //
 // An RRClient is safe for concurrent use by multiple goroutines, and many
-// requests may be in flight on one client at once: each is sent as
+// requests may be in flight on one client at once (while any is, one of the
+// waiting goroutines blocks in poll(2) and holds an OS thread: see the
+// package documentation): each is sent as
 // [request-id, "", request], a REP peer or an RRServer answers
 // [request-id, "", reply], and the id matches every reply to its own
 // request. A reply that comes after its request has given up (its ctx ended,

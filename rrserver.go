@@ -44,7 +44,10 @@ type RequestHandler func(ctx context.Context, req []byte) ([]byte, error)
 // for handlers that wait (on I/O, a database) and are safe for concurrent
 // use.
 //
-// An RRServer is safe for concurrent use by multiple goroutines.
+// An RRServer is safe for concurrent use by multiple goroutines. While Run
+// waits for requests, one of its goroutines blocks in poll(2) and holds an
+// OS thread, so that a round trip costs what a hand-written REP loop's does
+// (see the package documentation).
 //
 // Back-pressure: requests beyond those being handled queue in libzmq, up to
 // the receive high-water mark (WithRecvHWM, 1000 per client); beyond it a
