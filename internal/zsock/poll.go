@@ -130,7 +130,7 @@ func (s *Socket) attemptBlocking(ctx context.Context, d dir, op func(*zmq.Socket
 	if !polling {
 		ready = s.waitChan()
 	}
-	err, again, hot := s.try(op, d, 0, polling)
+	again, hot, err := s.try(op, d, 0, polling)
 	if again {
 		err = s.waitBlocking(ctx, d, op, &polling, ready, hot)
 	}
@@ -198,7 +198,7 @@ func (s *Socket) waitBlocking(ctx context.Context, d dir, op func(*zmq.Socket) e
 		}
 		var err error
 		var again bool
-		if err, again, hot = s.try(op, d, 1, *polling); !again {
+		if again, hot, err = s.try(op, d, 1, *polling); !again {
 			return err
 		}
 	}

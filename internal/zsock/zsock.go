@@ -321,7 +321,7 @@ func (s *Socket) attempt(ctx context.Context, d dir, op func(*zmq.Socket) error)
 		return s.attemptBlocking(ctx, d, op)
 	}
 	// Fast path: no wait channel, no watcher.
-	err, again, _ := s.try(op, d, 0, false)
+	again, _, err := s.try(op, d, 0, false)
 	if !again {
 		return err
 	}
@@ -334,7 +334,7 @@ func (s *Socket) attempt(ctx context.Context, d dir, op func(*zmq.Socket) error)
 		// Take the channel before retrying: an edge that comes after the
 		// retry began closes this channel, so no wake-up is lost.
 		ready := s.waitChan()
-		err, again, hot := s.try(op, d, 1, false)
+		again, hot, err := s.try(op, d, 1, false)
 		if !again {
 			return err
 		}
@@ -356,11 +356,11 @@ func (s *Socket) attempt(ctx context.Context, d dir, op func(*zmq.Socket) error)
 // and poller tells that it holds a Blocking socket's poller role. hot
 // reports that libzmq says the socket is ready for op even though op
 // failed, so the caller must not wait for an edge.
-func (s *Socket) try(op func(*zmq.Socket) error, d dir, self int32, poller bool) (err error, again, hot bool) {
+func (s *Socket) try(op func(*zmq.Socket) error, d dir, self int32, poller bool) (again, hot bool, err error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return ErrClosed, false, false
+		return false, false, ErrClosed
 	}
 	err = op(s.sock)
 	switch {
@@ -400,13 +400,13 @@ func (s *Socket) try(op func(*zmq.Socket) error, d dir, self int32, poller bool)
 	s.mu.Unlock()
 	switch {
 	case err == nil:
-		return nil, false, false
+		return false, false, nil
 	case isAgain(err):
-		return err, true, hot
+		return true, hot, err
 	case errors.Is(err, zmq.ETERM):
-		return ErrClosed, false, false
+		return false, false, ErrClosed
 	}
-	return err, false, false
+	return false, false, err
 }
 
 // observe wakes the waiters when the socket's readiness changed. Any
