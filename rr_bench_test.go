@@ -16,6 +16,10 @@ import (
 //
 //   - latency/tcp/64B: one request in flight, one round trip per op; the
 //     ratio is of ns/op (time per round trip), so lower is better.
+//   - latency/tcp/64B/paired: the same two round trips with both set up at
+//     once, timed in alternating batches of 50, so that a shared machine's
+//     slow spells fall on both sides alike; it reports zmqkit-ns/rt,
+//     pebbe-ns/rt and their ratio, which make bench prints as a row too.
 //   - throughput/1ms-handler: a handler that sleeps 1 ms; zmqkit serves
 //     with concurrency 8 and 64 callers share one client, where a REP socket
 //     can only answer one request at a time. reqs/s is reported.
@@ -26,6 +30,7 @@ func BenchmarkReqRep(b *testing.B) {
 	b.Run("latency/tcp/64B/pebbe", func(b *testing.B) {
 		benchRRPebbe(b, false, func() {})
 	})
+	b.Run("latency/tcp/64B/paired", benchRRPaired)
 	sleep := func() { time.Sleep(time.Millisecond) }
 	b.Run("throughput/1ms-handler/zmqkit", func(b *testing.B) {
 		benchRRZmqkit(b, 8, 64, true, func(_ context.Context, req []byte) ([]byte, error) {
@@ -159,4 +164,111 @@ func benchRRPebbe(b *testing.B, perSecond bool, handle func()) {
 	check(rep.Close())
 	check(req.Close())
 	check(zctx.Term())
+}
+
+// benchRRPaired times RRClient→RRServer and pebbe REQ→REP round trips in
+// alternating batches, both set up at once (see BenchmarkReqRep).
+func benchRRPaired(b *testing.B) {
+	zctx, err := NewContext()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		if err := zctx.Close(); err != nil {
+			b.Error(err)
+		}
+	}()
+	srv, err := NewRRServer("tcp://127.0.0.1:*", func(_ context.Context, req []byte) ([]byte, error) { return req, nil }, WithContext(zctx))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-served
+	}()
+	cli, err := NewRRClient(srv.Endpoints()[0], WithContext(zctx))
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := make([]byte, 64)
+	zmqkitRT := func() {
+		if _, err := cli.Request(ctx, body); err != nil {
+			b.Fatal(err)
+		}
+	}
+
+	pctx, err := zmq.NewContext()
+	if err != nil {
+		b.Fatal(err)
+	}
+	rep, err := pctx.NewSocket(zmq.REP)
+	if err != nil {
+		b.Fatal(err)
+	}
+	check := func(err error) {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	check(rep.SetLinger(0))
+	check(rep.Bind("tcp://127.0.0.1:*"))
+	ep, err := rep.GetLastEndpoint()
+	check(err)
+	req, err := pctx.NewSocket(zmq.REQ)
+	check(err)
+	check(req.SetLinger(0))
+	check(req.Connect(ep))
+	repDone := make(chan struct{})
+	go func() { // rep belongs to this goroutine until Term ends its recv
+		defer close(repDone)
+		defer rep.Close()
+		for {
+			msg, err := rep.RecvBytes(0)
+			if err != nil {
+				return
+			}
+			if _, err := rep.SendBytes(msg, 0); err != nil {
+				return
+			}
+		}
+	}()
+	defer func() {
+		check(req.Close())
+		check(pctx.Term()) // ends rep's recv with ETERM; Term waits for its Close
+		<-repDone
+	}()
+	pebbeRT := func() {
+		if _, err := req.SendBytes(body, 0); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := req.RecvBytes(0); err != nil {
+			b.Fatal(err)
+		}
+	}
+
+	zmqkitRT() // both connected
+	pebbeRT()
+	const batch = 50
+	var zt, pt time.Duration
+	b.ResetTimer()
+	for done := 0; done < b.N; {
+		n := min(batch, b.N-done)
+		t0 := time.Now()
+		for i := 0; i < n; i++ {
+			zmqkitRT()
+		}
+		t1 := time.Now()
+		for i := 0; i < n; i++ {
+			pebbeRT()
+		}
+		zt, pt = zt+t1.Sub(t0), pt+time.Since(t1)
+		done += n
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(zt.Nanoseconds())/float64(b.N), "zmqkit-ns/rt")
+	b.ReportMetric(float64(pt.Nanoseconds())/float64(b.N), "pebbe-ns/rt")
+	b.ReportMetric(float64(zt)/float64(pt), "ratio")
 }

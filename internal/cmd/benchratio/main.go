@@ -4,7 +4,8 @@
 //
 // For throughput (a msgs/s or reqs/s metric) the ratio is zmqkit/pebbe, so
 // higher is better; for latency (ns/op only) it is zmqkit/pebbe too, so
-// lower is better. Repeated runs give the median, which one disturbed run on
+// lower is better. A paired benchmark, which times both sides itself and
+// reports zmqkit-ns/rt and pebbe-ns/rt metrics, gets a row of its own. Repeated runs give the median, which one disturbed run on
 // a shared machine cannot drag; make bench interleaves the runs of the two
 // sides so that both see the same machine.
 package main
@@ -94,6 +95,20 @@ func main() {
 			zk: fmt.Sprintf("%.0f", zv), pb: fmt.Sprintf("%.0f", pv),
 			ratio:  fmt.Sprintf("%.2f", zv/pv),
 			allocs: fmt.Sprintf("%.0f / %.0f", za, pa),
+		})
+	}
+	// Paired benchmarks time both sides in one run and report each side's
+	// time per operation as a metric.
+	for _, name := range order {
+		zk, ok1 := median(results[name], "zmqkit-ns/rt")
+		pb, ok2 := median(results[name], "pebbe-ns/rt")
+		if !ok1 || !ok2 || pb == 0 {
+			continue
+		}
+		rows = append(rows, row{
+			name: name, unit: "ns/rt", better: "lower",
+			zk: fmt.Sprintf("%.0f", zk), pb: fmt.Sprintf("%.0f", pb),
+			ratio: fmt.Sprintf("%.2f", zk/pb), allocs: "-",
 		})
 	}
 	if len(rows) == 0 {
