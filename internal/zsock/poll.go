@@ -62,6 +62,13 @@ type blocking struct {
 	wantIn, wantOut, parked atomic.Int32
 	parks                   atomic.Int64 // parkings so far, for tests
 
+	// The ctx whose end wakes the poller (by its Done channel), kept from
+	// one wait to the next: a server waits with the same ctx every time.
+	ctxMu    sync.Mutex
+	ctxDone  <-chan struct{}
+	ctxStop  func() bool
+	ctxClose bool // the socket closed: watch nothing more
+
 	zfd     C.int // ZMQ_FD
 	rfd     int   // the wake pipe, read end (polled) and write end
 	wfd     int
@@ -113,6 +120,37 @@ func (b *blocking) observe(s *Socket, ev zmq.State, poller bool) {
 	}
 }
 
+// watch makes the end of ctx wake the poller. The registration stays for
+// the next wait with the same ctx (one AfterFunc per server Run, not per
+// request); a wait with another ctx replaces it, and a wake-up a stale one
+// gives is only a spurious return from poll.
+func (b *blocking) watch(ctx context.Context) {
+	done := ctx.Done()
+	if done == nil {
+		return // never ends
+	}
+	b.ctxMu.Lock()
+	defer b.ctxMu.Unlock()
+	if done == b.ctxDone || b.ctxClose {
+		return
+	}
+	if b.ctxStop != nil {
+		b.ctxStop()
+	}
+	b.ctxDone, b.ctxStop = done, context.AfterFunc(ctx, b.wake)
+}
+
+// unwatch drops the ctx registration for good.
+func (b *blocking) unwatch() {
+	b.ctxMu.Lock()
+	defer b.ctxMu.Unlock()
+	b.ctxClose = true
+	if b.ctxStop != nil {
+		b.ctxStop()
+		b.ctxStop, b.ctxDone = nil, nil
+	}
+}
+
 // wake makes the poller's poll return, or its next one return at once.
 func (b *blocking) wake() {
 	// A full pipe already holds a wake-up, so EAGAIN is fine.
@@ -160,12 +198,6 @@ func (s *Socket) waitBlocking(ctx context.Context, d dir, op func(*zmq.Socket) e
 		s.waiting.Add(-1)
 		want.Add(-1)
 	}()
-	var stop func() bool
-	defer func() {
-		if stop != nil {
-			stop()
-		}
-	}()
 	for {
 		switch {
 		case !*polling && b.busy.CompareAndSwap(false, true):
@@ -180,9 +212,7 @@ func (s *Socket) waitBlocking(ctx context.Context, d dir, op func(*zmq.Socket) e
 			}
 			ready = s.waitChan()
 		default:
-			if stop == nil && ctx.Done() != nil {
-				stop = context.AfterFunc(ctx, b.wake)
-			}
+			b.watch(ctx)
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -251,6 +281,7 @@ func (s *Socket) closeBlocking() {
 	if !b.on {
 		return
 	}
+	b.unwatch()
 	b.wake()
 	b.closing.Lock()
 	defer b.closing.Unlock()
