@@ -2,6 +2,7 @@ package zmqkit
 
 import (
 	"context"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -77,6 +78,7 @@ func benchRRZmqkit(b *testing.B, concurrency, callers int, perSecond bool, h Req
 	var left atomic.Int64
 	left.Store(int64(b.N))
 	var wg sync.WaitGroup
+	settle()
 	b.ResetTimer()
 	start := time.Now()
 	for c := 0; c < callers; c++ {
@@ -151,6 +153,7 @@ func benchRRPebbe(b *testing.B, perSecond bool, handle func()) {
 		}
 	}
 	roundTrip()
+	settle()
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
@@ -253,6 +256,7 @@ func benchRRPaired(b *testing.B) {
 	pebbeRT()
 	const batch = 50
 	var zt, pt time.Duration
+	settle()
 	b.ResetTimer()
 	for done := 0; done < b.N; {
 		n := min(batch, b.N-done)
@@ -272,3 +276,9 @@ func benchRRPaired(b *testing.B) {
 	b.ReportMetric(float64(pt.Nanoseconds())/float64(b.N), "pebbe-ns/rt")
 	b.ReportMetric(float64(zt)/float64(pt), "ratio")
 }
+
+// settle returns the memory earlier benchmarks freed to the OS now, so that
+// the runtime's background scavenger does not do it during the timed loop
+// of whichever benchmark happens to run next (the throughput benchmarks
+// before these churn through hundreds of megabytes).
+func settle() { debug.FreeOSMemory() }
