@@ -2,6 +2,7 @@ package zmqkit
 
 import (
 	"context"
+	"errors"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -47,34 +48,8 @@ func BenchmarkReqRep(b *testing.B) {
 // benchRRZmqkit runs callers goroutines sharing one RRClient against an
 // RRServer; perSecond reports reqs/s (throughput) besides ns/op.
 func benchRRZmqkit(b *testing.B, concurrency, callers int, perSecond bool, h RequestHandler) {
-	zctx, err := NewContext()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		if err := zctx.Close(); err != nil {
-			b.Error(err)
-		}
-	}()
-	srv, err := NewRRServer("tcp://127.0.0.1:*", h, WithContext(zctx), WithConcurrency(concurrency))
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-served
-	}()
-	cli, err := NewRRClient(srv.Endpoints()[0], WithContext(zctx))
-	if err != nil {
-		b.Fatal(err)
-	}
-	req := make([]byte, 64)
-	if _, err := cli.Request(ctx, req); err != nil { // connected
-		b.Fatal(err)
-	}
+	cli, ctx, stop := startRRZmqkit(b, concurrency, h)
+	defer stop()
 	var left atomic.Int64
 	left.Store(int64(b.N))
 	var wg sync.WaitGroup
@@ -104,55 +79,8 @@ func benchRRZmqkit(b *testing.B, concurrency, callers int, perSecond bool, h Req
 // benchRRPebbe is the hand-written loop: a REQ socket and a REP socket on
 // their own goroutines, blocking calls, handle() before each reply.
 func benchRRPebbe(b *testing.B, perSecond bool, handle func()) {
-	zctx, err := zmq.NewContext()
-	if err != nil {
-		b.Fatal(err)
-	}
-	rep, err := zctx.NewSocket(zmq.REP)
-	if err != nil {
-		b.Fatal(err)
-	}
-	check := func(err error) {
-		if err != nil {
-			b.Fatal(err)
-		}
-	}
-	check(rep.SetLinger(0))
-	check(rep.Bind("tcp://127.0.0.1:*"))
-	ep, err := rep.GetLastEndpoint()
-	check(err)
-	req, err := zctx.NewSocket(zmq.REQ)
-	check(err)
-	check(req.SetLinger(0))
-	check(req.Connect(ep))
-
-	n := b.N + 1 // one to connect
-	served := make(chan error, 1)
-	go func() { // rep belongs to this goroutine
-		for i := 0; i < n; i++ {
-			msg, err := rep.RecvBytes(0)
-			if err != nil {
-				served <- err
-				return
-			}
-			handle()
-			if _, err := rep.SendBytes(msg, 0); err != nil {
-				served <- err
-				return
-			}
-		}
-		served <- nil
-	}()
-	body := make([]byte, 64)
-	roundTrip := func() {
-		if _, err := req.SendBytes(body, 0); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := req.RecvBytes(0); err != nil {
-			b.Fatal(err)
-		}
-	}
-	roundTrip()
+	roundTrip, stop := startRRPebbe(b, handle)
+	defer stop()
 	settle()
 	b.ResetTimer()
 	start := time.Now()
@@ -163,97 +91,21 @@ func benchRRPebbe(b *testing.B, perSecond bool, handle func()) {
 		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "reqs/s")
 	}
 	b.StopTimer()
-	check(<-served)
-	check(rep.Close())
-	check(req.Close())
-	check(zctx.Term())
 }
 
 // benchRRPaired times RRClient→RRServer and pebbe REQ→REP round trips in
 // alternating batches, both set up at once (see BenchmarkReqRep).
 func benchRRPaired(b *testing.B) {
-	zctx, err := NewContext()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		if err := zctx.Close(); err != nil {
-			b.Error(err)
-		}
-	}()
-	srv, err := NewRRServer("tcp://127.0.0.1:*", func(_ context.Context, req []byte) ([]byte, error) { return req, nil }, WithContext(zctx))
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-served
-	}()
-	cli, err := NewRRClient(srv.Endpoints()[0], WithContext(zctx))
-	if err != nil {
-		b.Fatal(err)
-	}
+	cli, ctx, stopZmqkit := startRRZmqkit(b, 1, func(_ context.Context, req []byte) ([]byte, error) { return req, nil })
+	defer stopZmqkit()
+	pebbeRT, stopPebbe := startRRPebbe(b, func() {})
+	defer stopPebbe()
 	body := make([]byte, 64)
 	zmqkitRT := func() {
 		if _, err := cli.Request(ctx, body); err != nil {
 			b.Fatal(err)
 		}
 	}
-
-	pctx, err := zmq.NewContext()
-	if err != nil {
-		b.Fatal(err)
-	}
-	rep, err := pctx.NewSocket(zmq.REP)
-	if err != nil {
-		b.Fatal(err)
-	}
-	check := func(err error) {
-		if err != nil {
-			b.Fatal(err)
-		}
-	}
-	check(rep.SetLinger(0))
-	check(rep.Bind("tcp://127.0.0.1:*"))
-	ep, err := rep.GetLastEndpoint()
-	check(err)
-	req, err := pctx.NewSocket(zmq.REQ)
-	check(err)
-	check(req.SetLinger(0))
-	check(req.Connect(ep))
-	repDone := make(chan struct{})
-	go func() { // rep belongs to this goroutine until Term ends its recv
-		defer close(repDone)
-		defer rep.Close()
-		for {
-			msg, err := rep.RecvBytes(0)
-			if err != nil {
-				return
-			}
-			if _, err := rep.SendBytes(msg, 0); err != nil {
-				return
-			}
-		}
-	}()
-	defer func() {
-		check(req.Close())
-		check(pctx.Term()) // ends rep's recv with ETERM; Term waits for its Close
-		<-repDone
-	}()
-	pebbeRT := func() {
-		if _, err := req.SendBytes(body, 0); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := req.RecvBytes(0); err != nil {
-			b.Fatal(err)
-		}
-	}
-
-	zmqkitRT() // both connected
-	pebbeRT()
 	const batch = 50
 	var zt, pt time.Duration
 	settle()
@@ -275,6 +127,99 @@ func benchRRPaired(b *testing.B) {
 	b.ReportMetric(float64(zt.Nanoseconds())/float64(b.N), "zmqkit-ns/rt")
 	b.ReportMetric(float64(pt.Nanoseconds())/float64(b.N), "pebbe-ns/rt")
 	b.ReportMetric(float64(zt)/float64(pt), "ratio")
+}
+
+// startRRZmqkit runs an RRServer with h on tcp and returns an RRClient that
+// has had one reply (so it is connected), the ctx to call it with, and the
+// teardown.
+func startRRZmqkit(b *testing.B, concurrency int, h RequestHandler) (*RRClient, context.Context, func()) {
+	zctx, err := NewContext()
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv, err := NewRRServer("tcp://127.0.0.1:*", h, WithContext(zctx), WithConcurrency(concurrency))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Run(ctx) }()
+	stop := func() {
+		cancel()
+		<-served
+		if err := zctx.Close(); err != nil {
+			b.Error(err)
+		}
+	}
+	cli, err := NewRRClient(srv.Endpoints()[0], WithContext(zctx))
+	if err != nil {
+		stop()
+		b.Fatal(err)
+	}
+	if _, err := cli.Request(ctx, make([]byte, 64)); err != nil {
+		stop()
+		b.Fatal(err)
+	}
+	return cli, ctx, stop
+}
+
+// startRRPebbe runs the hand-written REP loop (handle() before each reply)
+// on its own goroutine and returns a REQ round trip of 64 bytes, done once
+// already, and the teardown.
+func startRRPebbe(b *testing.B, handle func()) (roundTrip, stop func()) {
+	zctx, err := zmq.NewContext()
+	if err != nil {
+		b.Fatal(err)
+	}
+	check := func(err error) {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	rep, err := zctx.NewSocket(zmq.REP)
+	check(err)
+	check(rep.SetLinger(0))
+	check(rep.Bind("tcp://127.0.0.1:*"))
+	ep, err := rep.GetLastEndpoint()
+	check(err)
+	req, err := zctx.NewSocket(zmq.REQ)
+	check(err)
+	check(req.SetLinger(0))
+	check(req.Connect(ep))
+	repDone := make(chan struct{})
+	go func() { // rep belongs to this goroutine until Term ends its calls
+		defer close(repDone)
+		defer func() { _ = rep.Close() }()
+		for {
+			msg, err := rep.RecvBytes(0)
+			if err == nil {
+				handle()
+				_, err = rep.SendBytes(msg, 0)
+			}
+			if err != nil {
+				if !errors.Is(err, zmq.ETERM) {
+					b.Error(err)
+				}
+				return
+			}
+		}
+	}()
+	body := make([]byte, 64)
+	roundTrip = func() {
+		if _, err := req.SendBytes(body, 0); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := req.RecvBytes(0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	stop = func() {
+		check(req.Close())
+		check(zctx.Term()) // ends rep's calls with ETERM, then waits for its Close
+		<-repDone
+	}
+	roundTrip()
+	return roundTrip, stop
 }
 
 // settle returns the memory earlier benchmarks freed to the OS now, so that
