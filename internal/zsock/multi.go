@@ -102,8 +102,11 @@ func (r *receiver) recvMessage(sc *scratch, z *zmq.Socket) ([][]byte, error) {
 		}
 	}
 	n := int(res.frames)
-	if res.err != 0 && n == 0 {
+	switch {
+	case res.err != 0 && n == 0:
 		return nil, zmq.Errno(res.err)
+	case res.err != 0: // cannot happen: the rest of a message is there once its first frame is
+		return nil, fmt.Errorf("zmqkit: receive frame %d: %w", n+1, zmq.Errno(res.err))
 	}
 	total := 0
 	for _, sz := range sizes[:n] {
@@ -118,9 +121,6 @@ func (r *receiver) recvMessage(sc *scratch, z *zmq.Socket) ([][]byte, error) {
 	for i, sz := range sizes[:n] {
 		out[i] = all[off : off+int(sz) : off+int(sz)]
 		off += int(sz)
-	}
-	if res.err != 0 {
-		return nil, fmt.Errorf("zmqkit: receive frame %d: %w", n+1, zmq.Errno(res.err))
 	}
 	if res.held == 0 {
 		return out, nil

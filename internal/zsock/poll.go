@@ -7,8 +7,8 @@ package zsock
 
 // zk_poll blocks until zfd (the socket's ZMQ_FD) or wfd (the read end of
 // the socket's wake pipe) is readable, or timeout ms (-1: none) have
-// passed, then drains the wake pipe. It returns which were readable (1:
-// zfd, 2: wfd), or -errno when poll fails for a reason other than a signal.
+// passed, then drains the wake pipe. It returns 0, or -errno when poll
+// fails for a reason other than a signal.
 static int zk_poll(int zfd, int wfd, int timeout) {
 	struct pollfd p[2] = {{zfd, POLLIN, 0}, {wfd, POLLIN, 0}};
 	for (;;) {
@@ -19,7 +19,7 @@ static int zk_poll(int zfd, int wfd, int timeout) {
 		char buf[64];
 		while (read(wfd, buf, sizeof buf) > 0) {}
 	}
-	return (p[0].revents ? 1 : 0) | (p[1].revents ? 2 : 0);
+	return 0;
 }
 */
 import "C"
@@ -57,10 +57,8 @@ type blocking struct {
 	on   bool        // the socket was made with Blocking
 	busy atomic.Bool // a goroutine holds the poller role
 
-	// Waiters (poller included) waiting to receive and to send, and the
-	// waiters parked on the wait channel.
-	wantIn, wantOut, parked atomic.Int32
-	parks                   atomic.Int64 // parkings so far, for tests
+	// Waiters (poller included) waiting to receive and to send.
+	wantIn, wantOut atomic.Int32
 
 	// The ctx whose end wakes the poller (by its Done channel), kept from
 	// one wait to the next: a server waits with the same ctx every time.
@@ -231,21 +229,6 @@ func (s *Socket) waitBlocking(ctx context.Context, d dir, op func(*zmq.Socket) e
 		if again, hot, err = s.try(op, d, 1, *polling); !again {
 			return err
 		}
-	}
-}
-
-// park waits on ready, ctx and the socket's closing.
-func (s *Socket) park(ctx context.Context, ready <-chan struct{}) error {
-	s.blk.parks.Add(1)
-	s.blk.parked.Add(1)
-	defer s.blk.parked.Add(-1)
-	select {
-	case <-ready:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-s.done:
-		return ErrClosed
 	}
 }
 

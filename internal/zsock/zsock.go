@@ -73,6 +73,10 @@ type Socket struct {
 	// (guarded by mu): see observe.
 	waiting atomic.Int32
 	lastEv  zmq.State
+	// Waiters parked on the wait channel now, and parkings so far (for
+	// tests that must know a waiter has parked).
+	parked atomic.Int32
+	parks  atomic.Int64
 
 	blk blocking // the wait of a socket made with Blocking
 }
@@ -341,13 +345,24 @@ func (s *Socket) attempt(ctx context.Context, d dir, op func(*zmq.Socket) error)
 		if hot {
 			ready = s.backoff() // libzmq contradicts itself: do not spin
 		}
-		select {
-		case <-ready:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-s.done:
-			return ErrClosed
+		if err := s.park(ctx, ready); err != nil {
+			return err
 		}
+	}
+}
+
+// park waits on ready, ctx and the socket's closing.
+func (s *Socket) park(ctx context.Context, ready <-chan struct{}) error {
+	s.parks.Add(1)
+	s.parked.Add(1)
+	defer s.parked.Add(-1)
+	select {
+	case <-ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.done:
+		return ErrClosed
 	}
 }
 
@@ -414,8 +429,8 @@ func (s *Socket) try(op func(*zmq.Socket) error, d dir, self int32, poller bool)
 // another goroutine's operation go (a receive consuming the peer's
 // "activate write" a blocked sender waits for, in full duplex); the edge on
 // ZMQ_FD for that command has then come and gone. Waking only on a change
-// keeps two blocked goroutines from waking each other forever. A poller
-// does not wake itself. mu is held.
+// keeps two blocked goroutines from waking each other forever. A Blocking
+// socket has its own rule (blocking.observe). mu is held.
 func (s *Socket) observe(ev zmq.State, poller bool) {
 	if s.blk.on {
 		s.blk.observe(s, ev, poller)
@@ -426,11 +441,7 @@ func (s *Socket) observe(ev zmq.State, poller bool) {
 	}
 	s.lastEv = ev
 	if s.waiting.Load() > 0 {
-		if poller {
-			s.notifyChans()
-		} else {
-			s.notify()
-		}
+		s.notifyChans()
 	}
 }
 

@@ -298,12 +298,12 @@ func TestBlockingPollerLeavingHandsOver(t *testing.T) {
 			got <- msg
 		}()
 	}
-	require.Eventually(t, func() bool { return router.blk.parked.Load() == 2 }, 5*time.Second, time.Millisecond)
-	before := router.blk.parks.Load()
+	require.Eventually(t, func() bool { return router.parked.Load() == 2 }, 5*time.Second, time.Millisecond)
+	before := router.parks.Load()
 	var once sync.Once
 	setHook(t, &testHookLeaving, func(s *Socket) {
 		once.Do(func() { // the leaver's leaving only
-			for s.blk.parks.Load() < before+2 || s.blk.parked.Load() < 2 {
+			for s.parks.Load() < before+2 || s.parked.Load() < 2 {
 				time.Sleep(100 * time.Microsecond)
 			}
 		})
