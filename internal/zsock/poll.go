@@ -47,8 +47,9 @@ var Blocking = Option{Name: "blocking wait", blocking: true}
 //
 // One waiting goroutine at a time, the poller, blocks in poll(2) on ZMQ_FD
 // and a wake pipe, holding its OS thread; any others park on the wait
-// channel, which the poller closes each time poll returns, and the first of
-// them to find the role free takes it over when the poller leaves. The pipe
+// channel, which is closed when the events let some of them go (observe),
+// and the first of them to find the role free takes it over when the
+// poller leaves. The pipe
 // is written when the poller's ctx ends, when the socket closes, and when
 // another goroutine's operation changed the socket's events (observe), so
 // none of them is missed while the poller sleeps in C. An idle socket with a
@@ -217,11 +218,11 @@ func (s *Socket) waitBlocking(ctx context.Context, d dir, op func(*zmq.Socket) e
 			if h := testHookBeforePoll.Load(); h != nil {
 				(*h)(s)
 			}
+			// The try below wakes the parked waiters if the events now
+			// let some of them go (blocking.observe): not all of them on
+			// every wake-up.
 			if err := s.poll(hot); err != nil {
 				return err
-			}
-			if s.waiting.Load() > 1 {
-				s.notifyChans() // their operations may go now too
 			}
 		}
 		var err error

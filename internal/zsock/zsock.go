@@ -73,10 +73,9 @@ type Socket struct {
 	// (guarded by mu): see observe.
 	waiting atomic.Int32
 	lastEv  zmq.State
-	// Waiters parked on the wait channel now, and parkings so far (for
-	// tests that must know a waiter has parked).
+	// Waiters parked on the wait channel now (tests must know a waiter
+	// has parked).
 	parked atomic.Int32
-	parks  atomic.Int64
 
 	blk blocking // the wait of a socket made with Blocking
 }
@@ -353,7 +352,6 @@ func (s *Socket) attempt(ctx context.Context, d dir, op func(*zmq.Socket) error)
 
 // park waits on ready, ctx and the socket's closing.
 func (s *Socket) park(ctx context.Context, ready <-chan struct{}) error {
-	s.parks.Add(1)
 	s.parked.Add(1)
 	defer s.parked.Add(-1)
 	select {

@@ -274,8 +274,8 @@ func setHook(t *testing.T, hook *atomic.Pointer[func(*Socket)], f func(*Socket))
 
 // When the poller leaves (here, cancelled) while the others are parked,
 // one of them must take the role over, or a message that comes later wakes
-// nobody. The hook holds the leaving poller until the others, woken when
-// its poll returned, have found the role still taken and parked again.
+// nobody. The hook checks that the others were parked when the leaver gave
+// the role up.
 func TestBlockingPollerLeavingHandsOver(t *testing.T) {
 	zctx := newContext(t)
 	router, dealer := pair(t, zctx, "tcp://127.0.0.1:*", []Option{Blocking}, nil)
@@ -299,17 +299,17 @@ func TestBlockingPollerLeavingHandsOver(t *testing.T) {
 		}()
 	}
 	require.Eventually(t, func() bool { return router.parked.Load() == 2 }, 5*time.Second, time.Millisecond)
-	before := router.parks.Load()
+	var parkedAtLeaving atomic.Int32
+	parkedAtLeaving.Store(-1)
 	var once sync.Once
 	setHook(t, &testHookLeaving, func(s *Socket) {
-		once.Do(func() { // the leaver's leaving only
-			for s.parks.Load() < before+2 || s.parked.Load() < 2 {
-				time.Sleep(100 * time.Microsecond)
-			}
-		})
+		once.Do(func() { parkedAtLeaving.Store(s.parked.Load()) }) // the leaver's leaving only
 	})
 	cancel()
 	require.ErrorIs(t, <-leaverDone, context.Canceled)
+	// Nothing woke the others while the leaver polled, so only its
+	// leaving can: they were parked when it gave the role up.
+	require.EqualValues(t, 2, parkedAtLeaving.Load())
 	require.NoError(t, dealer.SendBytes(ctx, []byte("later"), false))
 	select {
 	case msg := <-got:
