@@ -1,26 +1,7 @@
 package zsock
 
 /*
-#include <poll.h>
-#include <errno.h>
-#include <unistd.h>
-
-// zk_poll blocks until zfd (the socket's ZMQ_FD) or wfd (the read end of
-// the socket's wake pipe) is readable, or timeout ms (-1: none) have
-// passed, then drains the wake pipe. It returns 0, or -errno when poll
-// fails for a reason other than a signal.
-static int zk_poll(int zfd, int wfd, int timeout) {
-	struct pollfd p[2] = {{zfd, POLLIN, 0}, {wfd, POLLIN, 0}};
-	for (;;) {
-		if (poll(p, 2, timeout) >= 0) break;
-		if (errno != EINTR) return -errno;
-	}
-	if (p[1].revents) {
-		char buf[64];
-		while (read(wfd, buf, sizeof buf) > 0) {}
-	}
-	return 0;
-}
+#include "zk.h"
 */
 import "C"
 
@@ -68,10 +49,16 @@ type blocking struct {
 	ctxStop  func() bool
 	ctxClose bool // the socket closed: watch nothing more
 
-	zfd     C.int // ZMQ_FD
-	rfd     int   // the wake pipe, read end (polled) and write end
-	wfd     int
-	closing sync.RWMutex // a poll holds it for reading; Close for writing
+	zfd C.int // ZMQ_FD
+	rfd int   // the wake pipe, read end (polled) and write end
+	wfd int
+
+	// pipeMu guards the pipe's descriptors: every poll and every write
+	// holds it for reading, and Close holds it for writing while it
+	// closes them, so no descriptor number is used once closed (it may
+	// belong to a connection or a file by then).
+	pipeMu   sync.RWMutex
+	pipeShut bool
 }
 
 // openBlocking gets ZMQ_FD and makes the wake pipe; New calls it before
@@ -152,9 +139,21 @@ func (b *blocking) unwatch() {
 
 // wake makes the poller's poll return, or its next one return at once.
 func (b *blocking) wake() {
+	b.pipeMu.RLock()
+	defer b.pipeMu.RUnlock()
+	if b.pipeShut {
+		return // closed: nobody polls any more
+	}
+	if h := testHookPipeWrite.Load(); h != nil {
+		(*h)(!b.pipeShut)
+	}
 	// A full pipe already holds a wake-up, so EAGAIN is fine.
 	_, _ = syscall.Write(b.wfd, []byte{1})
 }
+
+// testHookPipeWrite, nil outside tests, is called before every write to a
+// wake pipe with whether the pipe is still open.
+var testHookPipeWrite atomic.Pointer[func(open bool)]
 
 // attemptBlocking is attempt for a Blocking socket.
 func (s *Socket) attemptBlocking(ctx context.Context, d dir, op func(*zmq.Socket) error) error {
@@ -241,12 +240,10 @@ var testHookBeforePoll, testHookLeaving atomic.Pointer[func(*Socket)]
 // (see try) bounds it to a millisecond.
 func (s *Socket) poll(hot bool) error {
 	b := &s.blk
-	b.closing.RLock()
-	defer b.closing.RUnlock()
-	select {
-	case <-s.done: // Close wakes the pipe only after closing done
+	b.pipeMu.RLock()
+	defer b.pipeMu.RUnlock()
+	if b.pipeShut {
 		return ErrClosed
-	default:
 	}
 	timeout := C.int(-1)
 	if hot {
@@ -259,7 +256,7 @@ func (s *Socket) poll(hot bool) error {
 }
 
 // closeBlocking wakes the poller, waits for it to leave poll(2) and closes
-// the wake pipe; s.done is closed already.
+// the wake pipe; s.closed is set and s.done closed already.
 func (s *Socket) closeBlocking() {
 	b := &s.blk
 	if !b.on {
@@ -267,9 +264,11 @@ func (s *Socket) closeBlocking() {
 	}
 	b.unwatch()
 	b.wake()
-	b.closing.Lock()
-	defer b.closing.Unlock()
-	// Later polls see done closed and never use the descriptors.
+	// Once the poller has left poll(2) and no write is under way, nothing
+	// uses the descriptors again: later polls and writes see pipeShut.
+	b.pipeMu.Lock()
+	defer b.pipeMu.Unlock()
+	b.pipeShut = true
 	_ = syscall.Close(b.rfd)
 	_ = syscall.Close(b.wfd)
 }

@@ -2,47 +2,14 @@ package zsock
 
 /*
 #cgo !windows pkg-config: libzmq
-#include <zmq.h>
 #include <stdlib.h>
-#include <string.h>
-#include <errno.h>
-
-typedef struct { int n; int err; int more; } zk_result;
-
-// zk_recv receives one frame without waiting. When the frame fits in buf
-// (cap bytes) it is copied there and released, so the common case is one
-// cgo call; otherwise it stays in *held for zk_take. It returns the frame
-// size, or n = -1 and the errno; more tells whether frames follow. The
-// result is returned by value: out-parameters would make Go allocate.
-static zk_result zk_recv(void *s, zmq_msg_t *held, void *buf, size_t cap) {
-	zk_result r = {0, 0, 0};
-	zmq_msg_init(held);
-	r.n = zmq_msg_recv(held, s, ZMQ_DONTWAIT);
-	if (r.n < 0) {
-		r.err = zmq_errno();
-		zmq_msg_close(held);
-		return r;
-	}
-	r.more = zmq_msg_more(held);
-	if ((size_t)r.n <= cap) {
-		if (r.n > 0) memcpy(buf, zmq_msg_data(held), r.n);
-		zmq_msg_close(held);
-	}
-	return r;
-}
-
-// zk_take copies the held frame into buf and releases it.
-static void zk_take(zmq_msg_t *held, void *buf, size_t n) {
-	if (n > 0) memcpy(buf, zmq_msg_data(held), n);
-	zmq_msg_close(held);
-}
+#include "zk.h"
 */
 import "C"
 
 import (
 	"reflect"
 	"sync"
-	"syscall"
 	"unsafe"
 
 	zmq "github.com/pebbe/zmq4"
@@ -103,28 +70,23 @@ func (r *receiver) recvFrame(s *zmq.Socket) (b []byte, more bool, err error) {
 		more, err = s.GetRcvmore()
 		return b, more, err
 	}
-	for {
-		var buf []byte
-		var p unsafe.Pointer
-		capacity := 0
-		if r.guess <= maxGuess {
-			buf = make([]byte, r.guess)
-			p, capacity = unsafe.Pointer(&buf[0]), len(buf)
-		}
-		res := C.zk_recv(r.raw, r.held, p, C.size_t(capacity))
-		n := int(res.n)
-		if n < 0 {
-			if syscall.Errno(res.err) == syscall.EINTR {
-				continue
-			}
-			return nil, false, zmq.Errno(res.err)
-		}
-		r.guess = max(n, 1)
-		if n > capacity {
-			buf = r.take(n)
-		}
-		return buf[:n:n], res.more != 0, nil
+	var buf []byte
+	var p unsafe.Pointer
+	capacity := 0
+	if r.guess <= maxGuess {
+		buf = make([]byte, r.guess)
+		p, capacity = unsafe.Pointer(&buf[0]), len(buf)
 	}
+	res := C.zk_recv(r.raw, r.held, p, C.size_t(capacity)) // retries signals
+	n := int(res.n)
+	if n < 0 {
+		return nil, false, zmq.Errno(res.err)
+	}
+	r.guess = max(n, 1)
+	if n > capacity {
+		buf = r.take(n)
+	}
+	return buf[:n:n], res.more != 0, nil
 }
 
 // take copies the n-byte frame held in r.held into a new buffer and

@@ -1,32 +1,7 @@
 package zsock
 
 /*
-#include <zmq.h>
-#include <string.h>
-
-// zk_send_frame sends "<id> <typ> <body>" as one frame without waiting,
-// building it straight into libzmq's message: one cgo call, no Go buffer.
-// It returns 0, or -errno.
-static int zk_send_frame(void *s, unsigned long long id, const char *typ, size_t typlen, const void *body, size_t n) {
-	char num[24];
-	int k = 0;
-	do { num[k++] = (char)('0' + id % 10); id /= 10; } while (id);
-	zmq_msg_t m;
-	if (zmq_msg_init_size(&m, (size_t)k + 1 + typlen + 1 + n) != 0) return -zmq_errno();
-	char *p = (char *)zmq_msg_data(&m);
-	while (k) *p++ = num[--k];
-	*p++ = ' ';
-	memcpy(p, typ, typlen);
-	p += typlen;
-	*p++ = ' ';
-	if (n) memcpy(p, body, n);
-	if (zmq_msg_send(&m, s, ZMQ_DONTWAIT) < 0) {
-		int e = zmq_errno();
-		zmq_msg_close(&m);
-		return -e;
-	}
-	return 0;
-}
+#include "zk.h"
 */
 import "C"
 

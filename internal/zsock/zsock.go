@@ -223,12 +223,18 @@ func (s *Socket) SendMessage(ctx context.Context, parts ...[]byte) error {
 			}
 		}
 		last := len(parts) - 1
-		if _, err := z.SendBytes(parts[0], zmq.DONTWAIT|moreIf(last > 0)); err != nil {
-			return err
-		}
-		for i := 1; i <= last; i++ {
-			// Cannot return EAGAIN now that the first frame went in.
-			if _, err := z.SendBytes(parts[i], zmq.DONTWAIT|moreIf(i < last)); err != nil {
+		for i, p := range parts {
+			var err error
+			if s.recv.raw != nil {
+				err = s.recv.sendFrame(p, i < last)
+			} else { // pebbe retries signals too
+				_, err = z.SendBytes(p, zmq.DONTWAIT|moreIf(i < last))
+			}
+			switch {
+			case err == nil:
+			case i == 0:
+				return err
+			default: // libzmq takes a whole message once it took its first frame
 				return fmt.Errorf("zmqkit: send frame %d of %d: %w", i+1, last+1, err)
 			}
 		}
@@ -548,11 +554,13 @@ func (s *Socket) watch(rc syscall.RawConn) {
 func (s *Socket) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
-		close(s.done)
+		s.mu.Lock()
+		s.closed = true // no operation starts from now on
+		s.mu.Unlock()
+		close(s.done) // waiters return
 		s.closeBlocking()
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		s.closed = true
 		if s.fdFile != nil {
 			s.stopWatch.Store(true)
 			// An expired deadline wakes the watcher out of the netpoller.

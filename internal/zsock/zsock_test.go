@@ -378,3 +378,131 @@ func TestBlockingOtherOperationWakesPoller(t *testing.T) {
 		t.Fatal("the poller slept through a reply whose signal another operation consumed")
 	}
 }
+
+// Closing a Blocking socket while requesters send and wait on it, their
+// ctxs end and replies arrive must never write to its wake pipe once the
+// pipe is closed: the descriptor number may already belong to a
+// connection or a file. 300 cycles, each with a poller, parked waiters,
+// cancelled ctxs and an echoing peer.
+func TestBlockingCloseNeverWritesAClosedPipe(t *testing.T) {
+	var late atomic.Int64
+	f := func(open bool) {
+		if !open {
+			late.Add(1)
+		}
+	}
+	testHookPipeWrite.Store(&f)
+	t.Cleanup(func() { testHookPipeWrite.Store(nil) })
+	zctx := newContext(t)
+	ctx := testCtx(t)
+	for cycle := 0; cycle < 300; cycle++ {
+		router, dealer := pair(t, zctx, fmt.Sprintf("inproc://close-cycle-%d", cycle), nil, []Option{Blocking})
+		echoCtx, stopEcho := context.WithCancel(ctx)
+		echoed := make(chan struct{})
+		go func() {
+			defer close(echoed)
+			for {
+				msg, err := router.RecvMessage(echoCtx)
+				if err != nil || router.SendMessage(echoCtx, msg...) != nil {
+					return
+				}
+			}
+		}()
+		const requesters = 6
+		var wg sync.WaitGroup
+		cancels := make([]context.CancelFunc, requesters)
+		for i := 0; i < requesters; i++ {
+			rctx, cancel := context.WithCancel(ctx)
+			cancels[i] = cancel
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for dealer.SendBytes(rctx, []byte("x"), false) == nil {
+					if _, err := dealer.RecvBytes(rctx); err != nil {
+						return
+					}
+				}
+			}()
+		}
+		for i := 0; i < requesters; i += 2 {
+			go cancels[i]()
+		}
+		require.NoError(t, dealer.Close())
+		for _, c := range cancels {
+			c()
+		}
+		wg.Wait()
+		stopEcho()
+		<-echoed
+		require.NoError(t, router.Close())
+	}
+	require.Zero(t, late.Load(), "writes to a closed wake pipe")
+}
+
+// A signal can interrupt libzmq in the middle of a multi-frame message.
+// Whatever frame it hits, on the send and the receive side, in the one-call
+// path and the frame-by-frame one (a message too large for the scratch
+// buffer), the message must go through whole, and the next one after it.
+func TestEINTRMidMessage(t *testing.T) {
+	t.Cleanup(func() { injectEINTR(0) })
+	zctx := newContext(t)
+	router, dealer := pair(t, zctx, "inproc://eintr", nil, nil)
+	ctx := testCtx(t)
+	// Learn the dealer's routing id.
+	require.NoError(t, dealer.SendBytes(ctx, []byte("hello"), false))
+	hello, err := router.RecvMessage(ctx)
+	require.NoError(t, err)
+	id := hello[0]
+
+	small := [][]byte{[]byte("a"), []byte("bb"), []byte("ccc")}
+	large := [][]byte{bytes.Repeat([]byte("a"), 10), bytes.Repeat([]byte("b"), 2*scratchSize), bytes.Repeat([]byte("c"), 30)}
+	for _, tc := range []struct {
+		name  string
+		parts [][]byte
+	}{{"small", small}, {"large", large}} {
+		// The router receives [id, parts...]: frame 2 is the first part,
+		// the last frame the last part.
+		for _, at := range []int{2, len(tc.parts) + 1} {
+			t.Run(fmt.Sprintf("%s/recv/frame%d", tc.name, at), func(t *testing.T) {
+				require.NoError(t, dealer.SendMessage(ctx, tc.parts...))
+				require.NoError(t, dealer.SendMessage(ctx, []byte("next")))
+				require.Eventually(t, func() bool { // both are queued in the router
+					ev, err := eventsOf(router)
+					return err == nil && ev&zmq.POLLIN != 0
+				}, 5*time.Second, time.Millisecond)
+				injectEINTR(at)
+				msg, err := router.RecvMessage(ctx)
+				injectEINTR(0)
+				require.NoError(t, err)
+				require.Equal(t, append([][]byte{id}, tc.parts...), msg)
+				msg, err = router.RecvMessage(ctx)
+				require.NoError(t, err)
+				require.Equal(t, [][]byte{id, []byte("next")}, msg)
+			})
+			t.Run(fmt.Sprintf("%s/send/frame%d", tc.name, at), func(t *testing.T) {
+				injectEINTR(at)
+				err := router.SendMessage(ctx, append([][]byte{id}, tc.parts...)...)
+				injectEINTR(0)
+				require.NoError(t, err)
+				require.NoError(t, router.SendMessage(ctx, id, []byte("next")))
+				msg, err := dealer.RecvMessage(ctx)
+				require.NoError(t, err)
+				require.Equal(t, tc.parts, msg)
+				msg, err = dealer.RecvMessage(ctx)
+				require.NoError(t, err)
+				require.Equal(t, [][]byte{[]byte("next")}, msg)
+			})
+		}
+	}
+}
+
+// eventsOf reads s's ZMQ_EVENTS.
+func eventsOf(s *Socket) (zmq.State, error) {
+	var ev zmq.State
+	err := s.Do(func(z *zmq.Socket) error {
+		var err error
+		ev, err = z.GetEvents()
+		return err
+	})
+	return ev, err
+}

@@ -1,0 +1,163 @@
+// See zk.h.
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <unistd.h>
+#include "zk.h"
+
+int zk_eintr_at;
+
+// zk_inject reports whether the frame about to be received or sent must
+// fail with EINTR (see zk.h).
+static int zk_inject(void) {
+	return zk_eintr_at > 0 && --zk_eintr_at == 0;
+}
+
+// zk_msg_recv receives one frame without waiting, retrying when a signal
+// interrupts libzmq: a message whose first frame was taken must be taken
+// whole, or the next receive would start in its middle.
+static int zk_msg_recv(zmq_msg_t *m, void *s) {
+	for (;;) {
+		int n;
+		if (zk_inject()) {
+			errno = EINTR;
+			n = -1;
+		} else {
+			n = zmq_msg_recv(m, s, ZMQ_DONTWAIT);
+		}
+		if (n >= 0 || zmq_errno() != EINTR) return n;
+	}
+}
+
+// zk_send sends one frame without waiting, retrying when a signal
+// interrupts libzmq, for the same reason. It returns 0, or the errno.
+int zk_send(void *s, const void *buf, size_t n, int flags) {
+	for (;;) {
+		int rc;
+		if (zk_inject()) {
+			errno = EINTR;
+			rc = -1;
+		} else {
+			rc = zmq_send(s, buf, n, flags | ZMQ_DONTWAIT);
+		}
+		if (rc >= 0) return 0;
+		if (zmq_errno() != EINTR) return zmq_errno();
+	}
+}
+
+// zk_recv receives one frame without waiting. When the frame fits in buf
+// (cap bytes) it is copied there and released, so the common case is one
+// cgo call; otherwise it stays in *held for zk_take. It returns the frame
+// size, or n = -1 and the errno; more tells whether frames follow. The
+// result is returned by value: out-parameters would make Go allocate.
+zk_result zk_recv(void *s, zmq_msg_t *held, void *buf, size_t cap) {
+	zk_result r = {0, 0, 0};
+	zmq_msg_init(held);
+	r.n = zk_msg_recv(held, s);
+	if (r.n < 0) {
+		r.err = zmq_errno();
+		zmq_msg_close(held);
+		return r;
+	}
+	r.more = zmq_msg_more(held);
+	if ((size_t)r.n <= cap) {
+		if (r.n > 0) memcpy(buf, zmq_msg_data(held), r.n);
+		zmq_msg_close(held);
+	}
+	return r;
+}
+
+// zk_take copies the held frame into buf and releases it.
+void zk_take(zmq_msg_t *held, void *buf, size_t n) {
+	if (n > 0) memcpy(buf, zmq_msg_data(held), n);
+	zmq_msg_close(held);
+}
+
+// zk_recvm receives one whole message without waiting, copying its frames
+// back to back into buf (cap bytes) and their sizes into sizes (up to maxf
+// frames): one cgo call for the whole message. A frame that does not fit
+// stays in *held (held = 1, n bytes, more) for the caller to take with
+// zk_take, and so do the frames after it. err is the errno of a failed
+// receive (frames = 0 for a message that was not there).
+zk_mresult zk_recvm(void *s, zmq_msg_t *held, char *buf, size_t cap, int *sizes, int maxf) {
+	zk_mresult r = {0, 0, 0, 0, 0};
+	size_t off = 0;
+	for (;;) {
+		zmq_msg_init(held);
+		int n = zk_msg_recv(held, s);
+		if (n < 0) {
+			r.err = zmq_errno();
+			zmq_msg_close(held);
+			return r;
+		}
+		int more = zmq_msg_more(held);
+		if (r.frames == maxf || off + (size_t)n > cap) {
+			r.held = 1;
+			r.n = n;
+			r.more = more;
+			return r;
+		}
+		if (n > 0) memcpy(buf + off, zmq_msg_data(held), n);
+		zmq_msg_close(held);
+		off += n;
+		sizes[r.frames++] = n;
+		if (!more) return r;
+	}
+}
+
+
+// zk_sendm sends n frames (sizes[i] bytes each, back to back in buf) as one
+// message without waiting: one cgo call. sent is how many frames went; a
+// message whose first frame went is complete unless err says otherwise.
+zk_sresult zk_sendm(void *s, const char *buf, const int *sizes, int n) {
+	zk_sresult r = {0, 0};
+	size_t off = 0;
+	for (int i = 0; i < n; i++) {
+		r.err = zk_send(s, buf + off, sizes[i], i < n - 1 ? ZMQ_SNDMORE : 0);
+		if (r.err) return r;
+		off += sizes[i];
+		r.sent++;
+	}
+	return r;
+}
+
+// zk_send_frame sends "<id> <typ> <body>" as one frame without waiting,
+// building it straight into libzmq's message: one cgo call, no Go buffer.
+// It returns 0, or -errno.
+int zk_send_frame(void *s, unsigned long long id, const char *typ, size_t typlen, const void *body, size_t n) {
+	char num[24];
+	int k = 0;
+	do { num[k++] = (char)('0' + id % 10); id /= 10; } while (id);
+	zmq_msg_t m;
+	if (zmq_msg_init_size(&m, (size_t)k + 1 + typlen + 1 + n) != 0) return -zmq_errno();
+	char *p = (char *)zmq_msg_data(&m);
+	while (k) *p++ = num[--k];
+	*p++ = ' ';
+	memcpy(p, typ, typlen);
+	p += typlen;
+	*p++ = ' ';
+	if (n) memcpy(p, body, n);
+	if (zmq_msg_send(&m, s, ZMQ_DONTWAIT) < 0) {
+		int e = zmq_errno();
+		zmq_msg_close(&m);
+		return -e;
+	}
+	return 0;
+}
+
+// zk_poll blocks until zfd (the socket's ZMQ_FD) or wfd (the read end of
+// the socket's wake pipe) is readable, or timeout ms (-1: none) have
+// passed, then drains the wake pipe. It returns 0, or -errno when poll
+// fails for a reason other than a signal.
+int zk_poll(int zfd, int wfd, int timeout) {
+	struct pollfd p[2] = {{zfd, POLLIN, 0}, {wfd, POLLIN, 0}};
+	for (;;) {
+		if (poll(p, 2, timeout) >= 0) break;
+		if (errno != EINTR) return -errno;
+	}
+	if (p[1].revents) {
+		char buf[64];
+		while (read(wfd, buf, sizeof buf) > 0) {}
+	}
+	return 0;
+}

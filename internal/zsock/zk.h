@@ -1,0 +1,26 @@
+// The C side of zsock: each function does in one cgo call what would
+// otherwise take several. None of them blocks except zk_poll.
+#ifndef ZK_H
+#define ZK_H
+
+#include <stddef.h>
+#include <zmq.h>
+
+typedef struct { int n; int err; int more; } zk_result;
+typedef struct { int frames; int err; int held; int n; int more; } zk_mresult;
+typedef struct { int sent; int err; } zk_sresult;
+
+zk_result zk_recv(void *s, zmq_msg_t *held, void *buf, size_t cap);
+void zk_take(zmq_msg_t *held, void *buf, size_t n);
+zk_mresult zk_recvm(void *s, zmq_msg_t *held, char *buf, size_t cap, int *sizes, int maxf);
+int zk_send(void *s, const void *buf, size_t n, int flags);
+zk_sresult zk_sendm(void *s, const char *buf, const int *sizes, int n);
+int zk_send_frame(void *s, unsigned long long id, const char *typ, size_t typlen, const void *body, size_t n);
+int zk_poll(int zfd, int wfd, int timeout);
+
+// Tests only: when set to k > 0, the k-th frame received or sent from now
+// on by zk_recv, zk_recvm or zk_sendm fails once with EINTR before
+// touching the socket, as a signal arriving in libzmq's poll would make it.
+extern int zk_eintr_at;
+
+#endif
