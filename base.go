@@ -61,10 +61,14 @@ func (b *base) init(self closer, kind string, typ zmq.Type, endpoints string, de
 	if err != nil {
 		return err
 	}
-	if b.sock, err = b.zctx.newSocket(self, typ, &b.o, eps, extra...); err != nil {
+	if b.sock, err = b.zctx.newSocket(typ, &b.o, eps, extra...); err != nil {
 		return err
 	}
 	b.done = b.sock.Done()
+	if err := b.zctx.register(self); err != nil {
+		_ = b.sock.Close() // the Context closed meanwhile
+		return err
+	}
 	b.o.logger.Debug("zmqkit: open", "kind", kind, "endpoints", b.sock.Endpoints())
 	return nil
 }

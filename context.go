@@ -106,22 +106,33 @@ func (c *Context) Close() error {
 	return c.closeErr
 }
 
-// newSocket creates a socket for obj and tracks obj, atomically with respect
-// to Close, so Close never terminates libzmq under a socket it does not know.
-func (c *Context) newSocket(obj closer, typ zmq.Type, o *options, eps []endpoint.Endpoint, extra ...zsock.Option) (*zsock.Socket, error) {
+// newSocket creates a socket, under the read lock, so that Close never
+// terminates libzmq while a socket is being made, and never after: a
+// socket made on a terminated libzmq context would be a use after free.
+func (c *Context) newSocket(typ zmq.Type, o *options, eps []endpoint.Endpoint, extra ...zsock.Option) (*zsock.Socket, error) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.closed {
 		return nil, ErrClosed
 	}
-	s, err := zsock.New(c.zctx, typ, append(o.socketOptions(), extra...), eps)
-	if err != nil {
-		return nil, err
+	return zsock.New(c.zctx, typ, append(o.socketOptions(), extra...), eps)
+}
+
+// register puts a fully built object on the context, so Close closes it;
+// after Close it fails with ErrClosed and the caller closes the object
+// itself. An object is therefore on the context whole or not at all (a
+// socket it made meanwhile only delays Close's termination of libzmq
+// until the caller has closed it).
+func (c *Context) register(obj closer) error {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.closed {
+		return ErrClosed
 	}
 	c.omu.Lock()
 	c.objs[obj] = struct{}{}
 	c.omu.Unlock()
-	return s, nil
+	return nil
 }
 
 func (c *Context) untrack(obj closer) {

@@ -30,7 +30,7 @@ func (p *pairBase) initPair(self closer, kind, endpoints string, defaultBind boo
 	link, err := pairlink.New(pairlink.Config{
 		Endpoints: eps,
 		NewSocket: func(typ zmq.Type, eps []endpoint.Endpoint, extra ...zsock.Option) (*zsock.Socket, error) {
-			return zctx.newSocket(self, typ, &p.o, eps, extra...)
+			return zctx.newSocket(typ, &p.o, eps, extra...)
 		},
 		OnRestart: func(gen uint64) {
 			p.o.logger.Info("zmqkit: pair peer left; socket reopened", "kind", kind, "generation", gen)
@@ -38,10 +38,13 @@ func (p *pairBase) initPair(self closer, kind, endpoints string, defaultBind boo
 		OnError: p.report,
 	})
 	if err != nil {
-		zctx.untrack(self) // a monitor socket may have been made before the failure
 		return err
 	}
 	p.link, p.done = link, link.Done()
+	if err := zctx.register(self); err != nil {
+		_ = link.Close() // the Context closed meanwhile
+		return err
+	}
 	p.o.logger.Debug("zmqkit: open", "kind", kind, "endpoints", link.Endpoints())
 	return nil
 }

@@ -1,0 +1,109 @@
+package zmqkit
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// lifecycle is one of the eight types, made and used through one shape, for
+// tests of what every object must do (open, close, race its Context).
+type lifecycle struct {
+	name string
+	bind bool // binds by default
+	open func(ep string, opts ...Option) (closer, error)
+	// use makes a call on obj that returns ErrClosed once obj is closed
+	// (and blocks or succeeds while it is open).
+	use func(ctx context.Context, obj closer) error
+}
+
+var lifecycles = []lifecycle{
+	{"Publisher", true,
+		func(ep string, opts ...Option) (closer, error) { return NewPublisher(ep, opts...) },
+		func(ctx context.Context, o closer) error { return o.(*Publisher).Publish(ctx, "x") }},
+	{"Subscriber", false,
+		func(ep string, opts ...Option) (closer, error) { return NewSubscriber(ep, opts...) },
+		func(ctx context.Context, o closer) error { _, err := o.(*Subscriber).Receive(ctx); return err }},
+	{"RRServer", true,
+		func(ep string, opts ...Option) (closer, error) { return NewRRServer(ep, echo, opts...) },
+		func(ctx context.Context, o closer) error { return o.(*RRServer).Run(ctx) }},
+	{"RRClient", false,
+		func(ep string, opts ...Option) (closer, error) { return NewRRClient(ep, opts...) },
+		func(ctx context.Context, o closer) error {
+			_, err := o.(*RRClient).Request(ctx, []byte("x"))
+			return err
+		}},
+	{"PPPusher", true,
+		func(ep string, opts ...Option) (closer, error) { return NewPPPusher(ep, opts...) },
+		func(ctx context.Context, o closer) error { return o.(*PPPusher).Push(ctx, []byte("x")) }},
+	{"PPPuller", false,
+		func(ep string, opts ...Option) (closer, error) { return NewPPPuller(ep, nil, opts...) },
+		func(ctx context.Context, o closer) error { _, err := o.(*PPPuller).Pull(ctx); return err }},
+	{"PairServer", true,
+		func(ep string, opts ...Option) (closer, error) { return NewPairServer(ep, echo, opts...) },
+		func(ctx context.Context, o closer) error { return o.(*PairServer).Run(ctx) }},
+	{"PairClient", false,
+		func(ep string, opts ...Option) (closer, error) { return NewPairClient(ep, opts...) },
+		func(ctx context.Context, o closer) error { _, err := o.(*PairClient).Receive(ctx); return err }},
+}
+
+// requireClosed requires obj to behave as closed: its call returns
+// ErrClosed, not a time-out.
+func (lc lifecycle) requireClosed(t testing.TB, obj closer) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.ErrorIs(t, lc.use(ctx, obj), ErrClosed, "%s left open", lc.name)
+}
+
+// Context.Close racing the constructors of every type: each constructor
+// either returns an object that the Close has closed, or fails with
+// ErrClosed; nothing panics, nothing is left open, no goroutine leaks.
+func TestContextCloseRacingConstructors(t *testing.T) {
+	for round := 0; round < 300; round++ {
+		zctx, err := NewContext()
+		require.NoError(t, err)
+		type result struct {
+			lc  lifecycle
+			obj closer
+			err error
+		}
+		results := make(chan result, 2*len(lifecycles))
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for _, lc := range lifecycles {
+			for _, tr := range []string{"inproc", "tcp"} {
+				ep := fmt.Sprintf("inproc://race-%d-%s", round, lc.name)
+				if tr == "tcp" {
+					ep = "tcp://127.0.0.1:*"
+					if !lc.bind {
+						ep = "tcp://127.0.0.1:9" // nobody there: connecting is enough
+					}
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					obj, err := lc.open(ep, WithContext(zctx), WithLinger(0))
+					results <- result{lc, obj, err}
+				}()
+			}
+		}
+		close(start)
+		require.NoError(t, zctx.Close())
+		wg.Wait()
+		close(results)
+		for r := range results {
+			if r.err != nil {
+				require.ErrorIs(t, r.err, ErrClosed, "%s", r.lc.name)
+				continue
+			}
+			r.lc.requireClosed(t, r.obj)
+			require.NoError(t, r.obj.Close())
+		}
+	}
+}
