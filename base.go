@@ -8,8 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	zmq "github.com/pebbe/zmq4"
-
 	"github.com/zmqkit/zmqkit/internal/endpoint"
 	"github.com/zmqkit/zmqkit/internal/zsock"
 )
@@ -53,15 +51,18 @@ type base struct {
 	closeErr  error
 }
 
-// init parses endpoints, resolves the context and opens the socket. self is
-// the exported object, which the Context closes if it is still open when the
-// Context closes.
-func (b *base) init(self closer, kind string, typ zmq.Type, endpoints string, defaultBind bool, opts []Option, extra ...zsock.Option) error {
+// init parses endpoints, resolves the context and opens the socket that
+// cfg describes (its type, wait and extra options). self is the exported
+// object, which the Context closes if it is still open when the Context
+// closes.
+func (b *base) init(self closer, kind string, cfg zsock.Config, endpoints string, defaultBind bool, opts []Option) error {
 	eps, err := b.prepare(kind, endpoints, defaultBind, opts)
 	if err != nil {
 		return err
 	}
-	if b.sock, err = b.zctx.newSocket(typ, &b.o, eps, extra...); err != nil {
+	cfg.Options = append(b.o.socketOptions(), cfg.Options...)
+	cfg.Endpoints = eps
+	if b.sock, err = b.zctx.newSocket(cfg); err != nil {
 		return err
 	}
 	b.done = b.sock.Done()
@@ -170,39 +171,6 @@ func (b *base) runContext(ctx context.Context) (context.Context, func()) {
 		}
 	}()
 	return runCtx, func() { cancel(); <-done }
-}
-
-// serve runs n copies of loop until each returns, then reports why the
-// serving ended: ErrClosed if the object closed, else ctx's error, else the
-// first error a loop returned.
-func (b *base) serve(ctx context.Context, n int, loop func(ctx context.Context) error) error {
-	runCtx, release := b.runContext(ctx)
-	defer release()
-	errs := make(chan error, n)
-	var wg sync.WaitGroup
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs <- loop(runCtx)
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	select {
-	case <-b.done:
-		return ErrClosed
-	default:
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	for err := range errs {
-		if err != nil && !errors.Is(err, context.Canceled) {
-			return err
-		}
-	}
-	return nil
 }
 
 // stopped reports whether err means a serve loop should end.

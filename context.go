@@ -2,12 +2,8 @@ package zmqkit
 
 import (
 	"errors"
-	"fmt"
 	"sync"
 
-	zmq "github.com/pebbe/zmq4"
-
-	"github.com/zmqkit/zmqkit/internal/endpoint"
 	"github.com/zmqkit/zmqkit/internal/zsock"
 )
 
@@ -19,7 +15,7 @@ import (
 // process-wide default context, made on first use. Make your own to isolate a
 // group of objects (a test, a plugin) or to close them all at once.
 type Context struct {
-	zctx *zmq.Context
+	zc *zsock.Context
 
 	mu     sync.RWMutex // construction holds it for reading, Close for writing
 	closed bool
@@ -34,18 +30,56 @@ type closer interface{ Close() error }
 
 // NewContext creates a libzmq context. Close it when done: its Close closes
 // every object still open on it.
-func NewContext() (*Context, error) {
-	z, err := zmq.NewContext()
+func NewContext(opts ...ContextOption) (*Context, error) {
+	o := contextOptions{maxSockets: DefaultMaxSockets}
+	for _, opt := range opts {
+		if opt == nil {
+			continue
+		}
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	zc, err := zsock.NewContext(o.maxSockets)
 	if err != nil {
-		return nil, fmt.Errorf("zmqkit: new context: %w", err)
+		return nil, err
 	}
-	// libzmq's default of 1023 sockets is low for a process-wide context.
-	if err := z.SetMaxSockets(8192); err != nil {
-		_ = z.Term() // no socket exists yet, so Term cannot block
-		return nil, fmt.Errorf("zmqkit: new context: %w", err)
-	}
-	return &Context{zctx: z, objs: map[closer]struct{}{}}, nil
+	return &Context{zc: zc, objs: map[closer]struct{}{}}, nil
 }
+
+// DefaultMaxSockets is a Context's socket limit unless WithMaxSockets says
+// otherwise: room for 10,000 objects of any type (a PairServer or
+// PairClient over tcp or ipc uses three libzmq sockets, every other object
+// one). Each socket also takes a file descriptor, so the process's
+// descriptor limit (ulimit -n) may bind first.
+const DefaultMaxSockets = zsock.DefaultMaxSockets
+
+// ErrSocketLimit is wrapped by the error a constructor returns when its
+// Context's socket limit (WithMaxSockets) is reached.
+var ErrSocketLimit = zsock.ErrSocketLimit
+
+// ContextOption configures a Context at NewContext.
+type ContextOption func(*contextOptions) error
+
+type contextOptions struct {
+	maxSockets int
+}
+
+// WithMaxSockets sets how many libzmq sockets the Context may hold at once
+// (ZMQ_MAX_SOCKETS). Default DefaultMaxSockets.
+func WithMaxSockets(n int) ContextOption {
+	return func(o *contextOptions) error {
+		if n < 1 || n > maxSocketsLimit {
+			return invalid("WithMaxSockets", "%d is not between 1 and %d", n, maxSocketsLimit)
+		}
+		o.maxSockets = n
+		return nil
+	}
+}
+
+// maxSocketsLimit bounds WithMaxSockets: libzmq allocates a slot per
+// socket up front.
+const maxSocketsLimit = 1 << 20
 
 var defaultContext struct {
 	mu sync.Mutex
@@ -98,24 +132,20 @@ func (c *Context) Close() error {
 				errs = append(errs, err)
 			}
 		}
-		if err := c.zctx.Term(); err != nil {
-			errs = append(errs, fmt.Errorf("zmqkit: terminate context: %w", err))
+		if err := c.zc.Term(); err != nil {
+			errs = append(errs, err)
 		}
 		c.closeErr = errors.Join(errs...)
 	})
 	return c.closeErr
 }
 
-// newSocket creates a socket, under the read lock, so that Close never
-// terminates libzmq while a socket is being made, and never after: a
-// socket made on a terminated libzmq context would be a use after free.
-func (c *Context) newSocket(typ zmq.Type, o *options, eps []endpoint.Endpoint, extra ...zsock.Option) (*zsock.Socket, error) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	if c.closed {
+// newSocket creates a socket; after Close it fails with ErrClosed.
+func (c *Context) newSocket(cfg zsock.Config) (*zsock.Socket, error) {
+	if c.isClosed() {
 		return nil, ErrClosed
 	}
-	return zsock.New(c.zctx, typ, append(o.socketOptions(), extra...), eps)
+	return zsock.New(c.zc, cfg) // ErrClosed too once libzmq's context is terminating
 }
 
 // register puts a fully built object on the context, so Close closes it;

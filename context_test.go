@@ -12,6 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/zmqkit/zmqkit/internal/zsock"
+
 	"github.com/zmqkit/zmqkit/internal/endpoint"
 )
 
@@ -155,9 +157,9 @@ func TestContextCloseClosesObjectsAndDoesNotHang(t *testing.T) {
 	// Unsent messages for a peer that never came: the case that makes a
 	// libzmq context with an unbounded linger hang in Term.
 	r := &rawObject{}
-	require.NoError(t, r.b.init(r, "raw", zmq.PUSH, ">tcp://127.0.0.1:1", false, []Option{WithContext(zctx), WithLinger(0)}))
+	require.NoError(t, r.b.init(r, "raw", zsock.Config{Type: zmq.PUSH}, ">tcp://127.0.0.1:1", false, []Option{WithContext(zctx), WithLinger(0)}))
 	r2 := &rawObject{}
-	require.NoError(t, r2.b.init(r2, "raw", zmq.PUSH, ">tcp://127.0.0.1:1", false, []Option{WithContext(zctx)}))
+	require.NoError(t, r2.b.init(r2, "raw", zsock.Config{Type: zmq.PUSH}, ">tcp://127.0.0.1:1", false, []Option{WithContext(zctx)}))
 	for _, o := range []*rawObject{r, r2} {
 		require.NoError(t, o.b.sock.SendBytes(testCtx(t), []byte("never delivered"), false))
 	}
@@ -205,4 +207,41 @@ func TestDefaultContext(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, p2.Close())
 	require.NoError(t, d2.Close())
+}
+
+// A Context holds 10,000 objects by default, and a full Context says that
+// its socket limit, not the process's descriptors, is what ran out.
+func TestContextSocketLimit(t *testing.T) {
+	zctx, err := NewContext(WithMaxSockets(5))
+	require.NoError(t, err)
+	defer func() { require.NoError(t, zctx.Close()) }()
+	var made int
+	for ; made < 10; made++ {
+		_, err = NewPublisher(bindEndpoint(t, "inproc"), WithContext(zctx))
+		if err != nil {
+			break
+		}
+	}
+	assert.Equal(t, 5, made)
+	require.ErrorIs(t, err, ErrSocketLimit)
+	assert.Contains(t, err.Error(), "socket limit 5 of this Context reached")
+
+	for _, n := range []int{0, -1, 1<<20 + 1} {
+		_, err := NewContext(WithMaxSockets(n))
+		require.ErrorIs(t, err, ErrInvalidOption, "WithMaxSockets(%d)", n)
+		assert.Contains(t, err.Error(), "WithMaxSockets")
+	}
+
+	big := newTestContext(t)
+	const objects = 10000
+	objs := make([]closer, 0, objects)
+	for i := 0; i < objects; i++ {
+		lc := lifecycles[i%len(lifecycles)]
+		o, err := lc.open(bindEndpoint(t, "inproc"), WithContext(big))
+		require.NoError(t, err, "object %d (%s)", i, lc.name)
+		objs = append(objs, o)
+	}
+	for _, o := range objs {
+		require.NoError(t, o.Close())
+	}
 }

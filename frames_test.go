@@ -78,7 +78,7 @@ func TestPullerRefusesMultiFrameMessages(t *testing.T) {
 // the test's context is.
 func rawPair(t testing.TB, zctx *Context) *zmq.Socket {
 	t.Helper()
-	s, err := zctx.zctx.NewSocket(zmq.PAIR)
+	s, err := zctx.zc.ZMQ().NewSocket(zmq.PAIR)
 	require.NoError(t, err)
 	require.NoError(t, s.SetRcvtimeo(10*time.Second))
 	t.Cleanup(func() {

@@ -3,6 +3,8 @@ package zmqkit
 import (
 	"context"
 	"fmt"
+	"os"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -106,4 +108,106 @@ func TestContextCloseRacingConstructors(t *testing.T) {
 			require.NoError(t, r.obj.Close())
 		}
 	}
+}
+
+// openFDs counts the process's open descriptors.
+func openFDs(t testing.TB) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	return len(ents)
+}
+
+// peerOf is the type at the other end of each type.
+var peerOf = map[string]string{
+	"Publisher": "Subscriber", "Subscriber": "Publisher",
+	"RRServer": "RRClient", "RRClient": "RRServer",
+	"PPPusher": "PPPuller", "PPPuller": "PPPusher",
+	"PairServer": "PairClient", "PairClient": "PairServer",
+}
+
+func lifecycleOf(t testing.TB, name string) lifecycle {
+	t.Helper()
+	for _, lc := range lifecycles {
+		if lc.name == name {
+			return lc
+		}
+	}
+	t.Fatalf("no type %s", name)
+	return lifecycle{}
+}
+
+// Opening and closing objects again and again next to an idle peer,
+// connected to it over inproc and tcp, leaves no descriptor, socket or
+// goroutine behind: Close releases everything whatever the peer does.
+func TestOpenCloseChurnReleasesEverything(t *testing.T) {
+	const cycles = 300
+	for _, lc := range lifecycles {
+		for _, tr := range []string{"inproc", "tcp"} {
+			t.Run(lc.name+"/"+tr, func(t *testing.T) {
+				zctx := newTestContext(t)
+				peer := lifecycleOf(t, peerOf[lc.name])
+				// The side that binds stays; the other comes and goes.
+				stay, churn, stayEp := peer, lc, bindEndpoint(t, tr)
+				if lc.bind {
+					stay, churn = lc, peer
+				}
+				_ = stay
+				obj, err := stay.open(stayEp, WithContext(zctx))
+				require.NoError(t, err)
+				closeOnCleanup(t, obj)
+				ep := obj.(interface{ Endpoints() []string }).Endpoints()[0]
+				baseFDs, baseG := openFDs(t), runtime.NumGoroutine()
+				for i := 0; i < cycles; i++ {
+					o, err := churn.open(ep, WithContext(zctx))
+					require.NoError(t, err)
+					require.NoError(t, o.Close())
+				}
+				require.Eventually(t, func() bool { return openFDs(t) <= baseFDs+2 && runtime.NumGoroutine() <= baseG+2 },
+					5*time.Second, 10*time.Millisecond, "descriptors %d → %d, goroutines %d → %d after %d cycles of %s",
+					baseFDs, openFDs(t), baseG, runtime.NumGoroutine(), cycles, churn.name)
+			})
+		}
+	}
+}
+
+// After Close returns, the address it bound can be bound again at once,
+// for every type that binds, over tcp, ipc and inproc; and after
+// Context.Close too.
+func TestCloseFreesTheAddress(t *testing.T) {
+	const cycles = 200
+	for _, lc := range lifecycles {
+		for _, tr := range transports {
+			t.Run(lc.name+"/"+tr, func(t *testing.T) {
+				zctx := newTestContext(t)
+				ep := "@" + bindEndpoint(t, tr)
+				obj, err := lc.open(ep, WithContext(zctx))
+				require.NoError(t, err)
+				ep = "@" + obj.(interface{ Endpoints() []string }).Endpoints()[0] // the port really bound
+				require.NoError(t, obj.Close())
+				for i := 0; i < cycles; i++ {
+					obj, err := lc.open(ep, WithContext(zctx))
+					require.NoError(t, err, "cycle %d", i)
+					require.NoError(t, obj.Close())
+				}
+			})
+		}
+	}
+	t.Run("Context.Close", func(t *testing.T) {
+		ep := "@" + bindEndpoint(t, "tcp")
+		for i := 0; i < cycles/4; i++ {
+			zctx, err := NewContext()
+			require.NoError(t, err)
+			for _, lc := range lifecycles {
+				obj, err := lc.open(ep, WithContext(zctx))
+				require.NoError(t, err, "cycle %d: %s", i, lc.name)
+				ep = "@" + obj.(interface{ Endpoints() []string }).Endpoints()[0]
+				_ = obj // closed by the Context
+				require.NoError(t, zctx.Close())
+				zctx, err = NewContext()
+				require.NoError(t, err)
+			}
+			require.NoError(t, zctx.Close())
+		}
+	})
 }

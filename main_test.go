@@ -147,3 +147,90 @@ func awaitBlocked(t testing.TB, s *zsock.Socket, n int) {
 	require.Eventually(t, func() bool { return s.Waiters() >= n }, 5*time.Second, time.Millisecond,
 		"%d calls never blocked", n)
 }
+
+// blockingHandler is a RequestHandler whose calls wait until release is
+// closed, after telling entered; it answers "reply:" + the request.
+type blockingHandler struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func newBlockingHandler(n int) *blockingHandler {
+	return &blockingHandler{entered: make(chan struct{}, n), release: make(chan struct{})}
+}
+
+func (h *blockingHandler) handle(_ context.Context, req []byte) ([]byte, error) {
+	h.entered <- struct{}{}
+	<-h.release
+	return append([]byte("reply:"), req...), nil
+}
+
+// awaitEntered waits until n calls are in the handler.
+func (h *blockingHandler) awaitEntered(t testing.TB, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		select {
+		case <-h.entered:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of %d handler calls never started", n-i, n)
+		}
+	}
+}
+
+// serverStop describes a server under test for what happens to the
+// replies of handlers running when it stops: start serves n requests at
+// once with h and sends them, replies receives the replies that reach the
+// client until want have or ctx ends.
+type serverStop struct {
+	start   func(t *testing.T, h RequestHandler, n int) (run func(context.Context) error, stop func() error, stats func() Stats)
+	send    func(t *testing.T, n int)
+	replies func(ctx context.Context, want int) int
+}
+
+// testServerStop checks the rule for both servers: when Run's ctx ends,
+// the replies of handlers already running are sent; Close is immediate,
+// and their replies are dropped and counted, never sent after Close.
+func testServerStop(t *testing.T, mk func(t *testing.T) serverStop) {
+	const n = 3
+	for _, graceful := range []bool{true, false} {
+		t.Run(fmt.Sprint("graceful=", graceful), func(t *testing.T) {
+			s := mk(t)
+			h := newBlockingHandler(n)
+			run, closeSrv, stats := s.start(t, h.handle, n)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			runErr := make(chan error, 1)
+			go func() { runErr <- run(ctx) }()
+			s.send(t, n)
+			h.awaitEntered(t, n)
+			if graceful {
+				cancel()
+			} else {
+				require.NoError(t, closeSrv())
+			}
+			close(h.release)
+			select {
+			case err := <-runErr:
+				if graceful {
+					require.ErrorIs(t, err, context.Canceled)
+				} else {
+					require.ErrorIs(t, err, ErrClosed)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Run did not return")
+			}
+			st := stats()
+			if graceful {
+				assert.Equal(t, Stats{Received: n, Sent: n}, st)
+				rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer rcancel()
+				assert.Equal(t, n, s.replies(rctx, n), "replies that reached the client")
+			} else {
+				assert.Equal(t, Stats{Received: n, Dropped: n}, st)
+				rctx, rcancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+				defer rcancel()
+				assert.Zero(t, s.replies(rctx, n), "replies sent after Close")
+			}
+		})
+	}
+}

@@ -29,8 +29,8 @@ func (p *pairBase) initPair(self closer, kind, endpoints string, defaultBind boo
 	zctx := p.zctx
 	link, err := pairlink.New(pairlink.Config{
 		Endpoints: eps,
-		NewSocket: func(typ zmq.Type, eps []endpoint.Endpoint, extra ...zsock.Option) (*zsock.Socket, error) {
-			return zctx.newSocket(typ, &p.o, eps, extra...)
+		NewSocket: func(typ zmq.Type, eps []endpoint.Endpoint, mon *zsock.Monitor) (*zsock.Socket, error) {
+			return zctx.newSocket(zsock.Config{Type: typ, Options: p.o.socketOptions(), Endpoints: eps, Monitor: mon})
 		},
 		OnRestart: func(gen uint64) {
 			p.o.logger.Info("zmqkit: pair peer left; socket reopened", "kind", kind, "generation", gen)
@@ -126,44 +126,61 @@ func NewPairServer(endpoints string, h RequestHandler, opts ...Option) (*PairSer
 // a time and replies go out in order, which PairClient.Request relies on;
 // with WithConcurrency(n), n calls run at once and replies may overtake one
 // another. Run returns only after every handler call has returned.
+//
+// Stopping: when ctx ends (a graceful stop), no new message is taken, the
+// handlers' ctx ends, and the replies of the handlers already running are
+// still sent, each waiting up to the linger time (WithLinger) for room.
+// Close is immediate: the replies of handlers that return after it are
+// never sent, and are counted in Stats as Dropped.
 func (s *PairServer) Run(ctx context.Context) error {
-	return s.serve(ctx, s.o.concurrency, s.loop)
+	return serve(&s.base, ctx, s.o.concurrency, s.receiveRequest, s.serveOne)
 }
 
-func (s *PairServer) loop(ctx context.Context) error {
-	for {
-		msg, gen, err := s.link.Recv(ctx, 0)
-		msg, err = s.single(msg, err)
-		var reply []byte
-		var bad *MalformedError
-		switch {
-		case errors.As(err, &bad):
-			// Answered all the same, so a peer waiting for a reply is not
-			// left hanging.
-			s.report(err)
-			reply = errorReply(bad.Reason)
-		case err != nil:
-			if stopped(ctx, err) {
-				return nil
-			}
-			return s.wrap("receive", err)
-		default:
-			s.stats.received.Add(1)
-			reply = s.answer(ctx, s.handler, msg)
-		}
-		// Only to the peer that asked: after a restart it is gone.
-		if _, err := s.link.Send(ctx, reply, gen); err != nil {
-			if errors.Is(err, ErrPairReset) {
-				s.stats.dropped.Add(1)
-				continue
-			}
-			if stopped(ctx, err) {
-				return nil
-			}
-			return s.wrap("reply", err)
-		}
-		s.stats.sent.Add(1)
+// pairRequest is a message received by a PairServer with the connection
+// (generation) it came on, or the malformed error it is instead.
+type pairRequest struct {
+	msg []byte
+	gen uint64
+	bad *MalformedError
+}
+
+func (s *PairServer) receiveRequest(ctx context.Context) (pairRequest, error) {
+	msg, gen, err := s.link.Recv(ctx, 0)
+	msg, err = s.single(msg, err)
+	var bad *MalformedError
+	switch {
+	case errors.As(err, &bad):
+		s.report(err)
+		return pairRequest{gen: gen, bad: bad}, nil
+	case err != nil:
+		return pairRequest{}, s.wrap("receive", err)
 	}
+	s.stats.received.Add(1)
+	return pairRequest{msg: msg, gen: gen}, nil
+}
+
+// serveOne answers one message and sends the reply, only to the peer that
+// asked (after a restart it is gone), counting it as sent or dropped.
+func (s *PairServer) serveOne(ctx context.Context, r pairRequest) {
+	var reply []byte
+	if r.bad != nil {
+		// Answered all the same, so a peer waiting for a reply is not
+		// left hanging.
+		reply = errorReply(r.bad.Reason)
+	} else {
+		reply = s.answer(ctx, s.handler, r.msg)
+	}
+	rctx, cancel := s.replyContext(ctx)
+	_, err := s.link.Send(rctx, reply, r.gen)
+	cancel()
+	if err != nil {
+		s.stats.dropped.Add(1)
+		if !errors.Is(err, ErrPairReset) && !errors.Is(err, ErrClosed) {
+			s.report(s.wrap("reply", err))
+		}
+		return
+	}
+	s.stats.sent.Add(1)
 }
 
 // Send sends msg to the peer unprompted, waiting while no peer is connected
@@ -177,9 +194,10 @@ func (s *PairServer) Endpoints() []string { return s.link.Endpoints() }
 // Stats returns the PairServer's counters.
 func (s *PairServer) Stats() Stats { return s.stats.snapshot() }
 
-// Close closes the PairServer; replies still queued get the linger time
-// (WithLinger) to leave. Blocked calls return ErrClosed. Close is
-// idempotent.
+// Close closes the PairServer at once: blocked calls return ErrClosed, and
+// the replies of handlers still running are dropped (counted in
+// Stats.Dropped), never sent after Close. Replies already sent get the
+// linger time (WithLinger) to leave. Close is idempotent.
 func (s *PairServer) Close() error { return s.closePair(s) }
 
 // PairClient talks to one peer, usually a PairServer (a ZeroMQ PAIR

@@ -345,3 +345,37 @@ func TestPairContextClose(t *testing.T) {
 	require.NoError(t, zctx.Close())
 	requireAllReturn(t, errc, 2, ErrClosed)
 }
+
+func TestPairServerRepliesAtStop(t *testing.T) {
+	testServerStop(t, func(t *testing.T) serverStop {
+		zctx := newTestContext(t)
+		var srv *PairServer
+		var cli *PairClient
+		return serverStop{
+			start: func(t *testing.T, h RequestHandler, n int) (func(context.Context) error, func() error, func() Stats) {
+				var err error
+				srv, err = NewPairServer(bindEndpoint(t, "tcp"), h, WithContext(zctx), WithConcurrency(n))
+				require.NoError(t, err)
+				closeOnCleanup(t, srv)
+				cli, err = NewPairClient(srv.Endpoints()[0], WithContext(zctx))
+				require.NoError(t, err)
+				closeOnCleanup(t, cli)
+				return srv.Run, srv.Close, srv.Stats
+			},
+			send: func(t *testing.T, n int) {
+				for i := 0; i < n; i++ {
+					require.NoError(t, cli.Send(testCtx(t), []byte("x")))
+				}
+			},
+			replies: func(ctx context.Context, want int) int {
+				replies := 0
+				for ; replies < want; replies++ {
+					if _, err := cli.Receive(ctx); err != nil {
+						break
+					}
+				}
+				return replies
+			},
+		}
+	})
+}

@@ -7,6 +7,8 @@ import (
 	"unsafe"
 
 	zmq "github.com/pebbe/zmq4"
+
+	"github.com/zmqkit/zmqkit/internal/zsock"
 )
 
 // Publisher broadcasts "<msgid> <msgtype> <body>" frames to every connected
@@ -38,7 +40,7 @@ type Publisher struct {
 // WithHeartbeat, WithReconnectInterval.
 func NewPublisher(endpoints string, opts ...Option) (*Publisher, error) {
 	p := &Publisher{}
-	if err := p.init(p, "publisher", zmq.PUB, endpoints, true, opts); err != nil {
+	if err := p.init(p, "publisher", zsock.Config{Type: zmq.PUB}, endpoints, true, opts); err != nil {
 		return nil, err
 	}
 	codec, err := p.o.newCodec()

@@ -2,9 +2,10 @@ package zmqkit
 
 import (
 	"context"
-	"errors"
 
 	zmq "github.com/pebbe/zmq4"
+
+	"github.com/zmqkit/zmqkit/internal/zsock"
 )
 
 // PPPusher sends messages down a pipeline (a ZeroMQ PUSH socket), each to
@@ -35,7 +36,7 @@ type PPPusher struct {
 // WithLinger, WithLogger, WithHeartbeat, WithReconnectInterval.
 func NewPPPusher(endpoints string, opts ...Option) (*PPPusher, error) {
 	p := &PPPusher{}
-	if err := p.init(p, "pusher", zmq.PUSH, endpoints, true, opts); err != nil {
+	if err := p.init(p, "pusher", zsock.Config{Type: zmq.PUSH}, endpoints, true, opts); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -99,7 +100,7 @@ type PPPuller struct {
 // WithReconnectInterval, WithMaxMessageSize.
 func NewPPPuller(endpoints string, h PullHandler, opts ...Option) (*PPPuller, error) {
 	p := &PPPuller{handler: h}
-	if err := p.init(p, "puller", zmq.PULL, endpoints, false, opts); err != nil {
+	if err := p.init(p, "puller", zsock.Config{Type: zmq.PULL}, endpoints, false, opts); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -131,21 +132,8 @@ func (p *PPPuller) Run(ctx context.Context) error {
 	if p.handler == nil {
 		return invalid("Run", "the PPPuller was made with a nil handler (use Pull)")
 	}
-	return p.serve(ctx, p.o.concurrency, func(ctx context.Context) error {
-		for {
-			msg, err := p.Pull(ctx)
-			if err != nil {
-				if errors.Is(err, ErrMalformed) {
-					p.report(err)
-					continue
-				}
-				if stopped(ctx, err) {
-					return nil
-				}
-				return err
-			}
-			_ = p.call(func() error { return p.handler(ctx, msg) }) // reported by call
-		}
+	return serve(&p.base, ctx, p.o.concurrency, skipMalformed(&p.base, p.Pull), func(ctx context.Context, msg []byte) {
+		_ = p.call(func() error { return p.handler(ctx, msg) }) // reported by call
 	})
 }
 

@@ -460,7 +460,7 @@ func TestRRClientAgainstREP(t *testing.T) {
 		t.Run(tr, func(t *testing.T) {
 			const goroutines, each = 10, 20
 			zctx := newTestContext(t)
-			rep, err := zctx.zctx.NewSocket(zmq.REP)
+			rep, err := zctx.zc.ZMQ().NewSocket(zmq.REP)
 			require.NoError(t, err)
 			require.NoError(t, rep.SetLinger(0))
 			require.NoError(t, rep.Bind(bindEndpoint(t, tr)))
@@ -513,7 +513,7 @@ func TestRRServerWithREQ(t *testing.T) {
 			closeOnCleanup(t, srv)
 			runServer(t, srv)
 
-			req, err := zctx.zctx.NewSocket(zmq.REQ)
+			req, err := zctx.zc.ZMQ().NewSocket(zmq.REQ)
 			require.NoError(t, err)
 			defer func() { require.NoError(t, req.Close()) }()
 			require.NoError(t, req.SetLinger(0))
@@ -546,7 +546,7 @@ func TestRRServerMalformedRequests(t *testing.T) {
 	require.NoError(t, err)
 	closeOnCleanup(t, srv)
 	runServer(t, srv)
-	d, err := zctx.zctx.NewSocket(zmq.DEALER)
+	d, err := zctx.zc.ZMQ().NewSocket(zmq.DEALER)
 	require.NoError(t, err)
 	defer func() { require.NoError(t, d.Close()) }()
 	require.NoError(t, d.SetLinger(0))
@@ -656,4 +656,49 @@ func TestRRJSON(t *testing.T) {
 			assert.Error(t, err)
 		})
 	}
+}
+
+func TestRRServerRepliesAtStop(t *testing.T) {
+	testServerStop(t, func(t *testing.T) serverStop {
+		zctx := newTestContext(t)
+		var srv *RRServer
+		var cli *RRClient
+		got := make(chan error, 16)
+		return serverStop{
+			start: func(t *testing.T, h RequestHandler, n int) (func(context.Context) error, func() error, func() Stats) {
+				var err error
+				srv, err = NewRRServer(bindEndpoint(t, "tcp"), h, WithContext(zctx), WithConcurrency(n))
+				require.NoError(t, err)
+				closeOnCleanup(t, srv)
+				cli, err = NewRRClient(srv.Endpoints()[0], WithContext(zctx))
+				require.NoError(t, err)
+				closeOnCleanup(t, cli)
+				return srv.Run, srv.Close, srv.Stats
+			},
+			send: func(t *testing.T, n int) {
+				for i := 0; i < n; i++ {
+					go func() {
+						ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+						defer cancel()
+						_, err := cli.Request(ctx, []byte("x"))
+						got <- err
+					}()
+				}
+			},
+			replies: func(ctx context.Context, want int) int {
+				replies := 0
+				for replies < want {
+					select {
+					case err := <-got:
+						if err == nil {
+							replies++
+						}
+					case <-ctx.Done():
+						return replies
+					}
+				}
+				return replies
+			},
+		}
+	})
 }

@@ -88,7 +88,7 @@ type rrReply struct {
 func NewRRClient(endpoints string, opts ...Option) (*RRClient, error) {
 	c := &RRClient{pending: map[uint64]chan rrReply{}, reader: make(chan struct{}, 1)}
 	immediate := zsock.Option{Name: "ZMQ_IMMEDIATE", Set: func(z *zmq.Socket) error { return z.SetImmediate(true) }}
-	if err := c.init(c, "rrclient", zmq.DEALER, endpoints, false, opts, immediate, zsock.Blocking); err != nil {
+	if err := c.init(c, "rrclient", zsock.Config{Type: zmq.DEALER, Wait: zsock.Blocking, Options: []zsock.Option{immediate}}, endpoints, false, opts); err != nil {
 		return nil, err
 	}
 	return c, nil

@@ -73,7 +73,7 @@ func NewRRServer(endpoints string, h RequestHandler, opts ...Option) (*RRServer,
 		return nil, invalid("NewRRServer", "nil handler")
 	}
 	s := &RRServer{handler: h}
-	if err := s.init(s, "rrserver", zmq.ROUTER, endpoints, true, opts, zsock.Blocking); err != nil {
+	if err := s.init(s, "rrserver", zsock.Config{Type: zmq.ROUTER, Wait: zsock.Blocking}, endpoints, true, opts); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -81,40 +81,44 @@ func NewRRServer(endpoints string, h RequestHandler, opts ...Option) (*RRServer,
 
 // Run receives requests and answers them until ctx ends (returning ctx's
 // error) or the server is closed (returning ErrClosed). It returns only
-// after every handler call it started has returned; replies of handlers
-// that finish while Run is stopping are still sent unless the server is
-// closed.
+// after every handler call it started has returned.
+//
+// Stopping: when ctx ends (a graceful stop), no new request is taken, the
+// handlers' ctx ends, and the replies of the handlers already running are
+// still sent. Close is immediate: the replies of handlers that return after
+// it are never sent, and are counted in Stats as Dropped.
 func (s *RRServer) Run(ctx context.Context) error {
-	return s.serve(ctx, s.o.concurrency, s.loop)
+	return serve(&s.base, ctx, s.o.concurrency, s.receive, s.serveOne)
 }
 
-func (s *RRServer) loop(ctx context.Context) error {
-	// Replies go out even when ctx has just ended: a ROUTER send never
-	// waits, so this cannot block Run.
-	sendCtx := context.WithoutCancel(ctx)
-	for {
-		msg, err := s.sock.RecvMessage(ctx)
-		if err != nil {
-			if stopped(ctx, err) {
-				return nil
-			}
-			return s.wrap("receive", err)
-		}
-		s.stats.received.Add(1)
-		reply := s.handle(ctx, msg)
-		if reply == nil {
-			continue
-		}
-		if err := s.sock.SendMessage(sendCtx, reply...); err != nil {
-			s.stats.dropped.Add(1)
-			if errors.Is(err, ErrClosed) {
-				return nil
-			}
-			s.report(s.wrap("reply", err))
-			continue
-		}
-		s.stats.sent.Add(1)
+// receive takes the next request message, envelope included.
+func (s *RRServer) receive(ctx context.Context) ([][]byte, error) {
+	msg, err := s.sock.RecvMessage(ctx)
+	if err != nil {
+		return nil, s.wrap("receive", err)
 	}
+	s.stats.received.Add(1)
+	return msg, nil
+}
+
+// serveOne answers one request and sends the reply, counting it as sent
+// or dropped.
+func (s *RRServer) serveOne(ctx context.Context, msg [][]byte) {
+	reply := s.handle(ctx, msg)
+	if reply == nil {
+		return
+	}
+	rctx, cancel := s.replyContext(ctx)
+	err := s.sock.SendMessage(rctx, reply...)
+	cancel()
+	if err != nil {
+		s.stats.dropped.Add(1)
+		if !errors.Is(err, ErrClosed) {
+			s.report(s.wrap("reply", err))
+		}
+		return
+	}
+	s.stats.sent.Add(1)
 }
 
 // handle answers one [envelope..., "", request] message; it returns the
@@ -191,6 +195,9 @@ func (s *RRServer) Endpoints() []string { return s.sock.Endpoints() }
 // HandlerPanics, and Dropped replies that could not be sent.
 func (s *RRServer) Stats() Stats { return s.stats.snapshot() }
 
-// Close closes the server: a running Run returns ErrClosed once its handler
-// calls have returned (their replies are dropped). Close is idempotent.
+// Close closes the server at once: requests still queued are discarded, a
+// running Run returns ErrClosed once its handler calls have returned, and
+// their replies are dropped (counted in Stats.Dropped), never sent after
+// Close. Replies already sent get the linger time (WithLinger) to leave.
+// Close is idempotent.
 func (s *RRServer) Close() error { return s.close(s) }

@@ -2,7 +2,6 @@ package zmqkit
 
 import (
 	"context"
-	"errors"
 	"strconv"
 
 	zmq "github.com/pebbe/zmq4"
@@ -51,7 +50,7 @@ func NewSubscriber(endpoints string, opts ...Option) (*Subscriber, error) {
 		}
 		return nil
 	}}
-	if err := s.init(s, "subscriber", zmq.SUB, endpoints, false, opts, sub); err != nil {
+	if err := s.init(s, "subscriber", zsock.Config{Type: zmq.SUB, Options: []zsock.Option{sub}}, endpoints, false, opts); err != nil {
 		return nil, err
 	}
 	if s.codec, err = s.o.newCodec(); err != nil {
@@ -137,21 +136,8 @@ func (s *Subscriber) Run(ctx context.Context, h MessageHandler) error {
 	if h == nil {
 		return invalid("Run", "nil handler")
 	}
-	return s.serve(ctx, s.o.concurrency, func(ctx context.Context) error {
-		for {
-			m, err := s.Receive(ctx)
-			if err != nil {
-				if errors.Is(err, ErrMalformed) {
-					s.report(err)
-					continue
-				}
-				if stopped(ctx, err) {
-					return nil
-				}
-				return err
-			}
-			_ = s.call(func() error { return h(ctx, m) }) // reported by call
-		}
+	return serve(&s.base, ctx, s.o.concurrency, skipMalformed(&s.base, s.Receive), func(ctx context.Context, m Message) {
+		_ = s.call(func() error { return h(ctx, m) }) // reported by call
 	})
 }
 

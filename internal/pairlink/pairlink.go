@@ -21,12 +21,10 @@ package pairlink
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
@@ -39,9 +37,9 @@ import (
 // once the link has moved to a new one.
 var ErrReset = errors.New("zmqkit: pair connection reset by a peer restart")
 
-// NewSocketFunc creates a socket of type typ, applying extra options before
-// it binds or connects eps.
-type NewSocketFunc func(typ zmq.Type, eps []endpoint.Endpoint, extra ...zsock.Option) (*zsock.Socket, error)
+// NewSocketFunc creates a socket of type typ bound or connected to eps,
+// monitored by mon when it is not nil.
+type NewSocketFunc func(typ zmq.Type, eps []endpoint.Endpoint, mon *zsock.Monitor) (*zsock.Socket, error)
 
 // Config says how a Link makes and reports.
 type Config struct {
@@ -54,9 +52,10 @@ type Config struct {
 }
 
 type generation struct {
-	n    uint64
-	sock *zsock.Socket
-	mon  *zsock.Socket // nil when not monitored (inproc only)
+	n      uint64
+	sock   *zsock.Socket
+	events chan zsock.Event // the socket's peer events; nil when not monitored (inproc only)
+	gone   chan struct{}    // closed when the generation is retired
 }
 
 type carried struct {
@@ -82,8 +81,6 @@ type Link struct {
 	stop      context.CancelFunc
 	superDone chan struct{}
 }
-
-var monitorSeq atomic.Uint64
 
 // New opens the first socket and, unless every endpoint is inproc (where
 // peers cannot restart behind a socket's back), starts watching it.
@@ -117,30 +114,29 @@ func New(cfg Config) (*Link, error) {
 	return l, nil
 }
 
-// open makes one generation: the monitor's reader first (inproc may connect
-// before the bind), then the socket, monitored from before its first bind
-// or connect so no connection goes unseen.
+// open makes one generation, monitored from before its first bind or
+// connect so no connection goes unseen.
 func (l *Link) open(eps []endpoint.Endpoint, monitored bool, n uint64) (*generation, error) {
-	if !monitored {
-		s, err := l.cfg.NewSocket(zmq.PAIR, eps)
-		if err != nil {
-			return nil, err
+	g := &generation{n: n, gone: make(chan struct{})}
+	var mon *zsock.Monitor
+	if monitored {
+		g.events = make(chan zsock.Event, 64)
+		mon = &zsock.Monitor{
+			Events: zmq.EVENT_ACCEPTED | zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED,
+			On: func(ev zsock.Event) {
+				select {
+				case g.events <- ev:
+				case <-g.gone: // retired: nobody reads any more
+				}
+			},
 		}
-		return &generation{n: n, sock: s}, nil
 	}
-	addr := fmt.Sprintf("inproc://zmqkit-pair-monitor-%d", monitorSeq.Add(1))
-	mon, err := l.cfg.NewSocket(zmq.PAIR, []endpoint.Endpoint{{Addr: addr}})
+	s, err := l.cfg.NewSocket(zmq.PAIR, eps, mon)
 	if err != nil {
 		return nil, err
 	}
-	s, err := l.cfg.NewSocket(zmq.PAIR, eps, zsock.Option{Name: "monitor", Set: func(z *zmq.Socket) error {
-		return z.Monitor(addr, zmq.EVENT_ACCEPTED|zmq.EVENT_CONNECTED|zmq.EVENT_DISCONNECTED)
-	}})
-	if err != nil {
-		_ = mon.Close() // never carried a message
-		return nil, err
-	}
-	return &generation{n: n, sock: s, mon: mon}, nil
+	g.sock = s
+	return g, nil
 }
 
 // supervise runs for the link's life: it waits for the current peer to go,
@@ -161,31 +157,26 @@ func (l *Link) supervise(ctx context.Context, g *generation) {
 	}
 }
 
-// awaitPeerGone reads g's monitor until the peer it talks to disconnects
+// awaitPeerGone reads g's events until the peer it talks to disconnects
 // (true) or the link closes (false). The peer is the first connection
 // accepted or made; a second one, which PAIR refuses to serve, may come and
 // go without consequence.
 func (l *Link) awaitPeerGone(ctx context.Context, g *generation) bool {
-	peer := int64(-1)
+	peer := -1
 	for {
-		frames, err := g.mon.RecvMessage(ctx)
-		if err != nil {
-			return false // ctx ended or the socket closed: the link is closing
+		var ev zsock.Event
+		select {
+		case ev = <-g.events:
+		case <-ctx.Done():
+			return false // the link is closing
 		}
-		if len(frames) < 1 || len(frames[0]) < 6 {
-			continue
-		}
-		// libzmq writes the event in native byte order: little-endian on
-		// every platform zmqkit builds for.
-		ev := zmq.Event(binary.LittleEndian.Uint16(frames[0]))
-		fd := int64(binary.LittleEndian.Uint32(frames[0][2:]))
-		switch ev {
+		switch ev.Kind {
 		case zmq.EVENT_ACCEPTED, zmq.EVENT_CONNECTED:
 			if peer < 0 {
-				peer = fd
+				peer = ev.Value // the connection's descriptor
 			}
 		case zmq.EVENT_DISCONNECTED:
-			if fd == peer {
+			if ev.Value == peer {
 				return true
 			}
 		}
@@ -227,12 +218,8 @@ func (l *Link) retire(g *generation, keep bool) {
 }
 
 func (l *Link) closeGen(g *generation) error {
-	if g.mon != nil {
-		// Stop monitoring before the reader closes (pebbe's advice).
-		_ = g.sock.Do(func(z *zmq.Socket) error { return z.Monitor("", 0) })
-		_ = g.mon.Close()
-	}
-	return g.sock.Close()
+	close(g.gone)
+	return g.sock.Close() // stops its monitor first
 }
 
 // reopen opens generation n, retrying (a bound address is busy until the

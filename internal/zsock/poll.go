@@ -15,11 +15,7 @@ import (
 	zmq "github.com/pebbe/zmq4"
 )
 
-// Blocking is the Option that makes a socket wait in a blocking poll(2)
-// instead of in Go's netpoller (see blocking).
-var Blocking = Option{Name: "blocking wait", blocking: true}
-
-// blocking is the wait of a socket made with the Blocking option, for
+// blocking is the Blocking waiter, for
 // request/reply where each wait is one round trip and its wake-up is the
 // latency: a thread blocked in poll(2) on ZMQ_FD runs on as soon as the
 // kernel wakes it, as a hand-written blocking pebbe loop does, where a
@@ -36,7 +32,7 @@ var Blocking = Option{Name: "blocking wait", blocking: true}
 // none of them is missed while the poller sleeps in C. An idle socket with a
 // waiter holds one OS thread, so only the request/reply sockets use it.
 type blocking struct {
-	on   bool        // the socket was made with Blocking
+	s    *Socket
 	busy atomic.Bool // a goroutine holds the poller role
 
 	// Waiters (poller included) waiting to receive and to send.
@@ -61,48 +57,53 @@ type blocking struct {
 	pipeShut bool
 }
 
-// openBlocking gets ZMQ_FD and makes the wake pipe; New calls it before
-// the socket is shared.
-func (s *Socket) openBlocking() error {
-	fd, err := s.sock.GetFd()
-	if err != nil {
-		return fmt.Errorf("zmqkit: get ZMQ_FD: %w", err)
-	}
+// newBlocking makes the wake pipe of s, whose ZMQ_FD is fd.
+func newBlocking(s *Socket, fd int) (*blocking, error) {
 	var p [2]int
 	syscall.ForkLock.RLock()
-	err = syscall.Pipe(p[:])
+	err := syscall.Pipe(p[:])
 	if err == nil {
 		syscall.CloseOnExec(p[0])
 		syscall.CloseOnExec(p[1])
 	}
 	syscall.ForkLock.RUnlock()
 	if err != nil {
-		return fmt.Errorf("zmqkit: wake pipe: %w", err)
+		return nil, fmt.Errorf("zmqkit: wake pipe: %w", err)
 	}
 	for _, fd := range p {
 		if err := syscall.SetNonblock(fd, true); err != nil {
 			_ = syscall.Close(p[0])
 			_ = syscall.Close(p[1])
-			return fmt.Errorf("zmqkit: wake pipe: %w", err)
+			return nil, fmt.Errorf("zmqkit: wake pipe: %w", err)
 		}
 	}
-	s.blk.zfd, s.blk.rfd, s.blk.wfd = C.int(fd), p[0], p[1]
-	return nil
+	return &blocking{s: s, zfd: C.int(fd), rfd: p[0], wfd: p[1]}, nil
 }
 
-// observe is Socket.observe for a Blocking socket: the waiters are woken
+// observe wakes the waiters
 // when ev says some of them can go. That wakes a waiter whose signal on
 // ZMQ_FD another goroutine's operation consumed; and as only the events
 // the waiters wait for wake them, two waiters cannot wake each other in a
 // loop while neither can go. A poller does not wake itself. mu is held.
-func (b *blocking) observe(s *Socket, ev zmq.State, poller bool) {
+func (b *blocking) observe(ev zmq.State, poller bool) {
 	if (ev&zmq.POLLIN == 0 || b.wantIn.Load() == 0) && (ev&zmq.POLLOUT == 0 || b.wantOut.Load() == 0) {
 		return
 	}
-	if poller {
-		s.notifyChans()
-	} else {
-		s.notify()
+	b.s.notifyChans()
+	if !poller && b.busy.Load() {
+		b.wake()
+	}
+}
+
+// trustsEmptyRecv is true: a poll(2) on ZMQ_FD after a receive that found
+// nothing cannot miss the next message (see try).
+func (b *blocking) trustsEmptyRecv() bool { return true }
+
+// edge leaves a poller to poll(2), which sees ZMQ_FD itself; parked
+// waiters are woken to take the role if nobody holds it.
+func (b *blocking) edge() {
+	if !b.busy.Load() {
+		b.s.notifyChans()
 	}
 }
 
@@ -155,9 +156,8 @@ func (b *blocking) wake() {
 // wake pipe with whether the pipe is still open.
 var testHookPipeWrite atomic.Pointer[func(open bool)]
 
-// attemptBlocking is attempt for a Blocking socket.
-func (s *Socket) attemptBlocking(ctx context.Context, d dir, op func(*zmq.Socket) error) error {
-	b := &s.blk
+func (b *blocking) attempt(ctx context.Context, d dir, op func(*zmq.Socket) error) error {
+	s := b.s
 	// Whoever takes the poller role takes it before trying, so every
 	// wake-up after the try reaches the pipe; the others take the wait
 	// channel before trying, so the poller's leaving wakes them.
@@ -168,7 +168,7 @@ func (s *Socket) attemptBlocking(ctx context.Context, d dir, op func(*zmq.Socket
 	}
 	again, hot, err := s.try(op, d, 0, polling)
 	if again {
-		err = s.waitBlocking(ctx, d, op, &polling, ready, hot)
+		err = b.wait(ctx, d, op, &polling, ready, hot)
 	}
 	if polling {
 		if h := testHookLeaving.Load(); h != nil {
@@ -184,8 +184,8 @@ func (s *Socket) attemptBlocking(ctx context.Context, d dir, op func(*zmq.Socket
 
 // waitBlocking retries op until it does not fail with EAGAIN, blocking in
 // poll(2) while it holds the poller role and on ready while it does not.
-func (s *Socket) waitBlocking(ctx context.Context, d dir, op func(*zmq.Socket) error, polling *bool, ready <-chan struct{}, hot bool) error {
-	b := &s.blk
+func (b *blocking) wait(ctx context.Context, d dir, op func(*zmq.Socket) error, polling *bool, ready <-chan struct{}, hot bool) error {
+	s := b.s
 	want := &b.wantIn
 	if d == sending {
 		want = &b.wantOut
@@ -203,7 +203,7 @@ func (s *Socket) waitBlocking(ctx context.Context, d dir, op func(*zmq.Socket) e
 			*polling = true
 		case !*polling:
 			if hot {
-				ready = s.backoff() // libzmq contradicts itself: do not spin
+				ready = backoff() // libzmq contradicts itself: do not spin
 			}
 			if err := s.park(ctx, ready); err != nil {
 				return err
@@ -220,7 +220,7 @@ func (s *Socket) waitBlocking(ctx context.Context, d dir, op func(*zmq.Socket) e
 			// The try below wakes the parked waiters if the events now
 			// let some of them go (blocking.observe): not all of them on
 			// every wake-up.
-			if err := s.poll(hot); err != nil {
+			if err := b.poll(hot); err != nil {
 				return err
 			}
 		}
@@ -238,8 +238,7 @@ var testHookBeforePoll, testHookLeaving atomic.Pointer[func(*Socket)]
 
 // poll blocks in poll(2) until ZMQ_FD or the wake pipe is readable; hot
 // (see try) bounds it to a millisecond.
-func (s *Socket) poll(hot bool) error {
-	b := &s.blk
+func (b *blocking) poll(hot bool) error {
 	b.pipeMu.RLock()
 	defer b.pipeMu.RUnlock()
 	if b.pipeShut {
@@ -255,13 +254,9 @@ func (s *Socket) poll(hot bool) error {
 	return nil
 }
 
-// closeBlocking wakes the poller, waits for it to leave poll(2) and closes
-// the wake pipe; s.closed is set and s.done closed already.
-func (s *Socket) closeBlocking() {
-	b := &s.blk
-	if !b.on {
-		return
-	}
+// close wakes the poller, waits for it to leave poll(2) and closes the
+// wake pipe.
+func (b *blocking) close() {
 	b.unwatch()
 	b.wake()
 	// Once the poller has left poll(2) and no write is under way, nothing

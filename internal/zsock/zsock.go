@@ -1,27 +1,46 @@
-// Package zsock is zmqkit's one mechanism for owning a libzmq socket.
+// Package zsock is zmqkit's one mechanism for owning a libzmq socket:
+// frames in, frames out, safe for many goroutines, every wait ending by ctx
+// or Close. It knows nothing of msgids or patterns.
 //
 // A libzmq socket must never be used by two threads at once. zsock keeps
 // every socket behind a mutex and only ever performs brief, non-blocking
 // (ZMQ_DONTWAIT) operations while holding it, so the lock is never held
-// across a wait. A goroutine that has to wait — nothing to receive, or the
-// high-water mark reached on send — parks on a Go channel instead, selecting
-// on its own context, the socket's closing and that channel.
+// across a wait, one goroutine may send while another waits to receive on
+// the same socket (full duplex), and Close never waits for a peer.
 //
-// The channel is closed by a watcher goroutine that sits in Go's netpoller on
-// a duplicate of the socket's ZMQ_FD. libzmq signals that descriptor whenever
-// the socket's ZMQ_EVENTS may have changed; the descriptor is edge triggered,
-// so the waiter takes its wait channel before it retries the operation, and
-// any edge after the retry began wakes it. Cancellation therefore needs no
-// wake-up socket and no time-out: it is a Go select. A blocked call holds no
-// OS thread and no lock, so one goroutine may send while another waits to
-// receive on the same socket (full duplex), and Close never waits for a peer.
+// A call that finds the socket not ready waits in one of two ways, chosen
+// when the socket is made (Config.Wait):
+//
+//   - Netpoller: the call parks on a Go channel, selecting on its ctx and
+//     the socket's closing too. The Context's reactor (one epoll instance
+//     in Go's netpoller and one goroutine for all its sockets) closes the
+//     channel when the socket's ZMQ_FD fires. A waiting call holds no OS
+//     thread; cancellation is a Go select.
+//   - Blocking: one waiting goroutine per socket, the poller, blocks in
+//     poll(2) on ZMQ_FD and a wake-up pipe, holding its OS thread; the
+//     others park on the channel. ctx, Close and other goroutines'
+//     operations write the pipe. A thread blocked in poll(2) runs on as
+//     soon as the kernel wakes it, where a netpoller wake-up goes through
+//     the Go scheduler twice, so request/reply, whose latency is two such
+//     wake-ups, uses it.
+//
+// libzmq signals ZMQ_FD when a socket's events may have changed; the
+// signal is an edge, so a waiter takes its wait channel before it retries
+// the operation and any edge after the retry began wakes it. Any operation
+// also processes the socket's pending libzmq commands and may so consume
+// the signal another goroutine waits for; every operation made while
+// others wait therefore reads ZMQ_EVENTS and wakes them when the events
+// say they may go (observe).
+//
+// When nobody waits, the reactor processes the commands of a socket whose
+// ZMQ_FD fires itself (pump): libzmq acts on commands only inside calls on
+// the socket, and an idle socket must still let its inproc peers close.
 package zsock
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -36,18 +55,40 @@ import (
 // package re-exports it as zmqkit.ErrClosed.
 var ErrClosed = errors.New("zmqkit: closed")
 
+// Wait is how a call that finds the socket not ready waits.
+type Wait int
+
+const (
+	// Netpoller parks waiting calls on a channel woken by the Context's
+	// reactor: no OS thread held.
+	Netpoller Wait = iota
+	// Blocking has one waiting call block in poll(2): the lowest latency,
+	// one OS thread held while a call waits.
+	Blocking
+)
+
 // Option sets one socket option before the first bind or connect. Name is
 // used in error messages.
 type Option struct {
 	Name string
 	Set  func(*zmq.Socket) error
+}
 
-	blocking bool // see Blocking
+// Config describes a socket to make.
+type Config struct {
+	Type      zmq.Type
+	Wait      Wait
+	Options   []Option            // applied in order, before any endpoint
+	Endpoints []endpoint.Endpoint // bound or connected in order
+	// Monitor, when not nil, receives the socket's libzmq events from the
+	// first bind or connect on (see Monitor).
+	Monitor *Monitor
 }
 
 // Socket is a libzmq socket that many goroutines may use at once.
 type Socket struct {
-	mu     sync.Mutex // guards sock, bound, conns and closed
+	zc     *Context
+	mu     sync.Mutex // guards sock, closed, bound, conns, recv and sc
 	sock   *zmq.Socket
 	typ    zmq.Type
 	closed bool
@@ -55,68 +96,94 @@ type Socket struct {
 	conns  []string // endpoints connected
 	recv   receiver
 	sc     scratch // the one-call multi-frame paths' buffer
+	w      waiter
+	mon    *monitor // nil unless monitored
 
 	done      chan struct{} // closed by Close: waiters return ErrClosed
 	closeOnce sync.Once
+	closeErr  error
 
-	// Readiness notification.
-	watchOnce sync.Once
-	watchErr  error
-	fdFile    *os.File // dup of ZMQ_FD, registered in Go's netpoller
-	stopWatch atomic.Bool
-	watchDone chan struct{}
+	rid uint64 // the reactor's key for the socket
+	rfd int    // ZMQ_FD, as the reactor watches it
 
+	// The wait channel: closed, and replaced, when waiters should retry.
 	nmu   sync.Mutex
-	ready chan struct{} // closed when ZMQ_FD fires; nil when nobody waits
+	ready chan struct{}
 
-	// Goroutines in attempt's wait loop, and the ZMQ_EVENTS last seen
-	// (guarded by mu): see observe.
+	// Goroutines in a wait loop (tests must know a waiter has parked), and
+	// those parked on the wait channel now.
 	waiting atomic.Int32
-	lastEv  zmq.State
-	// Waiters parked on the wait channel now (tests must know a waiter
-	// has parked).
-	parked atomic.Int32
-
-	blk blocking // the wait of a socket made with Blocking
+	parked  atomic.Int32
 }
 
-// New creates a socket of type typ on zctx, applies opts, then binds or
-// connects every endpoint in eps. On error nothing is left open.
-func New(zctx *zmq.Context, typ zmq.Type, opts []Option, eps []endpoint.Endpoint) (*Socket, error) {
-	sock, err := zctx.NewSocket(typ)
+// New creates a socket on zc, applies cfg's options, then binds or
+// connects every endpoint. On error nothing is left open.
+func New(zc *Context, cfg Config) (*Socket, error) {
+	zc.mu.RLock()
+	defer zc.mu.RUnlock()
+	return newLocked(zc, cfg)
+}
+
+// newLocked is New for a caller that holds zc.mu for reading: libzmq's
+// context must not begin terminating while a socket is made, or it may
+// miss a pending inproc connection and wait for it forever.
+func newLocked(zc *Context, cfg Config) (*Socket, error) {
+	sock, err := zc.newZMQSocket(cfg.Type)
 	if err != nil {
-		if sock != nil {
-			_ = sock.Close() // NewSocket on a terminated context returns both
-		}
-		if errors.Is(err, zmq.ETERM) {
-			return nil, ErrClosed
-		}
-		return nil, fmt.Errorf("zmqkit: new %s socket: %w", typ, err)
+		return nil, err
 	}
-	s := &Socket{sock: sock, typ: typ, done: make(chan struct{}), recv: newReceiver(sock)}
+	s := &Socket{zc: zc, sock: sock, typ: cfg.Type, done: make(chan struct{}), recv: newReceiver(sock)}
+	zc.sockets.Add(1)
 	fail := func(err error) (*Socket, error) {
+		if errors.Is(err, zmq.ETERM) {
+			err = ErrClosed // the context began terminating meanwhile
+		}
+		s.closed = true
+		close(s.done)
+		if s.w != nil {
+			s.w.close()
+		}
+		if s.rid != 0 {
+			zc.r.remove(s)
+		}
+		s.stopMonitor()
 		_ = sock.SetLinger(0) // best effort: the socket never carried a message
 		_ = sock.Close()
 		s.recv.free()
+		zc.sockets.Add(-1)
 		return nil, err
 	}
-	for _, o := range opts {
-		if o.blocking {
-			s.blk.on = true
-			continue
-		}
+	for _, o := range cfg.Options {
 		if err := o.Set(sock); err != nil {
 			return fail(fmt.Errorf("zmqkit: set %s: %w", o.Name, err))
 		}
 	}
-	if s.blk.on {
-		if err := s.openBlocking(); err != nil {
+	fd, err := sock.GetFd()
+	if err != nil {
+		return fail(fmt.Errorf("zmqkit: get ZMQ_FD: %w", err))
+	}
+	switch cfg.Wait {
+	case Netpoller:
+		s.w = &netpoll{s: s}
+	case Blocking:
+		b, err := newBlocking(s, fd)
+		if err != nil {
+			return fail(err)
+		}
+		s.w = b
+	default:
+		return fail(fmt.Errorf("zmqkit: unknown wait %d", cfg.Wait))
+	}
+	if cfg.Monitor != nil {
+		if err := s.startMonitorLocked(cfg.Monitor); err != nil {
 			return fail(err)
 		}
 	}
-	for _, ep := range eps {
+	if err := zc.r.add(s, fd); err != nil {
+		return fail(err)
+	}
+	for _, ep := range cfg.Endpoints {
 		if err := s.attachLocked(ep); err != nil {
-			s.closeBlocking()
 			return fail(err)
 		}
 	}
@@ -146,6 +213,11 @@ func (s *Socket) attachLocked(ep endpoint.Endpoint) error {
 
 // Attach binds or connects one more endpoint on an open socket.
 func (s *Socket) Attach(ep endpoint.Endpoint) error {
+	s.zc.mu.RLock() // see newLocked
+	defer s.zc.mu.RUnlock()
+	if s.zc.term {
+		return ErrClosed
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -188,8 +260,8 @@ func (s *Socket) Do(f func(*zmq.Socket) error) error {
 	return err
 }
 
-// Waiters reports how many calls are parked waiting on the socket. Tests
-// use it to end a call that really blocked, not one that had not started.
+// Waiters reports how many calls are waiting on the socket. Tests use it
+// to end a call that really blocked, not one that had not started.
 func (s *Socket) Waiters() int { return int(s.waiting.Load()) }
 
 // Done is closed when the socket is closed.
@@ -200,12 +272,11 @@ func isAgain(err error) bool { return zmq.AsErrno(err) == zmq.Errno(syscall.EAGA
 // SendBytes sends one frame (more marks it as not the last of a message),
 // waiting while the socket cannot take it until ctx ends or the socket closes.
 func (s *Socket) SendBytes(ctx context.Context, b []byte, more bool) error {
-	flags := zmq.DONTWAIT
-	if more {
-		flags |= zmq.SNDMORE
-	}
 	return s.attempt(ctx, sending, func(z *zmq.Socket) error {
-		_, err := z.SendBytes(b, flags)
+		if s.recv.raw != nil {
+			return s.recv.sendFrame(b, more)
+		}
+		_, err := z.SendBytes(b, zmq.DONTWAIT|moreIf(more))
 		return err
 	})
 }
@@ -321,39 +392,32 @@ const (
 )
 
 // attempt runs op under the lock until it does not fail with EAGAIN,
-// parking between tries until the socket's events may have changed.
+// waiting between tries as the socket's waiter does.
 func (s *Socket) attempt(ctx context.Context, d dir, op func(*zmq.Socket) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if s.blk.on {
-		return s.attemptBlocking(ctx, d, op)
-	}
-	// Fast path: no wait channel, no watcher.
-	again, _, err := s.try(op, d, 0, false)
-	if !again {
-		return err
-	}
-	if err := s.startWatch(); err != nil {
-		return err
-	}
-	s.waiting.Add(1)
-	defer s.waiting.Add(-1)
-	for {
-		// Take the channel before retrying: an edge that comes after the
-		// retry began closes this channel, so no wake-up is lost.
-		ready := s.waitChan()
-		again, hot, err := s.try(op, d, 1, false)
-		if !again {
-			return err
-		}
-		if hot {
-			ready = s.backoff() // libzmq contradicts itself: do not spin
-		}
-		if err := s.park(ctx, ready); err != nil {
-			return err
-		}
-	}
+	return s.w.attempt(ctx, d, op)
+}
+
+// waiter is how calls on a socket wait for it to become ready: netpoll
+// or blocking (see the package documentation).
+type waiter interface {
+	// attempt runs op (through try) until it does not fail with EAGAIN,
+	// waiting between tries, until ctx ends or the socket closes.
+	attempt(ctx context.Context, d dir, op func(*zmq.Socket) error) error
+	// observe is given the socket's events, read after an operation, to
+	// wake waiters whose readiness that operation may have consumed
+	// (poller: the caller holds the poll(2) role). mu is held.
+	observe(ev zmq.State, poller bool)
+	// trustsEmptyRecv reports that a receive that found nothing needs no
+	// ZMQ_EVENTS read (see try).
+	trustsEmptyRecv() bool
+	// edge is called by the reactor when ZMQ_FD fired while calls wait.
+	edge()
+	// close wakes every waiter for good and releases what the waiter
+	// holds; closed is set and done closed already.
+	close()
 }
 
 // park waits on ready, ctx and the socket's closing.
@@ -383,7 +447,7 @@ func (s *Socket) try(op func(*zmq.Socket) error, d dir, self int32, poller bool)
 	}
 	err = op(s.sock)
 	switch {
-	case isAgain(err) && d == receiving && s.blk.on:
+	case isAgain(err) && d == receiving && s.w.trustsEmptyRecv():
 		// A non-blocking receive that finds nothing has processed every
 		// pending command first, so the next one will signal ZMQ_FD and
 		// a poll(2) on it cannot miss the message.
@@ -406,7 +470,7 @@ func (s *Socket) try(op func(*zmq.Socket) error, d dir, self int32, poller bool)
 			if eerr != nil {
 				break
 			}
-			s.observe(ev, poller)
+			s.w.observe(ev, poller)
 			if hot = ev&want != 0; !hot {
 				break
 			}
@@ -428,40 +492,33 @@ func (s *Socket) try(op func(*zmq.Socket) error, d dir, self int32, poller bool)
 	return false, false, err
 }
 
-// observe wakes the waiters when the socket's readiness changed. Any
-// operation processes libzmq's pending commands, including those that let
-// another goroutine's operation go (a receive consuming the peer's
-// "activate write" a blocked sender waits for, in full duplex); the edge on
-// ZMQ_FD for that command has then come and gone. Waking only on a change
-// keeps two blocked goroutines from waking each other forever. A Blocking
-// socket has its own rule (blocking.observe). mu is held.
-func (s *Socket) observe(ev zmq.State, poller bool) {
-	if s.blk.on {
-		s.blk.observe(s, ev, poller)
-		return
+// observeNow reads ZMQ_EVENTS and observes them. mu is held.
+func (s *Socket) observeNow(poller bool) {
+	if ev, err := s.sock.GetEvents(); err == nil {
+		s.w.observe(ev, poller)
 	}
-	if ev == s.lastEv {
-		return
-	}
-	s.lastEv = ev
+}
+
+// edge is the reactor's call: ZMQ_FD fired. Waiters are woken to retry;
+// with none, the commands are processed here (see the package doc).
+func (s *Socket) edge() {
 	if s.waiting.Load() > 0 {
-		s.notifyChans()
+		s.w.edge()
+		return
 	}
+	s.mu.Lock()
+	if !s.closed {
+		s.observeNow(false)
+	}
+	s.mu.Unlock()
 }
 
 // backoff is the wait channel of a try that found libzmq's events ready
 // yet op failed: no edge may come, so retry after a millisecond.
-func (s *Socket) backoff() <-chan struct{} {
+func backoff() <-chan struct{} {
 	ch := make(chan struct{})
 	time.AfterFunc(time.Millisecond, func() { close(ch) })
 	return ch
-}
-
-// observeNow reads ZMQ_EVENTS and observes them. mu is held.
-func (s *Socket) observeNow(poller bool) {
-	if ev, err := s.sock.GetEvents(); err == nil {
-		s.observe(ev, poller)
-	}
 }
 
 func (s *Socket) waitChan() <-chan struct{} {
@@ -474,15 +531,6 @@ func (s *Socket) waitChan() <-chan struct{} {
 	return ch
 }
 
-// notify wakes every waiter: those parked on the wait channel and, on a
-// Blocking socket, the one in poll(2).
-func (s *Socket) notify() {
-	s.notifyChans()
-	if s.blk.busy.Load() {
-		s.blk.wake()
-	}
-}
-
 // notifyChans wakes the waiters parked on the wait channel.
 func (s *Socket) notifyChans() {
 	s.nmu.Lock()
@@ -493,83 +541,26 @@ func (s *Socket) notifyChans() {
 	s.nmu.Unlock()
 }
 
-// startWatch starts, once, the goroutine that turns ZMQ_FD edges into
-// notifications. Sockets that never wait (a PUB) never start one.
-func (s *Socket) startWatch() error {
-	s.watchOnce.Do(func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if s.closed {
-			s.watchErr = ErrClosed
-			return
-		}
-		fd, err := s.sock.GetFd()
-		if err != nil {
-			s.watchErr = fmt.Errorf("zmqkit: get ZMQ_FD: %w", err)
-			return
-		}
-		dup, err := syscall.Dup(fd)
-		if err != nil {
-			s.watchErr = fmt.Errorf("zmqkit: dup ZMQ_FD: %w", err)
-			return
-		}
-		syscall.CloseOnExec(dup)
-		// libzmq's signaller descriptor is non-blocking, so os.NewFile
-		// registers the duplicate with the netpoller; the check below
-		// proves it did.
-		f := os.NewFile(uintptr(dup), "zmq-fd")
-		if err := f.SetReadDeadline(time.Time{}); err != nil {
-			_ = f.Close()
-			s.watchErr = fmt.Errorf("zmqkit: ZMQ_FD is not pollable: %w", err)
-			return
-		}
-		rc, err := f.SyscallConn()
-		if err != nil {
-			_ = f.Close()
-			s.watchErr = fmt.Errorf("zmqkit: ZMQ_FD: %w", err)
-			return
-		}
-		s.fdFile = f
-		s.watchDone = make(chan struct{})
-		go s.watch(rc)
-	})
-	return s.watchErr
-}
-
-func (s *Socket) watch(rc syscall.RawConn) {
-	defer close(s.watchDone)
-	// One RawRead for the watcher's whole life: leaving and re-entering it
-	// would reset the netpoller's ready flag and could drop an edge.
-	_ = rc.Read(func(uintptr) bool {
-		if s.stopWatch.Load() {
-			return true
-		}
-		s.notify()
-		return false // wait for the next edge
-	})
-}
-
-// Close closes the socket with its configured linger. Blocked callers return
-// ErrClosed at once. Close is idempotent and safe from any goroutine.
+// Close closes the socket with its configured linger. Blocked callers
+// return ErrClosed at once. Before it returns, every address the socket
+// bound is free again: inproc names at once, tcp and ipc listeners once
+// libzmq reports them closed (bounded by closeWait). Close is idempotent
+// and safe from any goroutine.
 func (s *Socket) Close() error {
-	var err error
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.closed = true // no operation starts from now on
 		s.mu.Unlock()
 		close(s.done) // waiters return
-		s.closeBlocking()
+		s.w.close()
+		s.releaseAddresses()
+		s.stopMonitor()
+		s.zc.r.remove(s)
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if s.fdFile != nil {
-			s.stopWatch.Store(true)
-			// An expired deadline wakes the watcher out of the netpoller.
-			_ = s.fdFile.SetReadDeadline(time.Unix(1, 0))
-			<-s.watchDone
-			_ = s.fdFile.Close()
-		}
-		err = s.sock.Close()
+		s.closeErr = s.sock.Close()
 		s.recv.free()
+		s.zc.sockets.Add(-1)
 	})
-	return err
+	return s.closeErr
 }

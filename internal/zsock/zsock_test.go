@@ -31,26 +31,37 @@ func hwm(n int) Option {
 	}}
 }
 
-func newContext(t *testing.T) *zmq.Context {
+func newContext(t *testing.T) *Context {
 	t.Helper()
-	zctx, err := zmq.NewContext()
+	zctx, err := NewContext(0)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, zctx.Term()) })
 	return zctx
 }
 
+// side describes one end of a test pair.
+type side struct {
+	wait Wait
+	opts []Option
+}
+
 // pair returns a ROUTER bound on a fresh endpoint and a DEALER connected to
 // it, both closed at cleanup (before the context is terminated).
-func pair(t *testing.T, zctx *zmq.Context, addr string, routerOpts, dealerOpts []Option) (router, dealer *Socket) {
+func pair(t *testing.T, zctx *Context, addr string, r, d side) (router, dealer *Socket) {
 	t.Helper()
-	router, err := New(zctx, zmq.ROUTER, append([]Option{linger0}, routerOpts...), []endpoint.Endpoint{{Bind: true, Addr: addr}})
+	router, err := New(zctx, Config{Type: zmq.ROUTER, Wait: r.wait, Options: append([]Option{linger0}, r.opts...),
+		Endpoints: []endpoint.Endpoint{{Bind: true, Addr: addr}}})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = router.Close() })
-	dealer, err = New(zctx, zmq.DEALER, append([]Option{linger0}, dealerOpts...), []endpoint.Endpoint{{Addr: router.Bound()[0]}})
+	dealer, err = New(zctx, Config{Type: zmq.DEALER, Wait: d.wait, Options: append([]Option{linger0}, d.opts...),
+		Endpoints: []endpoint.Endpoint{{Addr: router.Bound()[0]}}})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = dealer.Close() })
 	return router, dealer
 }
+
+// blocking is the side of a Blocking socket with no more options.
+var blockingSide = side{wait: Blocking}
 
 // awaitWaiters waits until n calls are parked on s.
 func awaitWaiters(t *testing.T, s *Socket, n int) {
@@ -68,7 +79,7 @@ func testCtx(t *testing.T) context.Context {
 // park, and the poller role passes on, so every message is received once.
 func TestBlockingManyReceivers(t *testing.T) {
 	zctx := newContext(t)
-	router, dealer := pair(t, zctx, "tcp://127.0.0.1:*", []Option{Blocking}, nil)
+	router, dealer := pair(t, zctx, "tcp://127.0.0.1:*", blockingSide, side{})
 	ctx := testCtx(t)
 	const receivers, messages = 8, 2000
 	got := make(chan string, messages)
@@ -112,7 +123,7 @@ func TestBlockingManyReceivers(t *testing.T) {
 // whichever of them holds the poller role.
 func TestBlockingDuplex(t *testing.T) {
 	zctx := newContext(t)
-	router, dealer := pair(t, zctx, "inproc://duplex", []Option{hwm(1)}, []Option{hwm(1), Blocking})
+	router, dealer := pair(t, zctx, "inproc://duplex", side{opts: []Option{hwm(1)}}, side{wait: Blocking, opts: []Option{hwm(1)}})
 	ctx := testCtx(t)
 	// Fill the pipe until a send would wait.
 	sent := 0
@@ -158,7 +169,7 @@ func TestBlockingDuplex(t *testing.T) {
 // the role over and still gets the next message.
 func TestBlockingCancelHandsOver(t *testing.T) {
 	zctx := newContext(t)
-	router, dealer := pair(t, zctx, "tcp://127.0.0.1:*", []Option{Blocking}, nil)
+	router, dealer := pair(t, zctx, "tcp://127.0.0.1:*", blockingSide, side{})
 	ctx := testCtx(t)
 
 	first, cancel := context.WithCancel(ctx)
@@ -198,7 +209,7 @@ func TestBlockingCancelHandsOver(t *testing.T) {
 // Close wakes the poller and the parked waiters alike.
 func TestBlockingClose(t *testing.T) {
 	zctx := newContext(t)
-	router, _ := pair(t, zctx, "tcp://127.0.0.1:*", []Option{Blocking}, nil)
+	router, _ := pair(t, zctx, "tcp://127.0.0.1:*", blockingSide, side{})
 	ctx := testCtx(t)
 	errs := make(chan error, 3)
 	for i := 0; i < 3; i++ {
@@ -227,11 +238,11 @@ func TestMultiFrameSizes(t *testing.T) {
 	for _, blocking := range []bool{false, true} {
 		t.Run(fmt.Sprint("blocking=", blocking), func(t *testing.T) {
 			zctx := newContext(t)
-			var opts []Option
+			sd := side{}
 			if blocking {
-				opts = append(opts, Blocking)
+				sd.wait = Blocking
 			}
-			router, dealer := pair(t, zctx, "inproc://sizes", opts, opts)
+			router, dealer := pair(t, zctx, "inproc://sizes", sd, sd)
 			ctx := testCtx(t)
 			frame := func(n int, c byte) []byte { return bytes.Repeat([]byte{c}, n) }
 			cases := [][][]byte{
@@ -278,7 +289,7 @@ func setHook(t *testing.T, hook *atomic.Pointer[func(*Socket)], f func(*Socket))
 // the role up.
 func TestBlockingPollerLeavingHandsOver(t *testing.T) {
 	zctx := newContext(t)
-	router, dealer := pair(t, zctx, "tcp://127.0.0.1:*", []Option{Blocking}, nil)
+	router, dealer := pair(t, zctx, "tcp://127.0.0.1:*", blockingSide, side{})
 	ctx := testCtx(t)
 
 	leaverCtx, cancel := context.WithCancel(ctx)
@@ -337,7 +348,7 @@ func fdReadable(t *testing.T, fd int, d time.Duration) bool {
 // would otherwise wait on a drained descriptor for good.
 func TestBlockingOtherOperationWakesPoller(t *testing.T) {
 	zctx := newContext(t)
-	router, dealer := pair(t, zctx, "tcp://127.0.0.1:*", nil, []Option{Blocking})
+	router, dealer := pair(t, zctx, "tcp://127.0.0.1:*", side{}, blockingSide)
 	ctx := testCtx(t)
 	// Connect, and learn the dealer's routing id.
 	require.NoError(t, dealer.SendBytes(ctx, []byte("hello"), false))
@@ -365,7 +376,7 @@ func TestBlockingOtherOperationWakesPoller(t *testing.T) {
 	}()
 	<-inHook // the receiver found nothing and is about to poll
 	require.NoError(t, router.SendMessage(ctx, hello[0], []byte("reply")))
-	require.True(t, fdReadable(t, int(dealer.blk.zfd), 5*time.Second), "the reply never signalled ZMQ_FD")
+	require.True(t, fdReadable(t, int(dealer.w.(*blocking).zfd), 5*time.Second), "the reply never signalled ZMQ_FD")
 	require.NoError(t, dealer.Do(func(z *zmq.Socket) error {
 		_, err := z.GetEvents() // processes the command: ZMQ_FD is drained
 		return err
@@ -396,7 +407,7 @@ func TestBlockingCloseNeverWritesAClosedPipe(t *testing.T) {
 	zctx := newContext(t)
 	ctx := testCtx(t)
 	for cycle := 0; cycle < 300; cycle++ {
-		router, dealer := pair(t, zctx, fmt.Sprintf("inproc://close-cycle-%d", cycle), nil, []Option{Blocking})
+		router, dealer := pair(t, zctx, fmt.Sprintf("inproc://close-cycle-%d", cycle), side{}, blockingSide)
 		echoCtx, stopEcho := context.WithCancel(ctx)
 		echoed := make(chan struct{})
 		go func() {
@@ -446,7 +457,7 @@ func TestBlockingCloseNeverWritesAClosedPipe(t *testing.T) {
 func TestEINTRMidMessage(t *testing.T) {
 	t.Cleanup(func() { injectEINTR(0) })
 	zctx := newContext(t)
-	router, dealer := pair(t, zctx, "inproc://eintr", nil, nil)
+	router, dealer := pair(t, zctx, "inproc://eintr", side{}, side{})
 	ctx := testCtx(t)
 	// Learn the dealer's routing id.
 	require.NoError(t, dealer.SendBytes(ctx, []byte("hello"), false))

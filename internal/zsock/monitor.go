@@ -1,0 +1,200 @@
+package zsock
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+
+	"github.com/zmqkit/zmqkit/internal/endpoint"
+)
+
+// Event is one event of libzmq's socket monitor.
+type Event struct {
+	Kind     zmq.Event
+	Value    int    // what libzmq attaches: a descriptor, an errno, an interval
+	Endpoint string // the endpoint the event is about
+}
+
+// Monitor asks for a socket's libzmq events.
+type Monitor struct {
+	Events zmq.Event // the events On is called for
+	// On is called from the monitor's goroutine, one event at a time, in
+	// the order libzmq reported them. It must not block for long: libzmq's
+	// I/O thread blocks once a thousand events wait to be read.
+	On func(Event)
+}
+
+// closeWait bounds how long Close waits for libzmq to report a tcp or ipc
+// listener closed.
+const closeWait = 2 * time.Second
+
+// The events zsock itself needs from every monitor: a listener closed.
+const closeEvents = zmq.EVENT_CLOSED | zmq.EVENT_CLOSE_FAILED
+
+// monitor reads the events of one socket on an inproc PAIR, in its own
+// goroutine, for as long as the socket lives.
+type monitor struct {
+	reader *Socket
+	cfg    Monitor
+	done   chan struct{}
+
+	mu      sync.Mutex
+	closed  map[string]bool // listeners reported closed
+	changed chan struct{}   // closed and replaced when closed grows
+}
+
+// startMonitor starts monitoring s with cfg; its caller holds no lock.
+func (s *Socket) startMonitor(cfg *Monitor) error {
+	s.zc.mu.RLock() // libzmq makes a socket: see newLocked
+	defer s.zc.mu.RUnlock()
+	if s.zc.term {
+		return ErrClosed
+	}
+	return s.startMonitorLocked(cfg)
+}
+
+// startMonitorLocked is startMonitor for a caller that holds s.zc.mu for
+// reading (and not s.mu).
+func (s *Socket) startMonitorLocked(cfg *Monitor) error {
+	addr := fmt.Sprintf("inproc://zmqkit-monitor-%d", s.zc.seq.Add(1))
+	// The reader connects first: inproc allows it, and no event is lost.
+	reader, err := newLocked(s.zc, Config{Type: zmq.PAIR, Endpoints: []endpoint.Endpoint{{Addr: addr}}})
+	if err != nil {
+		return fmt.Errorf("zmqkit: monitor: %w", err)
+	}
+	m := &monitor{reader: reader, done: make(chan struct{}), closed: map[string]bool{}, changed: make(chan struct{})}
+	if cfg != nil {
+		m.cfg = *cfg
+	}
+	s.mu.Lock()
+	err = s.sock.Monitor(addr, m.cfg.Events|closeEvents)
+	if err == nil {
+		s.mon = m
+	}
+	s.mu.Unlock()
+	if err != nil {
+		_ = reader.Close()
+		return fmt.Errorf("zmqkit: monitor: %w", err)
+	}
+	go m.run()
+	return nil
+}
+
+func (m *monitor) run() {
+	defer close(m.done)
+	for {
+		frames, err := m.reader.RecvMessage(context.Background())
+		if err != nil {
+			return // the reader closed: the monitor stopped
+		}
+		ev, ok := parseEvent(frames)
+		if !ok {
+			continue
+		}
+		if ev.Kind&closeEvents != 0 {
+			m.mu.Lock()
+			m.closed[ev.Endpoint] = true
+			close(m.changed)
+			m.changed = make(chan struct{})
+			m.mu.Unlock()
+		}
+		if m.cfg.On != nil && ev.Kind&m.cfg.Events != 0 {
+			m.cfg.On(ev)
+		}
+	}
+}
+
+// parseEvent reads a version 1 monitor message: [event (uint16) + value
+// (uint32) in native byte order, endpoint].
+func parseEvent(frames [][]byte) (Event, bool) {
+	if len(frames) != 2 || len(frames[0]) != 6 {
+		return Event{}, false
+	}
+	return Event{
+		Kind:     zmq.Event(binary.NativeEndian.Uint16(frames[0])),
+		Value:    int(int32(binary.NativeEndian.Uint32(frames[0][2:]))),
+		Endpoint: string(frames[1]),
+	}, true
+}
+
+// awaitClosed waits until every listener in eps was reported closed, or
+// until closeWait has passed.
+func (m *monitor) awaitClosed(eps []string) {
+	timer := time.NewTimer(closeWait)
+	defer timer.Stop()
+	for {
+		m.mu.Lock()
+		missing := false
+		for _, ep := range eps {
+			if !m.closed[ep] {
+				missing = true
+			}
+		}
+		changed := m.changed
+		m.mu.Unlock()
+		if !missing {
+			return
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return
+		}
+	}
+}
+
+// releaseAddresses frees every address s bound: it unbinds them, and waits
+// for libzmq to report each tcp and ipc listener closed (the I/O thread
+// closes it later; an inproc name is free at once). Close calls it; s is
+// closed, so only the reactor may take mu meanwhile.
+func (s *Socket) releaseAddresses() {
+	s.mu.Lock()
+	var listeners []string
+	for _, ep := range s.bound {
+		if strings.HasPrefix(ep, "inproc://") {
+			_ = s.sock.Unbind(ep)
+		} else {
+			listeners = append(listeners, ep)
+		}
+	}
+	s.mu.Unlock()
+	if len(listeners) == 0 {
+		return
+	}
+	if s.mon == nil {
+		if err := s.startMonitor(nil); err != nil {
+			return // no monitor, no wait: the address is freed soon all the same
+		}
+	}
+	s.mu.Lock()
+	var unbound []string
+	for _, ep := range listeners {
+		if err := s.sock.Unbind(ep); err == nil {
+			unbound = append(unbound, ep)
+		}
+	}
+	s.mu.Unlock()
+	s.mon.awaitClosed(unbound)
+}
+
+// stopMonitor stops the monitor, if any, and joins its goroutine; libzmq's
+// monitor is stopped before its reader closes, as pebbe/zmq4 advises.
+func (s *Socket) stopMonitor() {
+	s.mu.Lock()
+	m := s.mon
+	s.mon = nil
+	if m != nil {
+		_ = s.sock.Monitor("", 0)
+	}
+	s.mu.Unlock()
+	if m == nil {
+		return
+	}
+	_ = m.reader.Close()
+	<-m.done
+}

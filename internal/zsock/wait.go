@@ -1,0 +1,65 @@
+package zsock
+
+import (
+	"context"
+
+	zmq "github.com/pebbe/zmq4"
+)
+
+// netpoll is the Netpoller waiter: waiting calls park on the wait
+// channel, which the reactor closes when ZMQ_FD fires.
+type netpoll struct {
+	s      *Socket
+	lastEv zmq.State // the events last observed; guarded by the socket's mu
+}
+
+func (w *netpoll) attempt(ctx context.Context, d dir, op func(*zmq.Socket) error) error {
+	s := w.s
+	// Fast path: no wait channel.
+	again, _, err := s.try(op, d, 0, false)
+	if !again {
+		return err
+	}
+	s.waiting.Add(1)
+	defer s.waiting.Add(-1)
+	for {
+		// Take the channel before retrying: an edge that comes after the
+		// retry began closes this channel, so no wake-up is lost.
+		ready := s.waitChan()
+		again, hot, err := s.try(op, d, 1, false)
+		if !again {
+			return err
+		}
+		if hot {
+			ready = backoff() // libzmq contradicts itself: do not spin
+		}
+		if err := s.park(ctx, ready); err != nil {
+			return err
+		}
+	}
+}
+
+// observe wakes the waiters when the socket's readiness changed. Any
+// operation processes libzmq's pending commands, including those that let
+// another goroutine's operation go (a receive consuming the peer's
+// "activate write" a blocked sender waits for, in full duplex); the edge on
+// ZMQ_FD for that command has then come and gone. Waking only on a change
+// keeps two blocked goroutines from waking each other forever.
+func (w *netpoll) observe(ev zmq.State, _ bool) {
+	if ev == w.lastEv {
+		return
+	}
+	w.lastEv = ev
+	if w.s.waiting.Load() > 0 {
+		w.s.notifyChans()
+	}
+}
+
+// trustsEmptyRecv is false: the events a failed receive would skip
+// reading are what observe compares the next ones with.
+func (w *netpoll) trustsEmptyRecv() bool { return false }
+
+func (w *netpoll) edge() { w.s.notifyChans() }
+
+// close has nothing to release: parked waiters select on done.
+func (w *netpoll) close() {}
