@@ -156,79 +156,77 @@ func (b *blocking) wake() {
 // wake pipe with whether the pipe is still open.
 var testHookPipeWrite atomic.Pointer[func(open bool)]
 
-func (b *blocking) attempt(ctx context.Context, d dir, op func(*zmq.Socket) error) error {
-	s := b.s
-	// Whoever takes the poller role takes it before trying, so every
-	// wake-up after the try reaches the pipe; the others take the wait
-	// channel before trying, so the poller's leaving wakes them.
-	polling := b.busy.CompareAndSwap(false, true)
-	var ready <-chan struct{}
-	if !polling {
-		ready = s.waitChan()
+// enter takes the poller role if it is free, before the first try, so every
+// wake-up after the try reaches the pipe; a call that does not get it takes
+// the wait channel before trying, so the poller's leaving wakes it.
+func (b *blocking) enter() waitState {
+	if b.busy.CompareAndSwap(false, true) {
+		return waitState{poller: true}
 	}
-	again, hot, err := s.try(op, d, 0, polling)
-	if again {
-		err = b.wait(ctx, d, op, &polling, ready, hot)
-	}
-	if polling {
-		if h := testHookLeaving.Load(); h != nil {
-			(*h)(s)
-		}
-		b.busy.Store(false)
-		if s.waiting.Load() > 0 {
-			s.notifyChans() // one of the others takes the role over
-		}
-	}
-	return err
+	return waitState{ready: b.s.waitChan()}
 }
 
-// waitBlocking retries op until it does not fail with EAGAIN, blocking in
-// poll(2) while it holds the poller role and on ready while it does not.
-func (b *blocking) wait(ctx context.Context, d dir, op func(*zmq.Socket) error, polling *bool, ready <-chan struct{}, hot bool) error {
-	s := b.s
-	want := &b.wantIn
+func (b *blocking) waitBegin(d dir) {
 	if d == sending {
-		want = &b.wantOut
+		b.wantOut.Add(1)
+	} else {
+		b.wantIn.Add(1)
 	}
-	want.Add(1)
-	s.waiting.Add(1)
-	defer func() {
-		s.waiting.Add(-1)
-		want.Add(-1)
-	}()
-	for {
-		switch {
-		case !*polling && b.busy.CompareAndSwap(false, true):
-			// The role came free: retry holding it before polling.
-			*polling = true
-		case !*polling:
-			if hot {
-				ready = backoff() // libzmq contradicts itself: do not spin
-			}
-			if err := s.park(ctx, ready); err != nil {
-				return err
-			}
-			ready = s.waitChan()
-		default:
-			b.watch(ctx)
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if h := testHookBeforePoll.Load(); h != nil {
-				(*h)(s)
-			}
-			// The try below wakes the parked waiters if the events now
-			// let some of them go (blocking.observe): not all of them on
-			// every wake-up.
-			if err := b.poll(hot); err != nil {
-				return err
-			}
+}
+
+func (b *blocking) waitEnd(d dir) {
+	if d == sending {
+		b.wantOut.Add(-1)
+	} else {
+		b.wantIn.Add(-1)
+	}
+}
+
+// block waits in poll(2) while the call holds the poller role and on the
+// wait channel while it does not, taking the role when it comes free.
+func (b *blocking) block(ctx context.Context, st waitState, hot bool) (waitState, error) {
+	s := b.s
+	switch {
+	case !st.poller && b.busy.CompareAndSwap(false, true):
+		// The role came free: retry holding it before polling.
+		st.poller = true
+	case !st.poller:
+		ready := st.ready
+		if hot {
+			ready = backoff() // libzmq contradicts itself: do not spin
 		}
-		var err error
-		var again bool
-		if again, hot, err = s.try(op, d, 1, *polling); !again {
-			return err
+		if err := s.park(ctx, ready); err != nil {
+			return st, err
 		}
+		st.ready = s.waitChan()
+	default:
+		b.watch(ctx)
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		if h := testHookBeforePoll.Load(); h != nil {
+			(*h)(s)
+		}
+		// The retry that follows wakes the parked waiters if the events
+		// now let some of them go (observe): not all of them on every
+		// wake-up.
+		return st, b.poll(hot)
+	}
+	return st, nil
+}
+
+// leave gives the poller role up; one of the parked waiters takes it over.
+func (b *blocking) leave(st waitState) {
+	if !st.poller {
+		return
+	}
+	s := b.s
+	if h := testHookLeaving.Load(); h != nil {
+		(*h)(s)
+	}
+	b.busy.Store(false)
+	if s.waiting.Load() > 0 {
+		s.notifyChans()
 	}
 }
 

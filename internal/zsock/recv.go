@@ -100,3 +100,15 @@ func (r *receiver) take(n int) []byte {
 	C.zk_take(r.held, dst, C.size_t(n))
 	return buf
 }
+
+// events reads ZMQ_EVENTS; the caller holds mu.
+func (r *receiver) events(s *zmq.Socket) (zmq.State, error) {
+	if r.raw == nil {
+		return s.GetEvents()
+	}
+	ev := C.zk_events(r.raw)
+	if ev < 0 {
+		return 0, zmq.Errno(-ev)
+	}
+	return zmq.State(ev), nil
+}

@@ -13,30 +13,28 @@ type netpoll struct {
 	lastEv zmq.State // the events last observed; guarded by the socket's mu
 }
 
-func (w *netpoll) attempt(ctx context.Context, d dir, op func(*zmq.Socket) error) error {
+func (w *netpoll) enter() waitState { return waitState{} }
+func (w *netpoll) waitBegin(dir)    {}
+func (w *netpoll) waitEnd(dir)      {}
+func (w *netpoll) leave(waitState)  {}
+
+// block parks on the wait channel taken before the last retry; the first
+// time (after the fast path, which took none) it only takes one. It takes
+// a fresh channel before returning to the retry: an edge that comes after
+// the retry began closes it, so no wake-up is lost.
+func (w *netpoll) block(ctx context.Context, st waitState, hot bool) (waitState, error) {
 	s := w.s
-	// Fast path: no wait channel.
-	again, _, err := s.try(op, d, 0, false)
-	if !again {
-		return err
-	}
-	s.waiting.Add(1)
-	defer s.waiting.Add(-1)
-	for {
-		// Take the channel before retrying: an edge that comes after the
-		// retry began closes this channel, so no wake-up is lost.
-		ready := s.waitChan()
-		again, hot, err := s.try(op, d, 1, false)
-		if !again {
-			return err
-		}
+	if st.ready != nil {
+		ready := st.ready
 		if hot {
 			ready = backoff() // libzmq contradicts itself: do not spin
 		}
 		if err := s.park(ctx, ready); err != nil {
-			return err
+			return st, err
 		}
 	}
+	st.ready = s.waitChan()
+	return st, nil
 }
 
 // observe wakes the waiters when the socket's readiness changed. Any

@@ -161,3 +161,14 @@ int zk_poll(int zfd, int wfd, int timeout) {
 	}
 	return 0;
 }
+
+// zk_events returns the socket's ZMQ_EVENTS, or -errno: one cgo call and
+// no Go allocation (pebbe's getsockopt allocates its out-parameters).
+int zk_events(void *s) {
+	int ev = 0;
+	size_t size = sizeof ev;
+	for (;;) {
+		if (zmq_getsockopt(s, ZMQ_EVENTS, &ev, &size) == 0) return ev;
+		if (zmq_errno() != EINTR) return -zmq_errno();
+	}
+}

@@ -17,6 +17,7 @@ int zk_send(void *s, const void *buf, size_t n, int flags);
 zk_sresult zk_sendm(void *s, const char *buf, const int *sizes, int n);
 int zk_send_frame(void *s, unsigned long long id, const char *typ, size_t typlen, const void *body, size_t n);
 int zk_poll(int zfd, int wfd, int timeout);
+int zk_events(void *s);
 
 // Tests only: when set to k > 0, the k-th frame received or sent from now
 // on by zk_recv, zk_recvm or zk_sendm fails once with EINTR before

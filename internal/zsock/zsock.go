@@ -114,6 +114,12 @@ type Socket struct {
 	// those parked on the wait channel now.
 	waiting atomic.Int32
 	parked  atomic.Int32
+
+	// The pump (see edge): operations run so far, as the reactor last saw
+	// them, and whether a delayed pump is pending.
+	ops       atomic.Uint64
+	seenOps   atomic.Uint64
+	pumpTimer atomic.Bool
 }
 
 // New creates a socket on zc, applies cfg's options, then binds or
@@ -392,20 +398,51 @@ const (
 )
 
 // attempt runs op under the lock until it does not fail with EAGAIN,
-// waiting between tries as the socket's waiter does.
+// waiting between tries as the socket's waiter does. The loop is here, not
+// in the waiter: op passed through an interface method would escape to the
+// heap, with everything it captures, on every call.
 func (s *Socket) attempt(ctx context.Context, d dir, op func(*zmq.Socket) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.w.attempt(ctx, d, op)
+	st := s.w.enter()
+	again, hot, err := s.try(op, d, 0, st.poller)
+	if again {
+		s.waiting.Add(1)
+		s.w.waitBegin(d)
+		for again {
+			if st, err = s.w.block(ctx, st, hot); err != nil {
+				break
+			}
+			again, hot, err = s.try(op, d, 1, st.poller)
+		}
+		s.w.waitEnd(d)
+		s.waiting.Add(-1)
+	}
+	s.w.leave(st)
+	return err
+}
+
+// waitState is one waiting call's state between its tries.
+type waitState struct {
+	poller bool            // it holds a Blocking socket's poll(2) role
+	ready  <-chan struct{} // the wait channel taken before the last try
 }
 
 // waiter is how calls on a socket wait for it to become ready: netpoll
-// or blocking (see the package documentation).
+// or blocking (see the package documentation). A call runs enter, then
+// tries; while the try fails with EAGAIN it blocks and tries again, between
+// waitBegin and waitEnd; then it runs leave.
 type waiter interface {
-	// attempt runs op (through try) until it does not fail with EAGAIN,
-	// waiting between tries, until ctx ends or the socket closes.
-	attempt(ctx context.Context, d dir, op func(*zmq.Socket) error) error
+	enter() waitState
+	waitBegin(d dir)
+	// block waits until a retry may succeed, ctx ends (its error) or the
+	// socket closes (ErrClosed), and returns the state for the retry; hot
+	// is the last try's (see try). (State goes by value: a pointer through
+	// an interface would escape.)
+	block(ctx context.Context, st waitState, hot bool) (waitState, error)
+	waitEnd(d dir)
+	leave(st waitState)
 	// observe is given the socket's events, read after an operation, to
 	// wake waiters whose readiness that operation may have consumed
 	// (poller: the caller holds the poll(2) role). mu is held.
@@ -446,6 +483,7 @@ func (s *Socket) try(op func(*zmq.Socket) error, d dir, self int32, poller bool)
 		return false, false, ErrClosed
 	}
 	err = op(s.sock)
+	s.ops.Add(1)
 	switch {
 	case isAgain(err) && d == receiving && s.w.trustsEmptyRecv():
 		// A non-blocking receive that finds nothing has processed every
@@ -466,7 +504,7 @@ func (s *Socket) try(op func(*zmq.Socket) error, d dir, self int32, poller bool)
 			want = zmq.POLLOUT
 		}
 		for i := 0; i < 2 && isAgain(err); i++ {
-			ev, eerr := s.sock.GetEvents()
+			ev, eerr := s.recv.events(s.sock)
 			if eerr != nil {
 				break
 			}
@@ -494,18 +532,41 @@ func (s *Socket) try(op func(*zmq.Socket) error, d dir, self int32, poller bool)
 
 // observeNow reads ZMQ_EVENTS and observes them. mu is held.
 func (s *Socket) observeNow(poller bool) {
-	if ev, err := s.sock.GetEvents(); err == nil {
+	if ev, err := s.recv.events(s.sock); err == nil {
 		s.w.observe(ev, poller)
 	}
 }
 
 // edge is the reactor's call: ZMQ_FD fired. Waiters are woken to retry;
-// with none, the commands are processed here (see the package doc).
+// with none, the commands are processed here (pump; see the package doc).
+// A socket that ran operations since the last edge is busy: its own
+// operations process the commands (a receive every few messages and
+// whenever it finds nothing, a send every few milliseconds), so the pump is
+// put off by pumpDelay rather than made to contend for the lock on every
+// edge, which halved full-speed throughput.
 func (s *Socket) edge() {
 	if s.waiting.Load() > 0 {
 		s.w.edge()
 		return
 	}
+	if ops := s.ops.Load(); ops != s.seenOps.Swap(ops) {
+		if s.pumpTimer.CompareAndSwap(false, true) {
+			time.AfterFunc(pumpDelay, func() {
+				s.pumpTimer.Store(false)
+				s.pump()
+			})
+		}
+		return
+	}
+	s.pump()
+}
+
+// pumpDelay is how long the pump of a busy socket is put off.
+const pumpDelay = 5 * time.Millisecond
+
+// pump processes the socket's pending libzmq commands (reading ZMQ_EVENTS
+// does) and wakes waiters they let go.
+func (s *Socket) pump() {
 	s.mu.Lock()
 	if !s.closed {
 		s.observeNow(false)
