@@ -2,6 +2,7 @@ package zmqkit
 
 import (
 	"fmt"
+	"math"
 	"log/slog"
 	"time"
 
@@ -82,6 +83,35 @@ func applyOptions(opts []Option) (options, error) {
 
 func invalid(name string, format string, args ...any) error {
 	return fmt.Errorf("%w %s: %s", ErrInvalidOption, name, fmt.Sprintf(format, args...))
+}
+
+// libzmq holds counts and milliseconds in a C int.
+const (
+	maxCInt   = math.MaxInt32
+	maxMillis = time.Duration(maxCInt) * time.Millisecond
+)
+
+// checkCount refuses a count that libzmq's C int cannot hold.
+func checkCount(name string, n int) error {
+	switch {
+	case n < 0:
+		return invalid(name, "%d is negative", n)
+	case n > maxCInt:
+		return invalid(name, "%d is above libzmq's limit of %d", n, maxCInt)
+	}
+	return nil
+}
+
+// checkMillis refuses a duration that, rounded up to whole milliseconds,
+// libzmq's C int cannot hold.
+func checkMillis(name, what string, d time.Duration) error {
+	switch {
+	case d < 0:
+		return invalid(name, "%s %v is negative", what, d)
+	case d > maxMillis:
+		return invalid(name, "%s %v is above libzmq's limit of %dms", what, d, maxCInt)
+	}
+	return nil
 }
 
 // WithContext puts the object on zctx instead of the process-wide default
@@ -188,8 +218,8 @@ func WithErrorHandler(f func(error)) Option {
 // drops or a PUSH, DEALER or PAIR blocks. 0 means no limit. Default 1000.
 func WithSendHWM(n int) Option {
 	return func(o *options) error {
-		if n < 0 {
-			return invalid("WithSendHWM", "%d is negative", n)
+		if err := checkCount("WithSendHWM", n); err != nil {
+			return err
 		}
 		o.sndHWM = n
 		return nil
@@ -200,8 +230,8 @@ func WithSendHWM(n int) Option {
 // side. 0 means no limit. Default 1000.
 func WithRecvHWM(n int) Option {
 	return func(o *options) error {
-		if n < 0 {
-			return invalid("WithRecvHWM", "%d is negative", n)
+		if err := checkCount("WithRecvHWM", n); err != nil {
+			return err
 		}
 		o.rcvHWM = n
 		return nil
@@ -213,21 +243,22 @@ func WithRecvHWM(n int) Option {
 // An unbounded linger is not offered: it is what makes libzmq hang.
 func WithLinger(d time.Duration) Option {
 	return func(o *options) error {
-		if d < 0 {
-			return invalid("WithLinger", "%v is negative", d)
+		if err := checkMillis("WithLinger", "linger", d); err != nil {
+			return err
 		}
 		o.linger = d
 		return nil
 	}
 }
 
-// WithConcurrency sets how many handler calls run at once. With 1, the
-// default, messages are handled one at a time in order. Applies to
+// WithConcurrency sets how many handler calls run at once, from 1 to
+// MaxConcurrency; goroutines are started only as messages need them. With
+// 1, the default, messages are handled one at a time in order. Applies to
 // Subscriber.Run, RRServer, PPPuller and PairServer.
 func WithConcurrency(n int) Option {
 	return func(o *options) error {
-		if n < 1 {
-			return invalid("WithConcurrency", "%d is less than 1", n)
+		if n < 1 || n > MaxConcurrency {
+			return invalid("WithConcurrency", "%d is not between 1 and %d", n, MaxConcurrency)
 		}
 		o.concurrency = n
 		return nil
@@ -242,6 +273,12 @@ func WithReconnectInterval(ivl, max time.Duration) Option {
 	return func(o *options) error {
 		if ivl <= 0 {
 			return invalid("WithReconnectInterval", "interval %v must be positive", ivl)
+		}
+		if err := checkMillis("WithReconnectInterval", "interval", ivl); err != nil {
+			return err
+		}
+		if err := checkMillis("WithReconnectInterval", "maximum", max); err != nil {
+			return err
 		}
 		if max != 0 && max < ivl {
 			return invalid("WithReconnectInterval", "maximum %v is below the interval %v", max, ivl)
@@ -259,6 +296,9 @@ func WithHeartbeat(ivl, timeout time.Duration) Option {
 	return func(o *options) error {
 		if ivl <= 0 || timeout <= 0 {
 			return invalid("WithHeartbeat", "interval %v and timeout %v must be positive", ivl, timeout)
+		}
+		if err := checkMillis("WithHeartbeat", "interval", ivl); err != nil {
+			return err
 		}
 		if timeout > 6553500*time.Millisecond {
 			return invalid("WithHeartbeat", "timeout %v is above libzmq's limit of 6553.5s", timeout)
