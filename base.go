@@ -20,10 +20,14 @@ type Stats struct {
 	HandlerErrors uint64 // handler calls that returned an error or panicked
 	HandlerPanics uint64 // handler calls that panicked (also in HandlerErrors)
 	Dropped       uint64 // messages discarded (late replies, say)
+	// ProtocolErrors counts connections libzmq dropped for a protocol
+	// error (a message over WithMaxMessageSize, a peer that does not speak
+	// ZMTP) and zmqkit made again (see ErrConnectionDropped).
+	ProtocolErrors uint64
 }
 
 type counters struct {
-	sent, received, malformed, handlerErrors, handlerPanics, dropped atomic.Uint64
+	sent, received, malformed, handlerErrors, handlerPanics, dropped, protocolErrors atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -34,6 +38,8 @@ func (c *counters) snapshot() Stats {
 		HandlerErrors: c.handlerErrors.Load(),
 		HandlerPanics: c.handlerPanics.Load(),
 		Dropped:       c.dropped.Load(),
+
+		ProtocolErrors: c.protocolErrors.Load(),
 	}
 }
 
@@ -62,6 +68,10 @@ func (b *base) init(self closer, kind string, cfg zsock.Config, endpoints string
 	}
 	cfg.Options = append(b.o.socketOptions(), cfg.Options...)
 	cfg.Endpoints = eps
+	if b.o.maxMsgSize > 0 && hasConnect(eps) {
+		// An oversize message makes libzmq drop the connection for good.
+		cfg.Redial, cfg.OnRedial = true, b.redialed
+	}
 	if b.sock, err = b.zctx.newSocket(cfg); err != nil {
 		return err
 	}
@@ -127,6 +137,22 @@ func (b *base) single(msg []byte, err error) ([]byte, error) {
 		return nil, malformed(fe.First, fe, "message of %d frames, want 1", fe.Frames)
 	}
 	return msg, err
+}
+
+// redialed counts and reports a connection zsock made again after libzmq
+// dropped it for a protocol error.
+func (b *base) redialed(ep string) {
+	b.report(fmt.Errorf("%w: %s (a message over WithMaxMessageSize, or a peer that does not speak ZMTP); connecting again", ErrConnectionDropped, ep))
+	b.stats.protocolErrors.Add(1)
+}
+
+func hasConnect(eps []endpoint.Endpoint) bool {
+	for _, ep := range eps {
+		if !ep.Bind {
+			return true
+		}
+	}
+	return false
 }
 
 // report sends an asynchronous failure to the error callback and the log.

@@ -44,6 +44,13 @@ var (
 	// ErrNoReply is returned by RRClient.Request when every try allowed by
 	// WithRetries timed out while the request's own ctx was still live.
 	ErrNoReply = errors.New("zmqkit: no reply")
+
+	// ErrConnectionDropped is reported to the error callback (and counted
+	// in Stats.ProtocolErrors) when libzmq dropped a connection for a
+	// protocol error: a message larger than WithMaxMessageSize, or a peer
+	// that does not speak ZMTP. libzmq does not reconnect such a
+	// connection by itself; zmqkit connects again.
+	ErrConnectionDropped = errors.New("zmqkit: connection dropped for a protocol error")
 )
 
 // EndpointError reports a bind or connect that libzmq refused, for example

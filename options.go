@@ -308,8 +308,12 @@ func WithHeartbeat(ivl, timeout time.Duration) Option {
 	}
 }
 
-// WithMaxMessageSize makes the socket drop any peer that sends a message
-// larger than n bytes (ZMQ_MAXMSGSIZE). Default: no limit.
+// WithMaxMessageSize makes the socket drop the connection of any peer that
+// sends a message larger than n bytes (ZMQ_MAXMSGSIZE). The message is
+// lost, and so are those that followed it on that connection. libzmq would
+// not reconnect a dropped connection that the object made itself (a ">"
+// endpoint); zmqkit connects again, counts it in Stats.ProtocolErrors and
+// reports ErrConnectionDropped to the error callback. Default: no limit.
 func WithMaxMessageSize(n int64) Option {
 	return func(o *options) error {
 		if n <= 0 {

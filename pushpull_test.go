@@ -426,3 +426,32 @@ func TestPushPullBadEndpointsAndContextClose(t *testing.T) {
 	require.NoError(t, zctx.Close())
 	requireAllReturn(t, errc, 2, ErrClosed)
 }
+
+// A message over WithMaxMessageSize makes libzmq drop the puller's
+// connection, and libzmq would never make it again: zmqkit reports it,
+// counts it and connects again, so later messages arrive.
+func TestPullerRecoversFromOversizeMessage(t *testing.T) {
+	for _, tr := range []string{"tcp", "ipc"} {
+		t.Run(tr, func(t *testing.T) {
+			var rec errorRecorder
+			push, pull := newPushPull(t, tr, nil, []Option{WithMaxMessageSize(100), rec.option()})
+			ctx := testCtx(t)
+			require.NoError(t, push.Push(ctx, []byte("small")))
+			got, err := pull.Pull(ctx)
+			require.NoError(t, err)
+			require.Equal(t, "small", string(got))
+
+			require.NoError(t, push.Push(ctx, make([]byte, 1000)))
+			require.Eventually(t, func() bool { return pull.Stats().ProtocolErrors == 1 }, 10*time.Second, time.Millisecond)
+			errs := rec.errors()
+			require.Len(t, errs, 1)
+			require.ErrorIs(t, errs[0], ErrConnectionDropped)
+			assert.Contains(t, errs[0].Error(), "WithMaxMessageSize")
+
+			require.NoError(t, push.Push(ctx, []byte("after")))
+			got, err = pull.Pull(ctx)
+			require.NoError(t, err)
+			require.Equal(t, "after", string(got))
+		})
+	}
+}

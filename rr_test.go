@@ -702,3 +702,36 @@ func TestRRServerRepliesAtStop(t *testing.T) {
 		}
 	})
 }
+
+// A reply over the client's WithMaxMessageSize drops its connection; the
+// client reconnects, and the next requests are answered.
+func TestRRClientRecoversFromOversizeReply(t *testing.T) {
+	zctx := newTestContext(t)
+	srv, err := NewRRServer(bindEndpoint(t, "tcp"), func(_ context.Context, req []byte) ([]byte, error) {
+		if string(req) == "big" {
+			return make([]byte, 1000), nil
+		}
+		return req, nil
+	}, WithContext(zctx))
+	require.NoError(t, err)
+	closeOnCleanup(t, srv)
+	runServer(t, srv)
+	var rec errorRecorder
+	cli, err := NewRRClient(srv.Endpoints()[0], WithContext(zctx), WithMaxMessageSize(100), rec.option())
+	require.NoError(t, err)
+	closeOnCleanup(t, cli)
+	ctx := testCtx(t)
+	reply, err := cli.Request(ctx, []byte("hi"))
+	require.NoError(t, err)
+	require.Equal(t, "hi", string(reply))
+
+	short, cancel := context.WithTimeout(ctx, time.Second)
+	_, err = cli.Request(short, []byte("big"))
+	cancel()
+	require.ErrorIs(t, err, context.DeadlineExceeded, "the oversize reply is lost")
+	require.Eventually(t, func() bool { return cli.Stats().ProtocolErrors == 1 }, 10*time.Second, time.Millisecond)
+	require.ErrorIs(t, rec.errors()[0], ErrConnectionDropped)
+	reply, err = cli.Request(ctx, []byte("again"))
+	require.NoError(t, err)
+	require.Equal(t, "again", string(reply))
+}

@@ -3,6 +3,7 @@ package zsock
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -36,12 +37,24 @@ const closeWait = 2 * time.Second
 // The events zsock itself needs from every monitor: a listener closed.
 const closeEvents = zmq.EVENT_CLOSED | zmq.EVENT_CLOSE_FAILED
 
+// redialAfter is how long a disconnected endpoint may go without libzmq
+// announcing a reconnection (it does so at once: CONNECT_RETRIED, or
+// CONNECT_DELAYED) before zsock concludes libzmq gave up on it.
+const redialAfter = 250 * time.Millisecond
+
 // monitor reads the events of one socket on an inproc PAIR, in its own
 // goroutine, for as long as the socket lives.
 type monitor struct {
+	s      *Socket
 	reader *Socket
 	cfg    Monitor
 	done   chan struct{}
+
+	// Redial (see Config.Redial): endpoints disconnected and when they are
+	// due to be made again; used by the monitor's goroutine only.
+	redial   bool
+	onRedial func(string)
+	due      map[string]time.Time
 
 	mu      sync.Mutex
 	closed  map[string]bool // listeners reported closed
@@ -55,24 +68,33 @@ func (s *Socket) startMonitor(cfg *Monitor) error {
 	if s.zc.term {
 		return ErrClosed
 	}
-	return s.startMonitorLocked(cfg)
+	return s.startMonitorLocked(cfg, false, nil)
 }
+
+// redialEvents are the events that tell a connection down for good from
+// one libzmq is reconnecting.
+const redialEvents = zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_CONNECT_DELAYED | zmq.EVENT_CONNECTED
 
 // startMonitorLocked is startMonitor for a caller that holds s.zc.mu for
 // reading (and not s.mu).
-func (s *Socket) startMonitorLocked(cfg *Monitor) error {
+func (s *Socket) startMonitorLocked(cfg *Monitor, redial bool, onRedial func(string)) error {
 	addr := fmt.Sprintf("inproc://zmqkit-monitor-%d", s.zc.seq.Add(1))
 	// The reader connects first: inproc allows it, and no event is lost.
 	reader, err := newLocked(s.zc, Config{Type: zmq.PAIR, Endpoints: []endpoint.Endpoint{{Addr: addr}}})
 	if err != nil {
 		return fmt.Errorf("zmqkit: monitor: %w", err)
 	}
-	m := &monitor{reader: reader, done: make(chan struct{}), closed: map[string]bool{}, changed: make(chan struct{})}
+	m := &monitor{s: s, reader: reader, done: make(chan struct{}), closed: map[string]bool{}, changed: make(chan struct{}),
+		redial: redial, onRedial: onRedial, due: map[string]time.Time{}}
 	if cfg != nil {
 		m.cfg = *cfg
 	}
+	events := m.cfg.Events | closeEvents
+	if redial {
+		events |= redialEvents
+	}
 	s.mu.Lock()
-	err = s.sock.Monitor(addr, m.cfg.Events|closeEvents)
+	err = s.sock.Monitor(addr, events)
 	if err == nil {
 		s.mon = m
 	}
@@ -88,7 +110,11 @@ func (s *Socket) startMonitorLocked(cfg *Monitor) error {
 func (m *monitor) run() {
 	defer close(m.done)
 	for {
-		frames, err := m.reader.RecvMessage(context.Background())
+		frames, err := m.receive()
+		if errors.Is(err, context.DeadlineExceeded) {
+			m.redialDue()
+			continue
+		}
 		if err != nil {
 			return // the reader closed: the monitor stopped
 		}
@@ -103,10 +129,77 @@ func (m *monitor) run() {
 			m.changed = make(chan struct{})
 			m.mu.Unlock()
 		}
+		if m.redial {
+			switch ev.Kind {
+			case zmq.EVENT_DISCONNECTED:
+				m.due[ev.Endpoint] = time.Now().Add(redialAfter)
+			case zmq.EVENT_CONNECT_RETRIED, zmq.EVENT_CONNECT_DELAYED, zmq.EVENT_CONNECTED:
+				delete(m.due, ev.Endpoint) // libzmq is on it
+			}
+		}
 		if m.cfg.On != nil && ev.Kind&m.cfg.Events != 0 {
 			m.cfg.On(ev)
 		}
 	}
+}
+
+// receive reads the next event, or returns DeadlineExceeded when a redial
+// falls due first.
+func (m *monitor) receive() ([][]byte, error) {
+	var next time.Time
+	for _, t := range m.due {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	if next.IsZero() {
+		return m.reader.RecvMessage(context.Background())
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), next)
+	defer cancel()
+	return m.reader.RecvMessage(ctx)
+}
+
+// redialDue connects again every endpoint libzmq gave up on.
+func (m *monitor) redialDue() {
+	now := time.Now()
+	for ep, t := range m.due {
+		if t.After(now) {
+			continue
+		}
+		delete(m.due, ep)
+		if m.s.redial(ep) && m.onRedial != nil {
+			m.onRedial(ep)
+		}
+	}
+}
+
+// redial connects again to the connect endpoint that ep (as libzmq names
+// it in events, its address resolved) stands for. It reports whether it
+// did.
+func (s *Socket) redial(ep string) bool {
+	s.zc.mu.RLock() // a connect: see newLocked
+	defer s.zc.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.zc.term {
+		return false
+	}
+	target := ""
+	for _, c := range s.conns {
+		if c == ep {
+			target = c
+		}
+	}
+	if target == "" && len(s.conns) == 1 {
+		target = s.conns[0] // named otherwise (a host name, say)
+	}
+	if target == "" {
+		return false
+	}
+	// The dead connection's entry goes first, or libzmq would keep both.
+	_ = s.sock.Disconnect(target)
+	return s.sock.Connect(target) == nil
 }
 
 // parseEvent reads a version 1 monitor message: [event (uint16) + value

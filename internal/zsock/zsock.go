@@ -83,6 +83,13 @@ type Config struct {
 	// Monitor, when not nil, receives the socket's libzmq events from the
 	// first bind or connect on (see Monitor).
 	Monitor *Monitor
+	// Redial makes connections that libzmq gave up on be made again:
+	// libzmq does not reconnect after a protocol error (a message over
+	// ZMQ_MAXMSGSIZE, a peer that does not speak ZMTP), so such a
+	// connection would stay down for good. OnRedial, if set, is called
+	// with the endpoint each time (from the monitor's goroutine).
+	Redial   bool
+	OnRedial func(endpoint string)
 }
 
 // Socket is a libzmq socket that many goroutines may use at once.
@@ -180,8 +187,8 @@ func newLocked(zc *Context, cfg Config) (*Socket, error) {
 	default:
 		return fail(fmt.Errorf("zmqkit: unknown wait %d", cfg.Wait))
 	}
-	if cfg.Monitor != nil {
-		if err := s.startMonitorLocked(cfg.Monitor); err != nil {
+	if cfg.Monitor != nil || cfg.Redial {
+		if err := s.startMonitorLocked(cfg.Monitor, cfg.Redial, cfg.OnRedial); err != nil {
 			return fail(err)
 		}
 	}
