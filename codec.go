@@ -196,12 +196,15 @@ func lookupEncoding(name string) (encoding.Encoding, string, error) {
 // Encoding returns the canonical name of the codec's character encoding.
 func (c *Codec) Encoding() string { return c.charset }
 
-// Register adds a body codec for type typ. Register text or json to replace
-// the built-in JSON marshalling (the wire still carries them as text). The
-// type is a token of printable ASCII without spaces.
+// Register adds a body codec for type typ, a token of printable ASCII
+// without spaces. text and json are built in, as the Python module defines
+// them, and cannot be replaced: registering either is an error.
 func (c *Codec) Register(typ string, bc BodyCodec) error {
 	if err := checkType(typ); err != nil {
 		return err
+	}
+	if typ == TypeText || typ == TypeJSON {
+		return fmt.Errorf("%w: message type %q is built in and cannot be replaced", ErrInvalidOption, typ)
 	}
 	if bc == nil {
 		return fmt.Errorf("%w: nil BodyCodec for %q", ErrInvalidOption, typ)

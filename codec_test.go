@@ -199,6 +199,17 @@ func TestCodecRegistry(t *testing.T) {
 	require.NoError(t, c.Unmarshal(got, &s))
 	assert.Equal(t, "hello", s)
 
+	// text and json are the wire format itself: replacing them is refused,
+	// not silently ignored.
+	for _, typ := range []string{TypeText, TypeJSON} {
+		err := c.Register(typ, upperCodec{})
+		require.ErrorIs(t, err, ErrInvalidOption, typ)
+		assert.Contains(t, err.Error(), "built in")
+		_, err = NewPublisher("inproc://codec-"+typ, WithBodyCodec(typ, upperCodec{}))
+		require.ErrorIs(t, err, ErrInvalidOption, typ)
+		assert.Contains(t, err.Error(), "WithBodyCodec")
+	}
+
 	require.NoError(t, c.Register("raw", RawCodec{}))
 	m, err = c.Marshal(2, "raw", []byte{0, 1, 2})
 	require.NoError(t, err)

@@ -2,8 +2,8 @@ package zmqkit
 
 import (
 	"fmt"
-	"math"
 	"log/slog"
+	"math"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
@@ -171,11 +171,15 @@ func WithEncoding(name string) Option {
 }
 
 // WithBodyCodec registers a codec for one more message type, such as
-// "msgpack". Applies to Publisher and Subscriber.
+// "msgpack". text and json are built in and cannot be replaced. Applies to
+// Publisher and Subscriber.
 func WithBodyCodec(typ string, bc BodyCodec) Option {
 	return func(o *options) error {
 		if err := checkType(typ); err != nil {
 			return fmt.Errorf("%w WithBodyCodec: %w", ErrInvalidOption, err)
+		}
+		if typ == TypeText || typ == TypeJSON {
+			return invalid("WithBodyCodec", "message type %q is built in and cannot be replaced", typ)
 		}
 		if bc == nil {
 			return invalid("WithBodyCodec", "nil BodyCodec for %q", typ)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -734,4 +735,55 @@ func TestRRClientRecoversFromOversizeReply(t *testing.T) {
 	reply, err = cli.Request(ctx, []byte("again"))
 	require.NoError(t, err)
 	require.Equal(t, "again", string(reply))
+}
+
+// Request/reply under load: one RRClient shared by 64 goroutines, each
+// with a request in flight, against an echo RRServer. Every reply must be
+// the right one, and the run fails on a stall: a request unanswered for
+// 5 s while the server is up (a message lost, or a waiter never woken).
+func TestRRLoad64InFlight(t *testing.T) {
+	const goroutines, total = 64, 50000
+	for _, concurrency := range []int{1, 8} {
+		t.Run(fmt.Sprint("concurrency=", concurrency), func(t *testing.T) {
+			zctx := newTestContext(t)
+			srv, err := NewRRServer(bindEndpoint(t, "tcp"), func(_ context.Context, req []byte) ([]byte, error) {
+				return req, nil
+			}, WithContext(zctx), WithConcurrency(concurrency))
+			require.NoError(t, err)
+			closeOnCleanup(t, srv)
+			runServer(t, srv)
+			cli, err := NewRRClient(srv.Endpoints()[0], WithContext(zctx))
+			require.NoError(t, err)
+			closeOnCleanup(t, cli)
+			var next atomic.Int64
+			errc := make(chan error, goroutines)
+			for g := 0; g < goroutines; g++ {
+				go func() {
+					for {
+						i := next.Add(1)
+						if i > total {
+							errc <- nil
+							return
+						}
+						ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+						req := []byte(strconv.FormatInt(i, 10))
+						reply, err := cli.Request(ctx, req)
+						cancel()
+						if err != nil {
+							errc <- fmt.Errorf("request %d stalled or failed: %w (server %+v, client %+v)", i, err, srv.Stats(), cli.Stats())
+							return
+						}
+						if !bytes.Equal(reply, req) {
+							errc <- fmt.Errorf("request %d got the reply %q", i, reply)
+							return
+						}
+					}
+				}()
+			}
+			for g := 0; g < goroutines; g++ {
+				require.NoError(t, <-errc)
+			}
+			assert.EqualValues(t, total, srv.Stats().Sent)
+		})
+	}
 }
