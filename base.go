@@ -43,13 +43,13 @@ func (c *counters) snapshot() Stats {
 	}
 }
 
-// base is what every zmqkit object is made of: its options, its context, its
-// socket and its counters. The exported types embed it and forward to it.
+// base is what every zmqkit object is made of: its options, its Context,
+// its connection and its counters. The exported types embed it.
 type base struct {
-	kind  string // "publisher", ... for errors and logs
+	kind  kind
 	o     options
 	zctx  *Context
-	sock  *zsock.Socket
+	conn  conn            // never nil once the object is made
 	done  <-chan struct{} // closed when the object closes
 	stats counters
 
@@ -57,70 +57,98 @@ type base struct {
 	closeErr  error
 }
 
-// init parses endpoints, resolves the context and opens the socket that
-// cfg describes (its type, wait and extra options). self is the exported
-// object, which the Context closes if it is still open when the Context
-// closes.
-func (b *base) init(self closer, kind string, cfg zsock.Config, endpoints string, defaultBind bool, opts []Option) error {
-	eps, err := b.prepare(kind, endpoints, defaultBind, opts)
-	if err != nil {
-		return err
-	}
-	cfg.Options = append(b.o.socketOptions(), cfg.Options...)
-	cfg.Endpoints = eps
-	if b.o.maxMsgSize > 0 && hasConnect(eps) {
-		// An oversize message makes libzmq drop the connection for good.
-		cfg.Redial, cfg.OnRedial = true, b.redialed
-	}
-	if b.sock, err = b.zctx.newSocket(cfg); err != nil {
-		return err
-	}
-	b.done = b.sock.Done()
-	if err := b.zctx.register(self); err != nil {
-		_ = b.sock.Close() // the Context closed meanwhile
-		return err
-	}
-	b.o.logger.Debug("zmqkit: open", "kind", kind, "endpoints", b.sock.Endpoints())
-	return nil
+// conn is what an object is connected through: a zsock socket, or a pair
+// link that replaces its socket when the peer restarts. The data
+// operations stay on the concrete types, where they cost no interface
+// call.
+type conn interface {
+	Endpoints() []string
+	Attach(endpoint.Endpoint) error
+	Done() <-chan struct{}
+	Waiters() int // calls waiting now; tests end calls that really blocked
+	Close() error
 }
 
-// prepare applies the options, parses the endpoints and resolves the
-// Context: everything before a socket is made.
-func (b *base) prepare(kind, endpoints string, defaultBind bool, opts []Option) ([]endpoint.Endpoint, error) {
-	o, err := applyOptions(opts)
+// open applies the options for kind k, parses the endpoints, resolves the
+// Context, makes the object's connection with dial and registers self, the
+// exported object, on the Context, which closes it if it is still open
+// when the Context closes.
+func (b *base) open(self closer, k kind, endpoints string, defaultBind bool, opts []Option, dial func([]endpoint.Endpoint) (conn, error)) error {
+	o, err := applyOptions(k, opts)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	eps, err := endpoint.Parse(endpoints, defaultBind)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	zctx := o.zctx
 	if zctx == nil {
 		if zctx, err = DefaultContext(); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	b.kind, b.o, b.zctx = kind, o, zctx
-	return eps, nil
+	b.kind, b.o, b.zctx = k, o, zctx
+	c, err := dial(eps)
+	if err != nil {
+		return endpointError(err)
+	}
+	b.conn, b.done = c, c.Done()
+	if err := zctx.register(self); err != nil {
+		_ = c.Close() // the Context closed meanwhile
+		return err
+	}
+	b.o.logger.Debug("zmqkit: open", "kind", k, "endpoints", c.Endpoints())
+	return nil
+}
+
+// openSocket is open for the types on one zsock socket, which cfg describes
+// (its type, wait and extra options); it returns the socket.
+func (b *base) openSocket(self closer, k kind, endpoints string, defaultBind bool, opts []Option, cfg zsock.Config) (*zsock.Socket, error) {
+	var sock *zsock.Socket
+	err := b.open(self, k, endpoints, defaultBind, opts, func(eps []endpoint.Endpoint) (conn, error) {
+		cfg.Options = append(b.o.socketOptions(), cfg.Options...)
+		cfg.Endpoints = eps
+		if b.o.maxMsgSize > 0 && hasConnect(eps) {
+			// An oversize message makes libzmq drop the connection for good.
+			cfg.Redial, cfg.OnRedial = true, b.redialed
+		}
+		var err error
+		if sock, err = b.zctx.newSocket(cfg); err != nil {
+			return nil, err
+		}
+		return sock, nil
+	})
+	return sock, err
 }
 
 func (b *base) close(self closer) error {
 	b.closeOnce.Do(func() {
-		b.closeErr = b.sock.Close()
+		b.closeErr = b.conn.Close()
 		b.zctx.untrack(self)
 		b.o.logger.Debug("zmqkit: closed", "kind", b.kind)
 	})
 	return b.closeErr
 }
 
-// wrap adds the operation to libzmq errors; ctx errors, ErrClosed and
-// malformed frames (which describe themselves) stay as they are.
-func (b *base) wrap(op string, err error) error {
-	if err == nil || errors.Is(err, ErrClosed) || errors.Is(err, ErrMalformed) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+// addEndpoint binds or connects one more endpoint.
+func (b *base) addEndpoint(ep string, defaultBind bool) error {
+	e, err := endpoint.ParseOne(ep, defaultBind)
+	if err != nil {
 		return err
 	}
-	return fmt.Errorf("zmqkit: %s %s: %w", b.kind, op, err)
+	if err := b.conn.Attach(e); err != nil {
+		return b.opError("add endpoint", endpointError(err))
+	}
+	return nil
+}
+
+// opError wraps a failed operation's error in an *OpError.
+func (b *base) opError(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &OpError{Kind: b.kind.String(), Op: op, Err: err}
 }
 
 // single turns RecvBytes' *zsock.FramesError into a counted
@@ -142,7 +170,8 @@ func (b *base) single(msg []byte, err error) ([]byte, error) {
 // redialed counts and reports a connection zsock made again after libzmq
 // dropped it for a protocol error.
 func (b *base) redialed(ep string) {
-	b.report(fmt.Errorf("%w: %s (a message over WithMaxMessageSize, or a peer that does not speak ZMTP); connecting again", ErrConnectionDropped, ep))
+	b.report(&OpError{Kind: b.kind.String(), Op: "receive", Endpoint: ep,
+		Err: fmt.Errorf("%w (a message over WithMaxMessageSize, or a peer that does not speak ZMTP); connecting again", ErrConnectionDropped)})
 	b.stats.protocolErrors.Add(1)
 }
 
@@ -157,7 +186,7 @@ func hasConnect(eps []endpoint.Endpoint) bool {
 
 // report sends an asynchronous failure to the error callback and the log.
 func (b *base) report(err error) {
-	b.o.logger.Warn("zmqkit: "+b.kind, "err", err)
+	b.o.logger.Warn("zmqkit: "+b.kind.String(), "err", err)
 	if b.o.onError != nil {
 		b.o.onError(err)
 	}

@@ -74,28 +74,46 @@ func (m Message) String() string {
 
 // NewMessage builds a message by the Python module's rule: a string is text;
 // a []byte is text too (UTF-8, not copied); a json.RawMessage is json as it
-// is; anything else is marshalled to json. A negative id is an error.
+// is; a Message is itself with msgid id; anything else is marshalled to
+// json. A negative id is an error.
 func NewMessage(id int, v any) (Message, error) {
 	if id < 0 {
-		return Message{}, fmt.Errorf("zmqkit: msgid %d is negative", id)
+		return Message{}, invalidMessage("msgid %d is negative", id)
 	}
+	typ, body, err := encodeValue(v)
+	if err != nil {
+		return Message{}, err
+	}
+	if s, ok := v.(string); ok {
+		body = []byte(s) // the Message owns its Body; encodeValue aliased the string
+	}
+	return Message{ID: id, Type: typ, Body: body}, nil
+}
+
+// encodeValue is the Python module's rule, in one place: a string or a
+// []byte is text, a json.RawMessage is json as it is (checked), a Message
+// is its own type and body, anything else is json.Marshal'd. A string's
+// body aliases it: use it before the string can change, and never write
+// to it. Text is checked when it is framed (see Codec.encode).
+func encodeValue(v any) (typ string, body []byte, err error) {
 	switch x := v.(type) {
 	case string:
-		return Message{ID: id, Type: TypeText, Body: []byte(x)}, nil
+		return TypeText, unsafe.Slice(unsafe.StringData(x), len(x)), nil
 	case []byte:
-		return Message{ID: id, Type: TypeText, Body: x}, nil
+		return TypeText, x, nil
 	case json.RawMessage:
 		if !json.Valid(x) {
-			return Message{}, errors.New("zmqkit: json.RawMessage is not valid JSON")
+			return "", nil, invalidMessage("json.RawMessage is not valid JSON")
 		}
-		return Message{ID: id, Type: TypeJSON, Body: x}, nil
-	default:
-		b, err := json.Marshal(v)
-		if err != nil {
-			return Message{}, fmt.Errorf("zmqkit: encode json: %w", err)
-		}
-		return Message{ID: id, Type: TypeJSON, Body: b}, nil
+		return TypeJSON, x, nil
+	case Message:
+		return x.Type, x.Body, nil
 	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: encode json: %w", ErrInvalidMessage, err)
+	}
+	return TypeJSON, b, nil
 }
 
 // BodyCodec marshals values of one message type. Register one on a Codec
@@ -201,7 +219,7 @@ func (c *Codec) Encoding() string { return c.charset }
 // them, and cannot be replaced: registering either is an error.
 func (c *Codec) Register(typ string, bc BodyCodec) error {
 	if err := checkType(typ); err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrInvalidOption, err)
 	}
 	if typ == TypeText || typ == TypeJSON {
 		return fmt.Errorf("%w: message type %q is built in and cannot be replaced", ErrInvalidOption, typ)
@@ -232,23 +250,26 @@ func (c *Codec) body(typ []byte) (string, BodyCodec, bool) {
 	return "", nil, false
 }
 
+// checkType refuses a type token that would break the frame: it must be
+// printable ASCII without spaces. The error wraps ErrInvalidMessage.
 func checkType(typ string) error {
 	if typ == "" {
-		return fmt.Errorf("%w: empty message type", ErrInvalidOption)
+		return invalidMessage("empty message type")
 	}
 	for i := 0; i < len(typ); i++ {
 		if typ[i] <= ' ' || typ[i] >= 0x7f {
-			return fmt.Errorf("%w: message type %q must be printable ASCII without spaces", ErrInvalidOption, typ)
+			return invalidMessage("message type %q must be printable ASCII without spaces", typ)
 		}
 	}
 	return nil
 }
 
 // Marshal builds a message of type typ from v: text takes a string or
-// []byte, json marshals v, and other types use their registered BodyCodec.
+// []byte, json marshals v (a json.RawMessage as it is), and other types use
+// their registered BodyCodec.
 func (c *Codec) Marshal(id int, typ string, v any) (Message, error) {
 	if id < 0 {
-		return Message{}, fmt.Errorf("zmqkit: msgid %d is negative", id)
+		return Message{}, invalidMessage("msgid %d is negative", id)
 	}
 	name, bc, ok := c.body([]byte(typ))
 	if !ok {
@@ -257,25 +278,27 @@ func (c *Codec) Marshal(id int, typ string, v any) (Message, error) {
 	if bc != nil {
 		b, err := bc.Marshal(v)
 		if err != nil {
-			return Message{}, fmt.Errorf("zmqkit: encode %s: %w", name, err)
+			return Message{}, fmt.Errorf("%w: encode %s: %w", ErrInvalidMessage, name, err)
 		}
 		return Message{ID: id, Type: name, Body: b}, nil
 	}
-	if name == TypeText {
-		switch x := v.(type) {
-		case string:
-			return Message{ID: id, Type: TypeText, Body: []byte(x)}, nil
-		case []byte:
-			return Message{ID: id, Type: TypeText, Body: x}, nil
+	switch v.(type) {
+	case string, []byte:
+		if name == TypeText {
+			return NewMessage(id, v)
 		}
-		return Message{}, fmt.Errorf("zmqkit: a text message takes a string or []byte, not %T", v)
-	}
-	if raw, ok := v.(json.RawMessage); ok {
-		return NewMessage(id, raw)
+	case json.RawMessage:
+		if name == TypeJSON {
+			return NewMessage(id, v)
+		}
+	default:
+		if name == TypeText {
+			return Message{}, invalidMessage("a text message takes a string or []byte, not %T", v)
+		}
 	}
 	b, err := json.Marshal(v)
 	if err != nil {
-		return Message{}, fmt.Errorf("zmqkit: encode json: %w", err)
+		return Message{}, fmt.Errorf("%w: encode json: %w", ErrInvalidMessage, err)
 	}
 	return Message{ID: id, Type: TypeJSON, Body: b}, nil
 }
@@ -310,61 +333,65 @@ func (c *Codec) Frame(m Message) ([]byte, error) { return c.AppendFrame(nil, m) 
 // AppendFrame appends m's wire frame to dst. Text and json bodies are
 // converted from UTF-8 to the codec's encoding; other bodies go as they are.
 func (c *Codec) AppendFrame(dst []byte, m Message) ([]byte, error) {
-	if m.ID < 0 {
-		return dst, fmt.Errorf("zmqkit: msgid %d is negative", m.ID)
-	}
-	if err := checkType(m.Type); err != nil {
-		return dst, err
-	}
-	dst = appendHeader(dst, m.ID, m.Type)
-	switch m.Type {
-	case TypeText:
-		return c.appendText(dst, m.Body)
-	case TypeJSON:
-		if !json.Valid(m.Body) {
-			return dst, errors.New("zmqkit: json body is not valid JSON")
-		}
-		return c.appendText(dst, m.Body)
-	}
-	return append(dst, m.Body...), nil
-}
-
-// appendValue appends the frame for v under the Python module's rule; the
-// hot path of Publish, free of allocations for strings and []byte in UTF-8.
-func (c *Codec) appendValue(dst []byte, id int, v any) ([]byte, error) {
-	if id < 0 {
-		return dst, fmt.Errorf("zmqkit: msgid %d is negative", id)
-	}
-	switch x := v.(type) {
-	case string:
-		return c.appendText(appendHeader(dst, id, TypeText), unsafe.Slice(unsafe.StringData(x), len(x)))
-	case []byte:
-		return c.appendText(appendHeader(dst, id, TypeText), x)
-	case Message:
-		return c.AppendFrame(dst, x)
-	}
-	m, err := NewMessage(id, v)
+	hdr, body, err := c.encode(dst, m.ID, m.Type, m.Body, false)
 	if err != nil {
 		return dst, err
 	}
-	return c.appendText(appendHeader(dst, id, TypeJSON), m.Body)
+	return append(hdr, body...), nil
 }
 
-func appendHeader(dst []byte, id int, typ string) []byte {
-	dst = strconv.AppendInt(dst, int64(id), 10)
-	dst = append(dst, ' ')
-	dst = append(dst, typ...)
-	return append(dst, ' ')
+// appendValue is Publisher.Publish's encoding: v by the Python module's
+// rule (encodeValue) under msgid id, or a Message under its own. It returns
+// the header and the wire body as encode does.
+func (c *Codec) appendValue(dst []byte, id int, v any) (hdr, wire []byte, err error) {
+	typ, body, err := encodeValue(v)
+	if err != nil {
+		return dst, nil, err
+	}
+	// encodeValue made or checked any json body, except a Message's.
+	jsonOK := typ == TypeJSON
+	if m, ok := v.(Message); ok {
+		id, jsonOK = m.ID, false
+	}
+	return c.encode(dst, id, typ, body, jsonOK)
 }
 
-// appendText appends UTF-8 text in the codec's encoding.
+// encode is the one encoder of the wire format: it appends the frame
+// header "<id> <typ> " to hdr and returns it with the body as it goes on
+// the wire, after it, in the same frame. Text and json bodies are checked
+// (UTF-8; JSON unless jsonOK says the body came from json.Marshal) and, in
+// an encoding other than UTF-8, converted into hdr's spare capacity (or a
+// new buffer); any other body is returned as it is.
+func (c *Codec) encode(hdr []byte, id int, typ string, body []byte, jsonOK bool) (header, wire []byte, err error) {
+	if id < 0 {
+		return hdr, nil, invalidMessage("msgid %d is negative", id)
+	}
+	if err := checkType(typ); err != nil {
+		return hdr, nil, err
+	}
+	hdr = strconv.AppendInt(hdr, int64(id), 10)
+	hdr = append(append(append(hdr, ' '), typ...), ' ')
+	switch typ {
+	case TypeJSON:
+		if !jsonOK && !json.Valid(body) {
+			return hdr, nil, invalidMessage("json body is not valid JSON")
+		}
+		fallthrough
+	case TypeText:
+		if !utf8.Valid(body) {
+			return hdr, nil, invalidMessage("%s body is not valid UTF-8", typ)
+		}
+		if c.enc != nil {
+			if body, err = c.appendText(hdr[len(hdr):], body); err != nil {
+				return hdr, nil, err
+			}
+		}
+	}
+	return hdr, body, nil
+}
+
+// appendText appends valid UTF-8 text in the codec's (non-UTF-8) encoding.
 func (c *Codec) appendText(dst, utf []byte) ([]byte, error) {
-	if !utf8.Valid(utf) {
-		return dst, errors.New("zmqkit: text is not valid UTF-8")
-	}
-	if c.enc == nil {
-		return append(dst, utf...), nil
-	}
 	e, _ := c.encoders.Get().(*encoding.Encoder)
 	if e == nil {
 		e = c.enc.NewEncoder()
@@ -372,7 +399,7 @@ func (c *Codec) appendText(dst, utf []byte) ([]byte, error) {
 	out, err := appendTransform(dst, e, utf)
 	c.encoders.Put(e)
 	if err != nil {
-		return dst, fmt.Errorf("zmqkit: text not representable in %s: %w", c.charset, err)
+		return dst, fmt.Errorf("%w: text has no form in %s: %w", ErrInvalidMessage, c.charset, err)
 	}
 	return out, nil
 }
@@ -393,9 +420,15 @@ func appendTransform(dst []byte, t transform.Transformer, src []byte) ([]byte, e
 	}
 }
 
-// Decode parses one wire frame. Text and json bodies are converted to UTF-8
-// and checked (valid in the encoding; valid JSON). Body may alias frame when
-// the encoding is UTF-8. Any defect is a *MalformedError; Decode never panics.
+// Decode parses one wire frame as the Python module's subscribe() does: it
+// splits the frame at its first two spaces, reads the msgid as Python's
+// int() would (leading zeros, a sign and digit-separating underscores
+// allowed), and takes any type token. Text and json bodies are converted
+// to UTF-8 and checked (valid in the encoding; valid JSON), where the
+// Python module would fail on them; the body of any other type is returned
+// as it came, with Type set. Body may alias frame when the encoding is
+// UTF-8 or the type is neither text nor json. Any defect is a
+// *MalformedError; Decode never panics.
 func (c *Codec) Decode(frame []byte) (Message, error) {
 	sp := bytes.IndexByte(frame, ' ')
 	if sp < 0 {
@@ -411,30 +444,24 @@ func (c *Codec) Decode(frame []byte) (Message, error) {
 	rest := frame[sp+1:]
 	sp = bytes.IndexByte(rest, ' ')
 	if sp < 0 {
-		if len(rest) == 0 {
-			return Message{}, malformed(frame, nil, "missing type")
-		}
 		return Message{}, malformed(frame, nil, "no space after type %q", clip(rest))
 	}
-	if sp == 0 {
-		return Message{}, malformed(frame, nil, "missing type")
+	typ, body := rest[:sp], rest[sp+1:]
+	name, _, known := c.body(typ)
+	if !known {
+		name = string(typ)
 	}
-	typ, _, ok := c.body(rest[:sp])
-	if !ok {
-		return Message{}, malformed(frame, ErrUnknownType, "unknown type %q", clip(rest[:sp]))
-	}
-	body := rest[sp+1:]
-	if typ == TypeText || typ == TypeJSON {
+	if name == TypeText || name == TypeJSON {
 		if body, err = c.decodeText(body); err != nil {
-			return Message{}, malformed(frame, err, "%s body: %v", typ, err)
+			return Message{}, malformed(frame, err, "%s body: %v", name, err)
 		}
-		if typ == TypeJSON && !json.Valid(body) {
+		if name == TypeJSON && !json.Valid(body) {
 			var v any
 			err := json.Unmarshal(body, &v) // for the position of the error
 			return Message{}, malformed(frame, err, "invalid JSON: %v", err)
 		}
 	}
-	return Message{ID: id, Type: typ, Body: body}, nil
+	return Message{ID: id, Type: name, Body: body}, nil
 }
 
 func clip(b []byte) []byte {
@@ -444,15 +471,29 @@ func clip(b []byte) []byte {
 	return b
 }
 
+// parseID reads a msgid as Python's int() reads a str: white space around
+// it, an optional sign, decimal digits with single underscores between
+// them, leading zeros allowed. Values beyond int are refused.
 func parseID(tok []byte) (int, error) {
-	if len(tok) == 0 {
+	t := bytes.Trim(tok, "\t\n\v\f\r")
+	if len(t) == 0 {
 		return 0, errors.New("missing msgid")
 	}
-	if len(tok) > 1 && tok[0] == '0' {
-		return 0, fmt.Errorf("bad msgid %q: leading zero", clip(tok))
+	neg := t[0] == '-'
+	if t[0] == '+' || t[0] == '-' {
+		t = t[1:]
+	}
+	if len(t) == 0 || t[0] == '_' || t[len(t)-1] == '_' {
+		return 0, fmt.Errorf("bad msgid %q: not a decimal number", clip(tok))
 	}
 	n := 0
-	for _, ch := range tok {
+	for i, ch := range t {
+		if ch == '_' {
+			if t[i-1] == '_' {
+				return 0, fmt.Errorf("bad msgid %q: not a decimal number", clip(tok))
+			}
+			continue
+		}
 		if ch < '0' || ch > '9' {
 			return 0, fmt.Errorf("bad msgid %q: not a decimal number", clip(tok))
 		}
@@ -461,6 +502,9 @@ func parseID(tok []byte) (int, error) {
 			return 0, fmt.Errorf("msgid %q out of range", clip(tok))
 		}
 		n = n*10 + d
+	}
+	if neg {
+		n = -n
 	}
 	return n, nil
 }

@@ -2,6 +2,7 @@ package zmqkit
 
 import (
 	"encoding/json"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -50,7 +51,7 @@ func TestCodecFrameMatchesSeed(t *testing.T) {
 		{map[string]int{"data": 42}, `1000 json {"data":42}`},
 		{"你好", "1000 text 你好"},
 	} {
-		got, err := c.appendValue(nil, 1000, tc.v)
+		got, err := publishFrame(c, 1000, tc.v)
 		require.NoError(t, err)
 		assert.Equal(t, tc.want, string(got))
 	}
@@ -99,12 +100,13 @@ func TestCodecGBKBytesOnTheWire(t *testing.T) {
 	c, err := NewCodec("gbk")
 	require.NoError(t, err)
 	assert.Equal(t, "gbk", c.Encoding())
-	frame, err := c.appendValue(nil, 1000, "你好")
+	frame, err := publishFrame(c, 1000, "你好")
 	require.NoError(t, err)
 	assert.Equal(t, []byte("1000 text \xc4\xe3\xba\xc3"), frame)
 
-	_, err = c.appendValue(nil, 1000, "emoji 😀 has no gbk form")
-	assert.ErrorContains(t, err, "not representable in gbk")
+	_, err = publishFrame(c, 1000, "emoji 😀 has no gbk form")
+	assert.ErrorContains(t, err, "no form in gbk")
+	assert.ErrorIs(t, err, ErrInvalidMessage)
 }
 
 func TestCodecEncodingNames(t *testing.T) {
@@ -133,13 +135,12 @@ func TestCodecDecodeMalformed(t *testing.T) {
 		{"no space", "1000", "no space after msgid", utf},
 		{"missing msgid", " text hi", "missing msgid", utf},
 		{"letters in msgid", "10a0 text hi", `bad msgid "10a0"`, utf},
-		{"negative msgid", "-1 text hi", `bad msgid "-1"`, utf},
-		{"leading zero", "01 text hi", "leading zero", utf},
+		{"sign alone", "- text hi", `bad msgid "-"`, utf},
+		{"double underscore", "1__0 text hi", `bad msgid "1__0"`, utf},
+		{"trailing underscore", "10_ text hi", `bad msgid "10_"`, utf},
 		{"msgid out of range", "99999999999999999999 text hi", "out of range", utf},
-		{"missing type", "1000 ", "missing type", utf},
-		{"empty type", "1000  body", "missing type", utf},
+		{"missing type", "1000 ", `no space after type ""`, utf},
 		{"no space after type", "1000 text", `no space after type "text"`, utf},
-		{"unknown type", "1000 xml <a/>", `unknown type "xml"`, utf},
 		{"invalid json", "1000 json {nope", "invalid JSON", utf},
 		{"invalid utf-8", "1000 text \xff\xfe", "not valid utf-8", utf},
 		{"invalid gbk", "1000 text \x81\x20", "not valid gbk", gbk},
@@ -153,6 +154,44 @@ func TestCodecDecodeMalformed(t *testing.T) {
 			assert.Equal(t, tc.frame, string(me.Frame))
 			assert.Contains(t, err.Error(), "zmqkit: malformed frame")
 		})
+	}
+}
+
+// Frames the Python module's subscribe() reads are read too: it splits at
+// the first two spaces, int()s the msgid and returns any type's body.
+func TestCodecDecodesWhatPythonReads(t *testing.T) {
+	c, err := NewCodec("")
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		frame string
+		want  Message
+	}{
+		{"02815 34 65", Message{ID: 2815, Type: "34", Body: []byte("65")}}, // the Guide's weather server
+		{"10001 23 45", Message{ID: 10001, Type: "23", Body: []byte("45")}},
+		{"0 text zero", Message{ID: 0, Type: "text", Body: []byte("zero")}},
+		{"-1 text hi", Message{ID: -1, Type: "text", Body: []byte("hi")}},
+		{"+7 text hi", Message{ID: 7, Type: "text", Body: []byte("hi")}},
+		{"1_000 text hi", Message{ID: 1000, Type: "text", Body: []byte("hi")}},
+		{"1000\t text tab", Message{ID: 1000, Type: "text", Body: []byte("tab")}},
+		{"1000  empty type", Message{ID: 1000, Type: "", Body: []byte("empty type")}},
+		{"1000 xml <a/> b", Message{ID: 1000, Type: "xml", Body: []byte("<a/> b")}},
+		{"1000 bin \xff\x00", Message{ID: 1000, Type: "bin", Body: []byte("\xff\x00")}},
+	} {
+		t.Run(tc.frame, func(t *testing.T) {
+			got, err := c.Decode([]byte(tc.frame))
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+		})
+	}
+	// Python's own reading of the same frames, when it is here.
+	if _, err := exec.LookPath(pythonPath); err == nil {
+		out, err := exec.Command(pythonPath, "-c", `
+for f in ["02815 34 65", "-1 text hi", "+7 text hi", "1_000 text hi", "1000\t text tab", "1000  empty type"]:
+    msgid, msgtype, body = f.split(' ', 2)
+    print(int(msgid), repr(msgtype), body)
+`).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		assert.Equal(t, "2815 '34' 65\n-1 'text' hi\n7 'text' hi\n1000 'text' hi\n1000 'text' tab\n1000 '' empty type\n", string(out))
 	}
 }
 
@@ -182,13 +221,16 @@ func TestCodecRegistry(t *testing.T) {
 	require.NoError(t, err)
 	_, err = c.Marshal(1, "upper", "x")
 	require.ErrorIs(t, err, ErrUnknownType)
-	_, err = c.Decode([]byte("1 upper X"))
-	require.ErrorIs(t, err, ErrUnknownType)
+	m, err := c.Decode([]byte("1 upper X")) // read as Python would: raw
+	require.NoError(t, err)
+	assert.Equal(t, Message{ID: 1, Type: "upper", Body: []byte("X")}, m)
+	var up string
+	require.ErrorIs(t, c.Unmarshal(m, &up), ErrUnknownType)
 
 	require.NoError(t, c.Register("upper", upperCodec{}))
 	require.ErrorIs(t, c.Register("has space", upperCodec{}), ErrInvalidOption)
 	require.ErrorIs(t, c.Register("x", nil), ErrInvalidOption)
-	m, err := c.Marshal(1, "upper", "hello")
+	m, err = c.Marshal(1, "upper", "hello")
 	require.NoError(t, err)
 	frame, err := c.Frame(m)
 	require.NoError(t, err)
@@ -242,14 +284,23 @@ func TestMessageHelpers(t *testing.T) {
 	assert.Equal(t, "hi", s)
 	var n int
 	assert.Error(t, c.Unmarshal(tm, &n))
-	_, err = c.Frame(Message{ID: 1, Type: TypeJSON, Body: []byte("{")})
-	assert.Error(t, err)
-	_, err = c.Frame(Message{ID: -3, Type: TypeText})
-	assert.Error(t, err)
-	_, err = c.Frame(Message{ID: 3, Type: "a b"})
-	assert.ErrorIs(t, err, ErrInvalidOption)
+	// Every input the encoder refuses matches ErrInvalidMessage.
+	for _, m := range []Message{
+		{ID: 1, Type: TypeJSON, Body: []byte("{")},
+		{ID: -3, Type: TypeText},
+		{ID: 3, Type: "a b"},
+		{ID: 3, Type: ""},
+		{ID: 3, Type: TypeText, Body: []byte{0xff}},
+	} {
+		_, err = c.Frame(m)
+		assert.ErrorIs(t, err, ErrInvalidMessage, "%+v", m)
+	}
 	_, err = c.Frame(Message{ID: 3, Type: TypeText, Body: []byte{0xff}})
 	assert.ErrorContains(t, err, "not valid UTF-8")
+	_, err = c.Marshal(3, TypeText, 42)
+	assert.ErrorIs(t, err, ErrInvalidMessage)
+	_, err = NewMessage(3, make(chan int))
+	assert.ErrorIs(t, err, ErrInvalidMessage)
 }
 
 // FuzzDecode checks that Decode never panics, and that whatever it accepts
@@ -285,4 +336,13 @@ func FuzzDecode(f *testing.F) {
 		require.Equal(t, m.Type, m2.Type)
 		require.Equal(t, string(m.Body), string(m2.Body))
 	})
+}
+
+// publishFrame is the frame Publisher.Publish sends for v under msgid id.
+func publishFrame(c *Codec, id int, v any) ([]byte, error) {
+	hdr, wire, err := c.appendValue(nil, id, v)
+	if err != nil {
+		return nil, err
+	}
+	return append(hdr, wire...), nil
 }

@@ -3,6 +3,10 @@ package zmqkit
 import (
 	"errors"
 	"fmt"
+	"strings"
+	"syscall"
+
+	zmq "github.com/pebbe/zmq4"
 
 	"github.com/zmqkit/zmqkit/internal/endpoint"
 	"github.com/zmqkit/zmqkit/internal/pairlink"
@@ -16,22 +20,35 @@ var (
 	// Context was closed, including calls that were blocked when it closed.
 	ErrClosed = zsock.ErrClosed
 
-	// ErrInvalidOption is wrapped by every error for a bad option value; the
-	// message names the option.
+	// ErrInvalidOption is wrapped by every error for a bad option value, or
+	// an option given to a type it does not apply to; the message names
+	// the option.
 	ErrInvalidOption = errors.New("zmqkit: invalid option")
+
+	// ErrInvalidArgument is wrapped by errors for a bad argument that is
+	// not an option: a nil handler, a negative msgid, no frames to send.
+	ErrInvalidArgument = errors.New("zmqkit: invalid argument")
 
 	// ErrInvalidEndpoint is wrapped by errors for malformed or unsupported
 	// endpoints. Failures to bind or connect are *EndpointError instead.
 	ErrInvalidEndpoint = endpoint.ErrInvalid
 
-	// ErrMalformed is matched by every *MalformedError.
+	// ErrInvalidMessage is wrapped by errors for a message that cannot be
+	// encoded: text that is not valid UTF-8 or has no form in the codec's
+	// character encoding, a json body that is not JSON, a value of the
+	// wrong Go type for its message type, a bad type token.
+	ErrInvalidMessage = errors.New("zmqkit: invalid message")
+
+	// ErrMalformed is matched by every *MalformedError: a received message
+	// that could not be decoded.
 	ErrMalformed = errors.New("zmqkit: malformed frame")
 
 	// ErrUnknownEncoding is returned for a character encoding name that is
 	// not a WHATWG encoding label.
 	ErrUnknownEncoding = errors.New("zmqkit: unknown character encoding")
 
-	// ErrUnknownType is returned when a message type has no codec.
+	// ErrUnknownType is returned when a message type has no codec to
+	// marshal or unmarshal its body.
 	ErrUnknownType = errors.New("zmqkit: unknown message type")
 
 	// ErrPairReset is returned by PairClient.Request when the connection was
@@ -53,15 +70,83 @@ var (
 	ErrConnectionDropped = errors.New("zmqkit: connection dropped for a protocol error")
 )
 
+// OpError is the error of a failed operation on an object, in the manner of
+// net.OpError:
+//
+//	zmqkit: subscriber receive: context canceled
+//
+// Err is the cause (ErrClosed, ctx's error, a *MalformedError, a libzmq
+// errno, ...): errors.Is and errors.As see through an OpError.
+type OpError struct {
+	Kind     string // the object: "publisher", "subscriber", "rrclient", ...
+	Op       string // the operation: "publish", "receive", "request", ...
+	Endpoint string // the endpoint concerned, if the operation had one
+	Err      error
+}
+
+func (e *OpError) Error() string {
+	var b strings.Builder
+	b.WriteString("zmqkit: ")
+	b.WriteString(e.Kind)
+	b.WriteByte(' ')
+	b.WriteString(e.Op)
+	if e.Endpoint != "" {
+		fmt.Fprintf(&b, " %q", e.Endpoint)
+	}
+	if e.Err != nil {
+		b.WriteString(": ")
+		b.WriteString(strings.TrimPrefix(e.Err.Error(), "zmqkit: "))
+	}
+	return b.String()
+}
+
+// Unwrap returns the cause.
+func (e *OpError) Unwrap() error { return e.Err }
+
+// Is lets errors.Is match a syscall.Errno such as syscall.EHOSTUNREACH
+// against libzmq's errno, which arrives as a zmq4.Errno.
+func (e *OpError) Is(target error) bool { return isErrno(e.Err, target) }
+
 // EndpointError reports a bind or connect that libzmq refused, for example
 //
 //	zmqkit: bind "tcp://127.0.0.1:5555": address already in use
 //
 // Err keeps the libzmq errno: errors.Is(err, syscall.EADDRINUSE) holds.
-type EndpointError = endpoint.Error
+type EndpointError struct {
+	Op       string // "bind" or "connect"
+	Endpoint string
+	Err      error
+}
 
-// MalformedError describes a frame that is not a valid
-// "<msgid> <msgtype> <body>" frame. It matches ErrMalformed.
+func (e *EndpointError) Error() string {
+	return fmt.Sprintf("zmqkit: %s %q: %v", e.Op, e.Endpoint, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *EndpointError) Unwrap() error { return e.Err }
+
+// Is lets errors.Is match a syscall.Errno such as syscall.EADDRINUSE:
+// libzmq's errno arrives as a zmq4.Errno, which is a different type.
+func (e *EndpointError) Is(target error) bool { return isErrno(e.Err, target) }
+
+func isErrno(err, target error) bool {
+	errno, ok := target.(syscall.Errno)
+	return ok && err != nil && zmq.AsErrno(err) == zmq.Errno(errno)
+}
+
+// endpointError turns zsock's bind or connect error into an *EndpointError.
+func endpointError(err error) error {
+	var ee *endpoint.Error
+	if errors.As(err, &ee) {
+		return &EndpointError{Op: ee.Op, Endpoint: ee.Endpoint, Err: ee.Err}
+	}
+	return err
+}
+
+// MalformedError describes a received message that cannot be decoded: a
+// frame that is not "<msgid> <msgtype> <body>" as the Python module reads
+// it, or a message of several frames where one was expected. It matches
+// ErrMalformed.
 type MalformedError struct {
 	// Reason says what is wrong, e.g. `bad msgid "10a0"`.
 	Reason string
@@ -92,10 +177,7 @@ func (e *MalformedError) Is(target error) bool { return target == ErrMalformed }
 func (e *MalformedError) Unwrap() error { return e.Err }
 
 func malformed(frame []byte, err error, format string, args ...any) *MalformedError {
-	n := len(frame)
-	if n > MalformedExcerptLen {
-		n = MalformedExcerptLen
-	}
+	n := min(len(frame), MalformedExcerptLen)
 	return &MalformedError{
 		Reason: fmt.Sprintf(format, args...),
 		Frame:  append([]byte(nil), frame[:n]...),
@@ -116,8 +198,30 @@ func (e *HandlerError) Error() string {
 	if e.Panic != nil {
 		return fmt.Sprintf("zmqkit: handler panicked: %v", e.Panic)
 	}
-	return "zmqkit: handler failed: " + e.Err.Error()
+	return "zmqkit: handler failed: " + strings.TrimPrefix(e.Err.Error(), "zmqkit: ")
 }
 
 // Unwrap returns the handler's error.
 func (e *HandlerError) Unwrap() error { return e.Err }
+
+// invalidArg returns an error wrapping ErrInvalidArgument.
+func invalidArg(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidArgument, fmt.Sprintf(format, args...))
+}
+
+// invalidMessage returns an error wrapping ErrInvalidMessage.
+func invalidMessage(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidMessage, fmt.Sprintf(format, args...))
+}
+
+// RemoteError is the error RRClient.Request and PairClient.Request return
+// for an error reply: the server's handler failed or panicked (or the
+// server could not read the request). Message is the server's text, as
+// sent after ErrorReplyPrefix.
+type RemoteError struct {
+	Message string
+}
+
+func (e *RemoteError) Error() string {
+	return fmt.Sprintf("zmqkit: remote handler failed: %s", e.Message)
+}

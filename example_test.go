@@ -24,11 +24,11 @@ func Example() {
 	}()
 	ctx := context.Background()
 
-	pub, err := zmqkit.NewPublisher("inproc://example", zmqkit.WithContext(zctx))
+	pub, err := zmqkit.NewPublisher("inproc://example", zmqkit.WithZMQContext(zctx))
 	if err != nil {
 		log.Fatal(err)
 	}
-	sub, err := zmqkit.NewSubscriber("inproc://example", zmqkit.WithContext(zctx), zmqkit.WithMsgIDs(1000))
+	sub, err := zmqkit.NewSubscriber("inproc://example", zmqkit.WithZMQContext(zctx), zmqkit.WithMsgIDs(1000))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -138,11 +138,11 @@ func ExampleSubscriber_Run() {
 			log.Print(err)
 		}
 	}()
-	pub, err := zmqkit.NewPublisher("inproc://run", zmqkit.WithContext(zctx))
+	pub, err := zmqkit.NewPublisher("inproc://run", zmqkit.WithZMQContext(zctx))
 	if err != nil {
 		log.Fatal(err)
 	}
-	sub, err := zmqkit.NewSubscriber("inproc://run", zmqkit.WithContext(zctx), zmqkit.WithMsgIDs(1000))
+	sub, err := zmqkit.NewSubscriber("inproc://run", zmqkit.WithZMQContext(zctx), zmqkit.WithMsgIDs(1000))
 	if err != nil {
 		log.Fatal(err)
 	}

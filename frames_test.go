@@ -39,13 +39,14 @@ func TestPullerRefusesMultiFrameMessages(t *testing.T) {
 	ctx := testCtx(t)
 	var rec errorRecorder
 	got := make(chan string, 1)
-	pull, err := NewPPPuller("@inproc://frames", func(_ context.Context, msg []byte) error {
+	handler := func(_ context.Context, msg []byte) error {
 		got <- string(msg)
 		return nil
-	}, WithContext(zctx), rec.option())
+	}
+	pull, err := NewPPPuller("@inproc://frames", WithZMQContext(zctx), rec.option())
 	require.NoError(t, err)
 	closeOnCleanup(t, pull)
-	push, err := NewPPPusher(">inproc://frames", WithContext(zctx))
+	push, err := NewPPPusher(">inproc://frames", WithZMQContext(zctx))
 	require.NoError(t, err)
 	closeOnCleanup(t, push)
 
@@ -54,13 +55,13 @@ func TestPullerRefusesMultiFrameMessages(t *testing.T) {
 	require.NoError(t, push.sock.SendMessage(ctx, []byte("a"), []byte("b"), []byte("c")))
 	require.NoError(t, push.Push(ctx, []byte("next")))
 
-	_, err = pull.Pull(ctx)
+	_, err = pull.Receive(ctx)
 	requireMultiFrame(t, err)
-	msg, err := pull.Pull(ctx)
+	msg, err := pull.Receive(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, "first", string(msg))
 
-	stop := runInBackground(t, pull.Run)
+	stop := runInBackground(t, func(ctx context.Context) error { return pull.Run(ctx, handler) })
 	select {
 	case s := <-got:
 		assert.Equal(t, "next", s, "Run reports the bad message and goes on")
@@ -91,7 +92,7 @@ func rawPair(t testing.TB, zctx *Context) *zmq.Socket {
 func TestPairServerAnswersMultiFrameMessagesWithAnErrorReply(t *testing.T) {
 	zctx := newTestContext(t)
 	var rec errorRecorder
-	srv, err := NewPairServer("inproc://pair-frames", upper, WithContext(zctx), rec.option())
+	srv, err := NewPairServer("inproc://pair-frames", upper, WithZMQContext(zctx), rec.option())
 	require.NoError(t, err)
 	closeOnCleanup(t, srv)
 	stop := runInBackground(t, srv.Run)
@@ -120,7 +121,7 @@ func TestPairClientRefusesMultiFrameMessages(t *testing.T) {
 	ctx := testCtx(t)
 	peer := rawPair(t, zctx)
 	require.NoError(t, peer.Bind("inproc://pair-client-frames"))
-	cli, err := NewPairClient("inproc://pair-client-frames", WithContext(zctx))
+	cli, err := NewPairClient("inproc://pair-client-frames", WithZMQContext(zctx))
 	require.NoError(t, err)
 	closeOnCleanup(t, cli)
 

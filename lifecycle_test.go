@@ -43,8 +43,8 @@ var lifecycles = []lifecycle{
 		func(ep string, opts ...Option) (closer, error) { return NewPPPusher(ep, opts...) },
 		func(ctx context.Context, o closer) error { return o.(*PPPusher).Push(ctx, []byte("x")) }},
 	{"PPPuller", false,
-		func(ep string, opts ...Option) (closer, error) { return NewPPPuller(ep, nil, opts...) },
-		func(ctx context.Context, o closer) error { _, err := o.(*PPPuller).Pull(ctx); return err }},
+		func(ep string, opts ...Option) (closer, error) { return NewPPPuller(ep, opts...) },
+		func(ctx context.Context, o closer) error { _, err := o.(*PPPuller).Receive(ctx); return err }},
 	{"PairServer", true,
 		func(ep string, opts ...Option) (closer, error) { return NewPairServer(ep, echo, opts...) },
 		func(ctx context.Context, o closer) error { return o.(*PairServer).Run(ctx) }},
@@ -90,7 +90,7 @@ func TestContextCloseRacingConstructors(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					<-start
-					obj, err := lc.open(ep, WithContext(zctx), WithLinger(0))
+					obj, err := lc.open(ep, WithZMQContext(zctx), WithLinger(0))
 					results <- result{lc, obj, err}
 				}()
 			}
@@ -153,13 +153,13 @@ func TestOpenCloseChurnReleasesEverything(t *testing.T) {
 					stay, churn = lc, peer
 				}
 				_ = stay
-				obj, err := stay.open(stayEp, WithContext(zctx))
+				obj, err := stay.open(stayEp, WithZMQContext(zctx))
 				require.NoError(t, err)
 				closeOnCleanup(t, obj)
 				ep := obj.(interface{ Endpoints() []string }).Endpoints()[0]
 				baseFDs, baseG := openFDs(t), runtime.NumGoroutine()
 				for i := 0; i < cycles; i++ {
-					o, err := churn.open(ep, WithContext(zctx))
+					o, err := churn.open(ep, WithZMQContext(zctx))
 					require.NoError(t, err)
 					require.NoError(t, o.Close())
 				}
@@ -181,12 +181,12 @@ func TestCloseFreesTheAddress(t *testing.T) {
 			t.Run(lc.name+"/"+tr, func(t *testing.T) {
 				zctx := newTestContext(t)
 				ep := "@" + bindEndpoint(t, tr)
-				obj, err := lc.open(ep, WithContext(zctx))
+				obj, err := lc.open(ep, WithZMQContext(zctx))
 				require.NoError(t, err)
 				ep = "@" + obj.(interface{ Endpoints() []string }).Endpoints()[0] // the port really bound
 				require.NoError(t, obj.Close())
 				for i := 0; i < cycles; i++ {
-					obj, err := lc.open(ep, WithContext(zctx))
+					obj, err := lc.open(ep, WithZMQContext(zctx))
 					require.NoError(t, err, "cycle %d", i)
 					require.NoError(t, obj.Close())
 				}
@@ -199,7 +199,7 @@ func TestCloseFreesTheAddress(t *testing.T) {
 			zctx, err := NewContext()
 			require.NoError(t, err)
 			for _, lc := range lifecycles {
-				obj, err := lc.open(ep, WithContext(zctx))
+				obj, err := lc.open(ep, WithZMQContext(zctx))
 				require.NoError(t, err, "cycle %d: %s", i, lc.name)
 				ep = "@" + obj.(interface{ Endpoints() []string }).Endpoints()[0]
 				_ = obj // closed by the Context

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"strings"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
@@ -22,11 +23,85 @@ const (
 	DefaultHWM = 1000
 )
 
-// Option configures an object at construction. Every constructor takes
-// Options; an option that does not apply to a type is ignored by it (each
-// option's doc says where it applies). A bad value makes the constructor fail
-// with an error that wraps ErrInvalidOption and names the option.
-type Option func(*options) error
+// Option configures an object at construction. Each option applies to the
+// types its documentation lists; given to another type, or with a bad
+// value, it makes the constructor fail with an error that wraps
+// ErrInvalidOption and names the option. The zero Option does nothing.
+type Option struct {
+	name string
+	set  func(*options) error
+}
+
+// kind is an object's type, as options and errors name it.
+type kind uint16
+
+const (
+	kindPublisher kind = 1 << iota
+	kindSubscriber
+	kindRRServer
+	kindRRClient
+	kindPusher
+	kindPuller
+	kindPairServer
+	kindPairClient
+
+	allKinds = kindPublisher | kindSubscriber | kindRRServer | kindRRClient | kindPusher | kindPuller | kindPairServer | kindPairClient
+)
+
+// kindNames are the exported type names, in kind bit order.
+var kindNames = [...]string{"Publisher", "Subscriber", "RRServer", "RRClient", "PPPusher", "PPPuller", "PairServer", "PairClient"}
+
+// String returns the type's name as errors and logs use it: "publisher".
+func (k kind) String() string { return strings.ToLower(k.typeName()) }
+
+// typeName returns the exported type name of a single kind.
+func (k kind) typeName() string {
+	for i, n := range kindNames {
+		if k == 1<<i {
+			return n
+		}
+	}
+	return fmt.Sprintf("kind(%#x)", uint16(k))
+}
+
+// list names the types in k: "Publisher, Subscriber".
+func (k kind) list() string {
+	var names []string
+	for i, n := range kindNames {
+		if k&(1<<i) != 0 {
+			names = append(names, n)
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
+// optionKinds is the one table of which option applies to which type: the
+// constructors refuse the others, and a test checks every option's
+// "Applies to" line against it.
+var optionKinds = map[string]kind{
+	"WithZMQContext":        allKinds,
+	"WithLogger":            allKinds,
+	"WithLinger":            allKinds,
+	"WithReconnectInterval": allKinds,
+	"WithHeartbeat":         allKinds,
+	"WithMsgID":             kindPublisher,
+	"WithMsgIDs":            kindSubscriber,
+	"WithEncoding":          kindPublisher | kindSubscriber,
+	"WithBodyCodec":         kindPublisher | kindSubscriber,
+	"WithSendHWM":           kindPublisher | kindRRServer | kindRRClient | kindPusher | kindPairServer | kindPairClient,
+	"WithRecvHWM":           kindSubscriber | kindRRServer | kindRRClient | kindPuller | kindPairServer | kindPairClient,
+	"WithMaxMessageSize":    kindSubscriber | kindRRServer | kindRRClient | kindPuller | kindPairServer | kindPairClient,
+	"WithConcurrency":       kindSubscriber | kindRRServer | kindPuller | kindPairServer | kindPairClient,
+	"WithErrorHandler":      kindSubscriber | kindRRServer | kindRRClient | kindPuller | kindPairServer | kindPairClient,
+	"WithRetries":           kindRRClient,
+}
+
+func option(name string, set func(*options) error) Option {
+	if _, ok := optionKinds[name]; !ok {
+		panic("zmqkit: option " + name + " missing from optionKinds")
+	}
+	return Option{name: name, set: set}
+}
 
 // options holds every setting with its default; see defaultOptions.
 type options struct {
@@ -68,13 +143,18 @@ func defaultOptions() options {
 	}
 }
 
-func applyOptions(opts []Option) (options, error) {
+// applyOptions applies opts, in order, over the defaults for an object of
+// kind k, refusing options that do not apply to k.
+func applyOptions(k kind, opts []Option) (options, error) {
 	o := defaultOptions()
 	for _, opt := range opts {
-		if opt == nil {
+		if opt.set == nil {
 			continue
 		}
-		if err := opt(&o); err != nil {
+		if applies := optionKinds[opt.name]; applies&k == 0 {
+			return o, invalid(opt.name, "does not apply to %s (it applies to %s)", k.typeName(), applies.list())
+		}
+		if err := opt.set(&o); err != nil {
 			return o, err
 		}
 	}
@@ -88,7 +168,7 @@ func invalid(name string, format string, args ...any) error {
 // libzmq holds counts and milliseconds in a C int.
 const (
 	maxCInt   = math.MaxInt32
-	maxMillis = time.Duration(maxCInt) * time.Millisecond
+	maxCIntDuration = time.Duration(maxCInt) * time.Millisecond
 )
 
 // checkCount refuses a count that libzmq's C int cannot hold.
@@ -108,41 +188,47 @@ func checkMillis(name, what string, d time.Duration) error {
 	switch {
 	case d < 0:
 		return invalid(name, "%s %v is negative", what, d)
-	case d > maxMillis:
+	case d > maxCIntDuration:
 		return invalid(name, "%s %v is above libzmq's limit of %dms", what, d, maxCInt)
 	}
 	return nil
 }
 
-// WithContext puts the object on zctx instead of the process-wide default
-// context. inproc:// endpoints connect only objects on the same context.
-func WithContext(zctx *Context) Option {
-	return func(o *options) error {
+// WithZMQContext puts the object on zctx instead of the process-wide
+// default Context (see DefaultContext). inproc:// endpoints connect only
+// objects on the same Context.
+//
+// Applies to every type.
+func WithZMQContext(zctx *Context) Option {
+	return option("WithZMQContext", func(o *options) error {
 		if zctx == nil {
-			return invalid("WithContext", "nil *Context")
+			return invalid("WithZMQContext", "nil *Context")
 		}
 		o.zctx = zctx
 		return nil
-	}
+	})
 }
 
 // WithMsgID sets the msgid Publisher.Publish uses. Default 1000, as in the
-// Python module. Applies to Publisher.
+// Python module.
+//
+// Applies to: Publisher.
 func WithMsgID(id int) Option {
-	return func(o *options) error {
+	return option("WithMsgID", func(o *options) error {
 		if id < 0 {
 			return invalid("WithMsgID", "msgid %d is negative", id)
 		}
 		o.msgID = id
 		return nil
-	}
+	})
 }
 
 // WithMsgIDs makes a Subscriber receive only messages whose msgid is one of
 // ids, matched exactly (1000 does not match 10001). Default: every message.
-// Applies to Subscriber.
+//
+// Applies to: Subscriber.
 func WithMsgIDs(ids ...int) Option {
-	return func(o *options) error {
+	return option("WithMsgIDs", func(o *options) error {
 		if len(ids) == 0 {
 			return invalid("WithMsgIDs", "no msgid given (omit the option to receive every message)")
 		}
@@ -153,28 +239,31 @@ func WithMsgIDs(ids ...int) Option {
 		}
 		o.msgIDs = append(o.msgIDs[:0:0], ids...)
 		return nil
-	}
+	})
 }
 
 // WithEncoding sets the character encoding of text and json bodies on the
 // wire, by WHATWG label: "utf-8" (the default), "gbk", "gb18030", "big5",
 // "shift_jis", "windows-1252", "latin1" and the rest. Messages in Go are
-// always UTF-8. Applies to Publisher and Subscriber.
+// always UTF-8.
+//
+// Applies to: Publisher, Subscriber.
 func WithEncoding(name string) Option {
-	return func(o *options) error {
+	return option("WithEncoding", func(o *options) error {
 		if _, _, err := lookupEncoding(name); err != nil {
 			return fmt.Errorf("%w WithEncoding: %w", ErrInvalidOption, err)
 		}
 		o.encoding = name
 		return nil
-	}
+	})
 }
 
 // WithBodyCodec registers a codec for one more message type, such as
-// "msgpack". text and json are built in and cannot be replaced. Applies to
-// Publisher and Subscriber.
+// "msgpack". text and json are built in and cannot be replaced.
+//
+// Applies to: Publisher, Subscriber.
 func WithBodyCodec(typ string, bc BodyCodec) Option {
-	return func(o *options) error {
+	return option("WithBodyCodec", func(o *options) error {
 		if err := checkType(typ); err != nil {
 			return fmt.Errorf("%w WithBodyCodec: %w", ErrInvalidOption, err)
 		}
@@ -189,92 +278,108 @@ func WithBodyCodec(typ string, bc BodyCodec) Option {
 		}
 		o.bodies[typ] = bc
 		return nil
-	}
+	})
 }
 
-// WithLogger sets where the object logs. Default: nowhere.
+// WithLogger sets where the object logs (opening, closing, failures at the
+// Warn level). Default: nowhere.
+//
+// Applies to every type.
 func WithLogger(l *slog.Logger) Option {
-	return func(o *options) error {
+	return option("WithLogger", func(o *options) error {
 		if l == nil {
 			return invalid("WithLogger", "nil *slog.Logger")
 		}
 		o.logger = l
 		return nil
-	}
+	})
 }
 
 // WithErrorHandler sets a callback for failures that have no caller to
-// return to: malformed frames met by Run, handler errors and panics. It is
-// called from the object's goroutines, possibly concurrently, and must not
-// block for long. Default: none (the failures are still counted in Stats
-// and logged at the Warn level).
+// return to: malformed messages and handler errors and panics met by Run, a
+// server's replies that could not be sent, a connection dropped and made
+// again (ErrConnectionDropped), a pair link that could not be reopened. It
+// is called from the object's goroutines, possibly concurrently, and must
+// not block for long. Default: none (the failures are still counted in
+// Stats and logged at the Warn level).
+//
+// Applies to: Subscriber, RRServer, RRClient, PPPuller, PairServer, PairClient.
 func WithErrorHandler(f func(error)) Option {
-	return func(o *options) error {
+	return option("WithErrorHandler", func(o *options) error {
 		if f == nil {
 			return invalid("WithErrorHandler", "nil func")
 		}
 		o.onError = f
 		return nil
-	}
+	})
 }
 
 // WithSendHWM sets ZMQ_SNDHWM, the messages queued per peer before a PUB
 // drops or a PUSH, DEALER or PAIR blocks. 0 means no limit. Default 1000.
+//
+// Applies to: Publisher, RRServer, RRClient, PPPusher, PairServer, PairClient.
 func WithSendHWM(n int) Option {
-	return func(o *options) error {
+	return option("WithSendHWM", func(o *options) error {
 		if err := checkCount("WithSendHWM", n); err != nil {
 			return err
 		}
 		o.sndHWM = n
 		return nil
-	}
+	})
 }
 
 // WithRecvHWM sets ZMQ_RCVHWM, the messages queued per peer on the receive
 // side. 0 means no limit. Default 1000.
+//
+// Applies to: Subscriber, RRServer, RRClient, PPPuller, PairServer, PairClient.
 func WithRecvHWM(n int) Option {
-	return func(o *options) error {
+	return option("WithRecvHWM", func(o *options) error {
 		if err := checkCount("WithRecvHWM", n); err != nil {
 			return err
 		}
 		o.rcvHWM = n
 		return nil
-	}
+	})
 }
 
 // WithLinger bounds how long queued messages are still sent after Close,
 // rounded up to a whole millisecond; 0 drops them at once. Default 200 ms.
 // An unbounded linger is not offered: it is what makes libzmq hang.
+//
+// Applies to every type.
 func WithLinger(d time.Duration) Option {
-	return func(o *options) error {
+	return option("WithLinger", func(o *options) error {
 		if err := checkMillis("WithLinger", "linger", d); err != nil {
 			return err
 		}
 		o.linger = d
 		return nil
-	}
+	})
 }
 
-// WithConcurrency sets how many handler calls run at once, from 1 to
+// WithConcurrency sets how many handler calls Run makes at once, from 1 to
 // MaxConcurrency; goroutines are started only as messages need them. With
-// 1, the default, messages are handled one at a time in order. Applies to
-// Subscriber.Run, RRServer, PPPuller and PairServer.
+// 1, the default, messages are handled one at a time in order.
+//
+// Applies to: Subscriber, RRServer, PPPuller, PairServer, PairClient.
 func WithConcurrency(n int) Option {
-	return func(o *options) error {
+	return option("WithConcurrency", func(o *options) error {
 		if n < 1 || n > MaxConcurrency {
 			return invalid("WithConcurrency", "%d is not between 1 and %d", n, MaxConcurrency)
 		}
 		o.concurrency = n
 		return nil
-	}
+	})
 }
 
 // WithReconnectInterval sets how soon a connecting socket retries a lost or
 // refused connection (ZMQ_RECONNECT_IVL), and the ceiling of its exponential
 // back-off (ZMQ_RECONNECT_IVL_MAX; 0 for none). Default: libzmq's 100 ms,
 // no back-off.
+//
+// Applies to every type.
 func WithReconnectInterval(ivl, max time.Duration) Option {
-	return func(o *options) error {
+	return option("WithReconnectInterval", func(o *options) error {
 		if ivl <= 0 {
 			return invalid("WithReconnectInterval", "interval %v must be positive", ivl)
 		}
@@ -289,15 +394,17 @@ func WithReconnectInterval(ivl, max time.Duration) Option {
 		}
 		o.reconnectIvl, o.reconnectIvlMax = ivl, max
 		return nil
-	}
+	})
 }
 
 // WithHeartbeat makes the socket send ZMTP heartbeats every ivl and drop a
 // connection whose peer has not answered within timeout (ZMQ_HEARTBEAT_IVL,
 // ZMQ_HEARTBEAT_TIMEOUT; ZMQ_HEARTBEAT_TTL is set to timeout). Default: no
 // heartbeats, so a peer that vanishes without closing TCP goes unnoticed.
+//
+// Applies to every type.
 func WithHeartbeat(ivl, timeout time.Duration) Option {
-	return func(o *options) error {
+	return option("WithHeartbeat", func(o *options) error {
 		if ivl <= 0 || timeout <= 0 {
 			return invalid("WithHeartbeat", "interval %v and timeout %v must be positive", ivl, timeout)
 		}
@@ -309,7 +416,7 @@ func WithHeartbeat(ivl, timeout time.Duration) Option {
 		}
 		o.heartbeatIvl, o.heartbeatTmo, o.heartbeatTTL = ivl, timeout, timeout
 		return nil
-	}
+	})
 }
 
 // WithMaxMessageSize makes the socket drop the connection of any peer that
@@ -318,14 +425,38 @@ func WithHeartbeat(ivl, timeout time.Duration) Option {
 // not reconnect a dropped connection that the object made itself (a ">"
 // endpoint); zmqkit connects again, counts it in Stats.ProtocolErrors and
 // reports ErrConnectionDropped to the error callback. Default: no limit.
+//
+// Applies to: Subscriber, RRServer, RRClient, PPPuller, PairServer, PairClient.
 func WithMaxMessageSize(n int64) Option {
-	return func(o *options) error {
+	return option("WithMaxMessageSize", func(o *options) error {
 		if n <= 0 {
 			return invalid("WithMaxMessageSize", "%d must be positive", n)
 		}
 		o.maxMsgSize = n
 		return nil
-	}
+	})
+}
+
+// WithRetries makes RRClient.Request wait at most perTry for a reply and,
+// if none came, send the request again, up to tries sends in all (the Lazy
+// Pirate pattern); when the last try times out Request returns an error
+// matching ErrNoReply. The request's ctx still bounds the whole call. Use it
+// only for idempotent requests: a server may receive, and answer, a
+// request more than once. Each resend goes to the next connected server when
+// there are several. Default: off (one try, bounded only by ctx).
+//
+// Applies to: RRClient.
+func WithRetries(tries int, perTry time.Duration) Option {
+	return option("WithRetries", func(o *options) error {
+		if tries < 1 {
+			return invalid("WithRetries", "tries %d is less than 1", tries)
+		}
+		if perTry <= 0 {
+			return invalid("WithRetries", "per-try time-out %v must be positive", perTry)
+		}
+		o.tries, o.tryTimeout = tries, perTry
+		return nil
+	})
 }
 
 // ms rounds d up to whole milliseconds: libzmq truncates, and a truncated

@@ -13,67 +13,69 @@ import (
 	"github.com/zmqkit/zmqkit/internal/zsock"
 )
 
-// pairBase is what PairServer and PairClient share: a PAIR socket that is
-// replaced when its peer goes away (see internal/pairlink), so base's
-// socket-bound helper close is not used.
-type pairBase struct {
-	base
-	link *pairlink.Link
+// openLink is open for the pair types: their connection is a pair link,
+// which replaces its PAIR socket when the peer restarts (see
+// internal/pairlink). It returns the link.
+func (b *base) openLink(self closer, k kind, endpoints string, defaultBind bool, opts []Option) (*pairlink.Link, error) {
+	var link *pairlink.Link
+	err := b.open(self, k, endpoints, defaultBind, opts, func(eps []endpoint.Endpoint) (conn, error) {
+		zctx := b.zctx
+		var err error
+		link, err = pairlink.New(pairlink.Config{
+			Endpoints: eps,
+			NewSocket: func(typ zmq.Type, eps []endpoint.Endpoint, mon *zsock.Monitor) (*zsock.Socket, error) {
+				return zctx.newSocket(zsock.Config{Type: typ, Options: b.o.socketOptions(), Endpoints: eps, Monitor: mon})
+			},
+			OnRestart: func(gen uint64) {
+				b.o.logger.Info("zmqkit: pair peer left; socket reopened", "kind", k, "generation", gen)
+			},
+			OnError: func(err error) { b.report(b.opError("reopen", err)) },
+		})
+		if err != nil {
+			return nil, err
+		}
+		return link, nil
+	})
+	return link, err
 }
 
-func (p *pairBase) initPair(self closer, kind, endpoints string, defaultBind bool, opts []Option) error {
-	eps, err := p.prepare(kind, endpoints, defaultBind, opts)
+// receiveOne receives one single-frame message on link, with the
+// connection it came on; a message of several frames is refused whole, as
+// a counted *MalformedError.
+func (b *base) receiveOne(ctx context.Context, link *pairlink.Link, gen uint64) ([]byte, uint64, error) {
+	frames, n, err := link.Recv(ctx, gen)
 	if err != nil {
-		return err
+		return nil, n, err
 	}
-	zctx := p.zctx
-	link, err := pairlink.New(pairlink.Config{
-		Endpoints: eps,
-		NewSocket: func(typ zmq.Type, eps []endpoint.Endpoint, mon *zsock.Monitor) (*zsock.Socket, error) {
-			return zctx.newSocket(zsock.Config{Type: typ, Options: p.o.socketOptions(), Endpoints: eps, Monitor: mon})
-		},
-		OnRestart: func(gen uint64) {
-			p.o.logger.Info("zmqkit: pair peer left; socket reopened", "kind", kind, "generation", gen)
-		},
-		OnError: p.report,
-	})
-	if err != nil {
-		return err
+	if len(frames) != 1 {
+		b.stats.received.Add(1)
+		b.stats.malformed.Add(1)
+		return nil, n, malformed(frames[0], nil, "message of %d frames, want 1", len(frames))
 	}
-	p.link, p.done = link, link.Done()
-	if err := zctx.register(self); err != nil {
-		_ = link.Close() // the Context closed meanwhile
-		return err
+	b.stats.received.Add(1)
+	return frames[0], n, nil
+}
+
+// sendFrames sends one message on link, counting it.
+func (b *base) sendFrames(ctx context.Context, link *pairlink.Link, frames [][]byte) error {
+	if len(frames) == 0 {
+		return b.opError("send", invalidArg("no frames to send"))
 	}
-	p.o.logger.Debug("zmqkit: open", "kind", kind, "endpoints", link.Endpoints())
+	if _, err := link.Send(ctx, frames, 0); err != nil {
+		return b.opError("send", err)
+	}
+	b.stats.sent.Add(1)
 	return nil
 }
 
-func (p *pairBase) closePair(self closer) error {
-	p.closeOnce.Do(func() {
-		p.closeErr = p.link.Close()
-		p.zctx.untrack(self)
-		p.o.logger.Debug("zmqkit: closed", "kind", p.kind)
-	})
-	return p.closeErr
-}
-
-// send and receive work across socket replacements.
-func (p *pairBase) send(ctx context.Context, msg []byte) error {
-	if _, err := p.link.Send(ctx, msg, 0); err != nil {
-		return p.wrap("send", err)
+// receiveFrames receives one whole message on link, counting it.
+func (b *base) receiveFrames(ctx context.Context, link *pairlink.Link) ([][]byte, error) {
+	frames, _, err := link.Recv(ctx, 0)
+	if err != nil {
+		return nil, b.opError("receive", err)
 	}
-	p.stats.sent.Add(1)
-	return nil
-}
-
-func (p *pairBase) receive(ctx context.Context) ([]byte, error) {
-	msg, _, err := p.link.Recv(ctx, 0)
-	if msg, err = p.single(msg, err); err != nil {
-		return nil, p.wrap("receive", err)
-	}
-	p.stats.received.Add(1)
-	return msg, nil
+	b.stats.received.Add(1)
+	return frames, nil
 }
 
 // PairServer answers each message from its one peer with a handler's reply
@@ -98,7 +100,8 @@ func (p *pairBase) receive(ctx context.Context) ([]byte, error) {
 // (WithRecvHWM, 1000 by default), then the client's sends block. A reply
 // waits while the client's queue is full (WithSendHWM).
 type PairServer struct {
-	pairBase
+	base
+	link    *pairlink.Link
 	handler RequestHandler
 }
 
@@ -106,26 +109,26 @@ type PairServer struct {
 // PairServer that answers messages with h once Run is called. h is called as
 // RRServer calls it: a returned error or a panic is recovered, counted and
 // reported, and the peer gets the error reply ErrorReplyPrefix + the error's
-// message, so a client waiting in Request is never left hanging. Options:
-// WithContext, WithConcurrency, WithSendHWM, WithRecvHWM, WithLinger,
-// WithErrorHandler, WithLogger, WithHeartbeat, WithReconnectInterval.
+// message, so a client waiting in Request is never left hanging.
 func NewPairServer(endpoints string, h RequestHandler, opts ...Option) (*PairServer, error) {
 	if h == nil {
-		return nil, invalid("NewPairServer", "nil handler")
+		return nil, invalidArg("NewPairServer: nil handler")
 	}
 	s := &PairServer{handler: h}
-	if err := s.initPair(s, "pair server", endpoints, true, opts); err != nil {
+	var err error
+	if s.link, err = s.openLink(s, kindPairServer, endpoints, true, opts); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
 // Run receives messages and answers each with the handler's reply until ctx
-// ends (returning ctx's error) or the PairServer is closed (returning
-// ErrClosed). With the default concurrency of 1, messages are handled one at
-// a time and replies go out in order, which PairClient.Request relies on;
-// with WithConcurrency(n), n calls run at once and replies may overtake one
-// another. Run returns only after every handler call has returned.
+// ends (returning an error matching ctx's) or the PairServer is closed
+// (returning ErrClosed). With the default concurrency of 1, messages are
+// handled one at a time and replies go out in order, which
+// PairClient.Request relies on; with WithConcurrency(n), n calls run at
+// once and replies may overtake one another. Run returns only after every
+// handler call has returned.
 //
 // Stopping: when ctx ends (a graceful stop), no new message is taken, the
 // handlers' ctx ends, and the replies of the handlers already running are
@@ -133,63 +136,50 @@ func NewPairServer(endpoints string, h RequestHandler, opts ...Option) (*PairSer
 // Close is immediate: the replies of handlers that return after it are
 // never sent, and are counted in Stats as Dropped.
 func (s *PairServer) Run(ctx context.Context) error {
-	return serve(&s.base, ctx, s.o.concurrency, s.receiveRequest, s.serveOne)
+	return s.serveRequests(ctx, s.handler, s.receive, s.reply)
 }
 
-// pairRequest is a message received by a PairServer with the connection
-// (generation) it came on, or the malformed error it is instead.
-type pairRequest struct {
-	msg []byte
-	gen uint64
-	bad *MalformedError
-}
-
-func (s *PairServer) receiveRequest(ctx context.Context) (pairRequest, error) {
-	msg, gen, err := s.link.Recv(ctx, 0)
-	msg, err = s.single(msg, err)
+// receive takes the next message, with the connection it came on. A
+// message of several frames is answered with an error reply, so a peer
+// waiting for a reply is not left hanging.
+func (s *PairServer) receive(ctx context.Context) (request, error) {
+	msg, gen, err := s.receiveOne(ctx, s.link, 0)
 	var bad *MalformedError
 	switch {
 	case errors.As(err, &bad):
-		s.report(err)
-		return pairRequest{gen: gen, bad: bad}, nil
+		s.report(s.opError("receive", err))
+		return request{gen: gen, bad: bad}, nil
 	case err != nil:
-		return pairRequest{}, s.wrap("receive", err)
+		return request{}, s.opError("receive", err)
 	}
-	s.stats.received.Add(1)
-	return pairRequest{msg: msg, gen: gen}, nil
+	return request{body: msg, gen: gen}, nil
 }
 
-// serveOne answers one message and sends the reply, only to the peer that
-// asked (after a restart it is gone), counting it as sent or dropped.
-func (s *PairServer) serveOne(ctx context.Context, r pairRequest) {
-	var reply []byte
-	if r.bad != nil {
-		// Answered all the same, so a peer waiting for a reply is not
-		// left hanging.
-		reply = errorReply(r.bad.Reason)
-	} else {
-		reply = s.answer(ctx, s.handler, r.msg)
-	}
-	rctx, cancel := s.replyContext(ctx)
-	_, err := s.link.Send(rctx, reply, r.gen)
-	cancel()
-	if err != nil {
-		s.stats.dropped.Add(1)
-		if !errors.Is(err, ErrPairReset) && !errors.Is(err, ErrClosed) {
-			s.report(s.wrap("reply", err))
-		}
-		return
-	}
-	s.stats.sent.Add(1)
+// reply sends body to the peer that asked, only: after a restart it is
+// gone (ErrPairReset, counted as dropped).
+func (s *PairServer) reply(ctx context.Context, r request, body []byte) error {
+	_, err := s.link.Send(ctx, [][]byte{body}, r.gen)
+	return err
 }
 
 // Send sends msg to the peer unprompted, waiting while no peer is connected
 // or its queue is full, until ctx ends or the PairServer is closed.
-func (s *PairServer) Send(ctx context.Context, msg []byte) error { return s.send(ctx, msg) }
+func (s *PairServer) Send(ctx context.Context, msg []byte) error {
+	return s.sendFrames(ctx, s.link, [][]byte{msg})
+}
+
+// SendFrames sends frames as one multi-frame message, as Send does.
+func (s *PairServer) SendFrames(ctx context.Context, frames ...[]byte) error {
+	return s.sendFrames(ctx, s.link, frames)
+}
+
+// AddEndpoint binds (or, with ">", connects) one more endpoint, kept when
+// the socket is replaced.
+func (s *PairServer) AddEndpoint(endpoint string) error { return s.addEndpoint(endpoint, true) }
 
 // Endpoints returns the endpoints bound, with ephemeral ports resolved
 // (tcp://127.0.0.1:41234), then those connected.
-func (s *PairServer) Endpoints() []string { return s.link.Endpoints() }
+func (s *PairServer) Endpoints() []string { return s.conn.Endpoints() }
 
 // Stats returns the PairServer's counters.
 func (s *PairServer) Stats() Stats { return s.stats.snapshot() }
@@ -198,7 +188,7 @@ func (s *PairServer) Stats() Stats { return s.stats.snapshot() }
 // the replies of handlers still running are dropped (counted in
 // Stats.Dropped), never sent after Close. Replies already sent get the
 // linger time (WithLinger) to leave. Close is idempotent.
-func (s *PairServer) Close() error { return s.closePair(s) }
+func (s *PairServer) Close() error { return s.close(s) }
 
 // PairClient talks to one peer, usually a PairServer (a ZeroMQ PAIR
 // socket). It connects by default. Request sends a message and returns the
@@ -225,19 +215,19 @@ func (s *PairServer) Close() error { return s.closePair(s) }
 // by default); incoming messages wait up to WithRecvHWM, then the peer's
 // sends block.
 type PairClient struct {
-	pairBase
+	base
+	link    *pairlink.Link
 	reqMu   sync.Mutex // serialises Request; guards owed and owedGen
 	owed    int        // replies to abandoned Requests still to come
 	owedGen uint64     // the connection those replies would come on
 }
 
 // NewPairClient connects (or, with "@", binds) the endpoints and returns a
-// PairClient. It does not wait for the peer. Options: WithContext,
-// WithSendHWM, WithRecvHWM, WithLinger, WithErrorHandler, WithLogger,
-// WithHeartbeat, WithReconnectInterval.
+// PairClient. It does not wait for the peer.
 func NewPairClient(endpoints string, opts ...Option) (*PairClient, error) {
 	c := &PairClient{}
-	if err := c.initPair(c, "pair client", endpoints, false, opts); err != nil {
+	var err error
+	if c.link, err = c.openLink(c, kindPairClient, endpoints, false, opts); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -245,46 +235,46 @@ func NewPairClient(endpoints string, opts ...Option) (*PairClient, error) {
 
 // Request sends msg and returns the next message the peer sends, as the
 // Python module's PairClient.request does. It waits until that reply comes,
-// ctx ends (returning ctx's error) or the PairClient is closed (ErrClosed).
-// An error reply from a PairServer (or RRServer) handler is returned as a
-// *RemoteError. If ctx ends after msg was sent, its reply, when it comes, is
-// discarded by the next Request (counted as Dropped), so replies never shift
-// by one. If the peer restarted in between, Request returns ErrPairReset.
+// ctx ends (an error matching ctx's) or the PairClient is closed
+// (ErrClosed). An error reply from a PairServer (or RRServer) handler is
+// returned as a *RemoteError. If ctx ends after msg was sent, its reply,
+// when it comes, is discarded by the next Request (counted as Dropped), so
+// replies never shift by one. If the peer restarted in between, Request
+// returns ErrPairReset.
 func (c *PairClient) Request(ctx context.Context, msg []byte) ([]byte, error) {
 	c.reqMu.Lock()
 	defer c.reqMu.Unlock()
-	gen, err := c.link.Send(ctx, msg, 0)
+	gen, err := c.link.Send(ctx, [][]byte{msg}, 0)
 	if err != nil {
-		return nil, c.wrap("request", err)
+		return nil, c.opError("request", err)
 	}
 	c.stats.sent.Add(1)
 	if gen != c.owedGen { // a new connection owes nothing
 		c.owed, c.owedGen = 0, gen
 	}
 	for {
-		reply, _, err := c.link.Recv(ctx, gen)
-		if reply, err = c.single(reply, err); errors.Is(err, ErrMalformed) {
+		reply, _, err := c.receiveOne(ctx, c.link, gen)
+		if errors.Is(err, ErrMalformed) {
 			if c.owed > 0 { // the refused message was a late reply
 				c.owed--
 				c.stats.dropped.Add(1)
 				continue
 			}
-			return nil, err
+			return nil, c.opError("request", err)
 		}
 		if err != nil {
 			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 				c.owed++
 			}
-			return nil, c.wrap("request", err)
+			return nil, c.opError("request", err)
 		}
-		c.stats.received.Add(1)
 		if c.owed > 0 {
 			c.owed--
 			c.stats.dropped.Add(1)
 			continue
 		}
 		if bytes.HasPrefix(reply, []byte(ErrorReplyPrefix)) {
-			return nil, &RemoteError{Message: string(reply[len(ErrorReplyPrefix):])}
+			return nil, c.opError("request", &RemoteError{Message: string(reply[len(ErrorReplyPrefix):])})
 		}
 		return reply, nil
 	}
@@ -292,15 +282,53 @@ func (c *PairClient) Request(ctx context.Context, msg []byte) ([]byte, error) {
 
 // Send sends msg to the peer. It returns once libzmq has queued it, waiting
 // while the send queue is full, until ctx ends or the PairClient is closed.
-func (c *PairClient) Send(ctx context.Context, msg []byte) error { return c.send(ctx, msg) }
+func (c *PairClient) Send(ctx context.Context, msg []byte) error {
+	return c.sendFrames(ctx, c.link, [][]byte{msg})
+}
+
+// SendFrames sends frames as one multi-frame message, as Send does.
+func (c *PairClient) SendFrames(ctx context.Context, frames ...[]byte) error {
+	return c.sendFrames(ctx, c.link, frames)
+}
 
 // Receive returns the next message from the peer, waiting until one comes,
-// ctx ends (returning ctx's error) or the PairClient is closed (ErrClosed).
-func (c *PairClient) Receive(ctx context.Context) ([]byte, error) { return c.receive(ctx) }
+// ctx ends (an error matching ctx's) or the PairClient is closed
+// (ErrClosed). A message of several frames is refused whole, as a
+// *MalformedError.
+func (c *PairClient) Receive(ctx context.Context) ([]byte, error) {
+	msg, _, err := c.receiveOne(ctx, c.link, 0)
+	if err != nil {
+		return nil, c.opError("receive", err)
+	}
+	return msg, nil
+}
+
+// ReceiveFrames returns the next message from the peer, every frame of
+// it. It waits as Receive does.
+func (c *PairClient) ReceiveFrames(ctx context.Context) ([][]byte, error) {
+	return c.receiveFrames(ctx, c.link)
+}
+
+// Run receives messages from the peer and calls h for each until ctx ends
+// (returning an error matching ctx's) or the PairClient is closed
+// (returning ErrClosed), as PPPuller.Run does. Do not Request while Run
+// runs: Run would take the replies.
+func (c *PairClient) Run(ctx context.Context, h Handler) error {
+	if h == nil {
+		return c.opError("run", invalidArg("nil handler"))
+	}
+	return serve(&c.base, ctx, c.o.concurrency, skipMalformed(&c.base, c.Receive), func(ctx context.Context, msg []byte) {
+		_ = c.call(func() error { return h(ctx, msg) }) // reported by call
+	})
+}
+
+// AddEndpoint connects (or, with "@", binds) one more endpoint, kept when
+// the socket is replaced.
+func (c *PairClient) AddEndpoint(endpoint string) error { return c.addEndpoint(endpoint, false) }
 
 // Endpoints returns the endpoints bound, with ephemeral ports resolved,
 // then those connected.
-func (c *PairClient) Endpoints() []string { return c.link.Endpoints() }
+func (c *PairClient) Endpoints() []string { return c.conn.Endpoints() }
 
 // Stats returns the PairClient's counters.
 func (c *PairClient) Stats() Stats { return c.stats.snapshot() }
@@ -308,4 +336,4 @@ func (c *PairClient) Stats() Stats { return c.stats.snapshot() }
 // Close closes the PairClient; messages still queued get the linger time
 // (WithLinger) to leave. Blocked calls return ErrClosed. Close is
 // idempotent.
-func (c *PairClient) Close() error { return c.closePair(c) }
+func (c *PairClient) Close() error { return c.close(c) }

@@ -56,7 +56,7 @@ ctx.term()
 func TestPairClientInteropPyzmq(t *testing.T) {
 	py := startPython(t, pyPairServer)
 	ep := strings.TrimSpace(py.Line(t))
-	cli, err := NewPairClient(ep, WithContext(newTestContext(t)))
+	cli, err := NewPairClient(ep, WithZMQContext(newTestContext(t)))
 	require.NoError(t, err)
 	closeOnCleanup(t, cli)
 	ctx := testCtx(t)
@@ -84,7 +84,7 @@ func TestPairClientInteropPyzmq(t *testing.T) {
 }
 
 func TestPairServerInteropPyzmq(t *testing.T) {
-	srv, err := NewPairServer("tcp://127.0.0.1:*", upper, WithContext(newTestContext(t)))
+	srv, err := NewPairServer("tcp://127.0.0.1:*", upper, WithZMQContext(newTestContext(t)))
 	require.NoError(t, err)
 	closeOnCleanup(t, srv)
 	stop := runInBackground(t, srv.Run)

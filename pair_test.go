@@ -31,7 +31,7 @@ func upper(ctx context.Context, msg []byte) ([]byte, error) {
 // to it, on zctx.
 func newPair(t testing.TB, zctx *Context, tr string, h RequestHandler, srvOpts ...Option) (*PairServer, *PairClient) {
 	t.Helper()
-	srv, err := NewPairServer(bindEndpoint(t, tr), h, append([]Option{WithContext(zctx)}, srvOpts...)...)
+	srv, err := NewPairServer(bindEndpoint(t, tr), h, append([]Option{WithZMQContext(zctx)}, srvOpts...)...)
 	require.NoError(t, err)
 	closeOnCleanup(t, srv)
 	stop := runInBackground(t, srv.Run)
@@ -39,7 +39,7 @@ func newPair(t testing.TB, zctx *Context, tr string, h RequestHandler, srvOpts .
 		err := stop() // ErrClosed when the test closed the server itself
 		assert.True(t, errors.Is(err, context.Canceled) || errors.Is(err, ErrClosed), "Run: %v", err)
 	})
-	cli, err := NewPairClient(srv.Endpoints()[0], WithContext(zctx))
+	cli, err := NewPairClient(srv.Endpoints()[0], WithZMQContext(zctx))
 	require.NoError(t, err)
 	closeOnCleanup(t, cli)
 	return srv, cli
@@ -140,10 +140,10 @@ func TestPairDuplex(t *testing.T) {
 			const n = 5000
 			zctx := newTestContext(t)
 			ctx := testCtx(t)
-			a, err := NewPairClient("@"+bindEndpoint(t, tr), WithContext(zctx))
+			a, err := NewPairClient("@"+bindEndpoint(t, tr), WithZMQContext(zctx))
 			require.NoError(t, err)
 			closeOnCleanup(t, a)
-			b, err := NewPairClient(a.Endpoints()[0], WithContext(zctx))
+			b, err := NewPairClient(a.Endpoints()[0], WithZMQContext(zctx))
 			require.NoError(t, err)
 			closeOnCleanup(t, b)
 
@@ -220,7 +220,7 @@ func bindAgain(t testing.TB, zctx *Context, ep string, h RequestHandler) *PairSe
 	var srv *PairServer
 	require.Eventually(t, func() bool {
 		var err error
-		srv, err = NewPairServer(ep, h, WithContext(zctx))
+		srv, err = NewPairServer(ep, h, WithZMQContext(zctx))
 		if err != nil {
 			require.ErrorIs(t, err, syscall.EADDRINUSE)
 			return false
@@ -270,7 +270,7 @@ func TestPairServerSurvivesClientRestart(t *testing.T) {
 			for round := 0; round < 5; round++ {
 				require.NoError(t, cli.Close())
 				var err error
-				cli, err = NewPairClient(ep, WithContext(zctx))
+				cli, err = NewPairClient(ep, WithZMQContext(zctx))
 				require.NoError(t, err)
 				closeOnCleanup(t, cli)
 				assert.Equal(t, "NEXT", requestEventually(t, cli, "next"))
@@ -297,7 +297,7 @@ func TestPairServerSurvivesClientRestart(t *testing.T) {
 
 func TestPairEndsByCtxAndClose(t *testing.T) {
 	zctx := newTestContext(t)
-	cli, err := NewPairClient("tcp://127.0.0.1:5", WithContext(zctx)) // nobody there
+	cli, err := NewPairClient("tcp://127.0.0.1:5", WithZMQContext(zctx)) // nobody there
 	require.NoError(t, err)
 	closeOnCleanup(t, cli)
 	dctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
@@ -307,7 +307,7 @@ func TestPairEndsByCtxAndClose(t *testing.T) {
 	_, err = cli.Request(dctx, []byte("x"))
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 
-	srv, err := NewPairServer("tcp://127.0.0.1:*", upper, WithContext(zctx))
+	srv, err := NewPairServer("tcp://127.0.0.1:*", upper, WithZMQContext(zctx))
 	require.NoError(t, err)
 	errc := make(chan error, 3)
 	go func() { errc <- srv.Run(context.Background()) }()
@@ -323,18 +323,18 @@ func TestPairEndsByCtxAndClose(t *testing.T) {
 	assert.ErrorIs(t, cli.Send(context.Background(), nil), ErrClosed)
 	assert.ErrorIs(t, srv.Run(context.Background()), ErrClosed)
 
-	_, err = NewPairServer("tcp://127.0.0.1:*", nil, WithContext(zctx))
-	assert.ErrorIs(t, err, ErrInvalidOption)
-	_, err = NewPairClient("bogus", WithContext(zctx))
+	_, err = NewPairServer("tcp://127.0.0.1:*", nil, WithZMQContext(zctx))
+	assert.ErrorIs(t, err, ErrInvalidArgument)
+	_, err = NewPairClient("bogus", WithZMQContext(zctx))
 	assert.ErrorIs(t, err, ErrInvalidEndpoint)
 }
 
 func TestPairContextClose(t *testing.T) {
 	zctx, err := NewContext()
 	require.NoError(t, err)
-	srv, err := NewPairServer("tcp://127.0.0.1:*", upper, WithContext(zctx))
+	srv, err := NewPairServer("tcp://127.0.0.1:*", upper, WithZMQContext(zctx))
 	require.NoError(t, err)
-	cli, err := NewPairClient(srv.Endpoints()[0], WithContext(zctx))
+	cli, err := NewPairClient(srv.Endpoints()[0], WithZMQContext(zctx))
 	require.NoError(t, err)
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Run(context.Background()) }()
@@ -354,10 +354,10 @@ func TestPairServerRepliesAtStop(t *testing.T) {
 		return serverStop{
 			start: func(t *testing.T, h RequestHandler, n int) (func(context.Context) error, func() error, func() Stats) {
 				var err error
-				srv, err = NewPairServer(bindEndpoint(t, "tcp"), h, WithContext(zctx), WithConcurrency(n))
+				srv, err = NewPairServer(bindEndpoint(t, "tcp"), h, WithZMQContext(zctx), WithConcurrency(n))
 				require.NoError(t, err)
 				closeOnCleanup(t, srv)
-				cli, err = NewPairClient(srv.Endpoints()[0], WithContext(zctx))
+				cli, err = NewPairClient(srv.Endpoints()[0], WithZMQContext(zctx))
 				require.NoError(t, err)
 				closeOnCleanup(t, cli)
 				return srv.Run, srv.Close, srv.Stats

@@ -2,9 +2,6 @@ package zmqkit
 
 import (
 	"context"
-	"encoding/json"
-	"unicode/utf8"
-	"unsafe"
 
 	zmq "github.com/pebbe/zmq4"
 
@@ -28,6 +25,7 @@ import (
 //   - With no subscriber connected, messages are discarded.
 type Publisher struct {
 	base
+	sock  *zsock.Socket
 	codec *Codec
 	msgID int
 }
@@ -35,86 +33,82 @@ type Publisher struct {
 // NewPublisher binds (or, with ">", connects) the endpoints and returns a
 // Publisher. endpoints is a comma-separated list such as
 // "tcp://*:5555,inproc://events"; "tcp://127.0.0.1:*" binds an ephemeral
-// port, which Endpoints reports. Options: WithContext, WithMsgID,
-// WithEncoding, WithBodyCodec, WithSendHWM, WithLinger, WithLogger,
-// WithHeartbeat, WithReconnectInterval.
+// port, which Endpoints reports.
 func NewPublisher(endpoints string, opts ...Option) (*Publisher, error) {
 	p := &Publisher{}
-	if err := p.init(p, "publisher", zsock.Config{Type: zmq.PUB}, endpoints, true, opts); err != nil {
+	var err error
+	if p.sock, err = p.openSocket(p, kindPublisher, endpoints, true, opts, zsock.Config{Type: zmq.PUB}); err != nil {
 		return nil, err
 	}
-	codec, err := p.o.newCodec()
-	if err != nil {
+	if p.codec, err = p.o.newCodec(); err != nil {
 		_ = p.Close() // nothing was sent on it
 		return nil, err
 	}
-	p.codec, p.msgID = codec, p.o.msgID
+	p.msgID = p.o.msgID
 	return p, nil
 }
 
-// Publish sends v under the Publisher's msgid (WithMsgID, default 1000) by
-// the Python module's rule: a string or []byte is sent as text, anything
-// else as JSON, so Publish(ctx, map[string]int{"data": 42}) sends
-// `1000 json {"data":42}`. A Message is sent as it is. Publish does not wait
-// for subscribers; it returns ctx's error if ctx has ended, ErrClosed once
-// the Publisher is closed.
+// Publish sends v by the Python module's rule: a string or []byte is sent
+// as text, a json.RawMessage as json as it is, a Message with its own msgid
+// and type, and anything else as JSON, under the Publisher's msgid
+// (WithMsgID, default 1000). So Publish(ctx, map[string]int{"data": 42})
+// sends `1000 json {"data":42}`. Publish does not wait for subscribers; it
+// returns an error matching ctx's if ctx has ended, ErrClosed once the
+// Publisher is closed, and ErrInvalidMessage for a value it cannot encode.
 func (p *Publisher) Publish(ctx context.Context, v any) error {
-	return p.send(ctx, p.msgID, v)
+	return p.send(ctx, func(hdr []byte) ([]byte, []byte, error) { return p.codec.appendValue(hdr, p.msgID, v) })
 }
 
-// PublishMessage sends m with its own msgid and type.
+// PublishMessage sends m with its own msgid and type. A text or json body
+// is converted to the Publisher's character encoding; other bodies go as
+// they are.
 func (p *Publisher) PublishMessage(ctx context.Context, m Message) error {
-	return p.send(ctx, m.ID, m)
+	return p.send(ctx, func(hdr []byte) ([]byte, []byte, error) { return p.codec.encode(hdr, m.ID, m.Type, m.Body, false) })
 }
 
-func (p *Publisher) send(ctx context.Context, id int, v any) error {
-	if id >= 0 && p.codec.enc == nil {
-		// UTF-8 text and json: libzmq's message is built in one C call.
-		typ, body, ok := fastBody(v)
-		if ok && utf8.Valid(body) && (typ == TypeText || json.Valid(body)) {
-			if err := p.sock.SendFrame(ctx, id, typ, body); err != nil {
-				return p.wrap("publish", err)
-			}
-			p.stats.sent.Add(1)
-			return nil
-		}
-	}
+// send frames one message with encode, into a pooled buffer, and sends its
+// header and body in one call.
+func (p *Publisher) send(ctx context.Context, encode func(hdr []byte) (hdr2, wire []byte, err error)) error {
 	bp := p.codec.getBuf()
-	frame, err := p.codec.appendValue(*bp, id, v)
+	hdr, wire, err := encode((*bp)[:0])
 	if err == nil {
-		err = p.sock.SendBytes(ctx, frame, false)
+		err = p.sock.SendConcat(ctx, hdr, wire)
 	}
-	*bp = frame
+	*bp = hdr
 	p.codec.putBuf(bp)
 	if err != nil {
-		return p.wrap("publish", err)
+		return p.opError("publish", err)
 	}
 	p.stats.sent.Add(1)
 	return nil
 }
 
-// fastBody returns the type and UTF-8 body of the values that need no
-// marshalling: strings, []byte and text or json Messages.
-func fastBody(v any) (typ string, body []byte, ok bool) {
-	switch x := v.(type) {
-	case string:
-		return TypeText, unsafe.Slice(unsafe.StringData(x), len(x)), true
-	case []byte:
-		return TypeText, x, true
-	case Message:
-		if x.Type == TypeText || x.Type == TypeJSON {
-			return x.Type, x.Body, true
-		}
+// PublishFrames sends frames as one message, as they are: no msgid, type
+// or encoding, for subscribers that are not zmqkit's or the Python
+// module's. The first frame is the one subscribers filter on (a topic, in
+// the ZeroMQ Guide's pub-sub envelopes); a subscriber that wants one frame
+// per message, as Subscriber.Receive does, gets one frame. At least one
+// frame is needed.
+func (p *Publisher) PublishFrames(ctx context.Context, frames ...[]byte) error {
+	if len(frames) == 0 {
+		return p.opError("publish", invalidArg("no frames to publish"))
 	}
-	return "", nil, false
+	if err := p.sock.SendMessage(ctx, frames...); err != nil {
+		return p.opError("publish", err)
+	}
+	p.stats.sent.Add(1)
+	return nil
 }
+
+// AddEndpoint binds (or, with ">", connects) one more endpoint.
+func (p *Publisher) AddEndpoint(endpoint string) error { return p.addEndpoint(endpoint, true) }
 
 // Codec returns the Publisher's codec, whose encoding and types it uses.
 func (p *Publisher) Codec() *Codec { return p.codec }
 
 // Endpoints returns the endpoints bound, with ephemeral ports resolved
 // (tcp://127.0.0.1:41234), then those connected.
-func (p *Publisher) Endpoints() []string { return p.sock.Endpoints() }
+func (p *Publisher) Endpoints() []string { return p.conn.Endpoints() }
 
 // Stats returns the Publisher's counters.
 func (p *Publisher) Stats() Stats { return p.stats.snapshot() }

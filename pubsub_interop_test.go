@@ -52,10 +52,10 @@ ctx.destroy(linger=2000)
 func TestInteropPythonPublisherToSubscriber(t *testing.T) {
 	zctx := newTestContext(t)
 	ctx := testCtx(t)
-	utf, err := NewSubscriber("@tcp://127.0.0.1:*", WithContext(zctx), WithMsgIDs(1000, probeID))
+	utf, err := NewSubscriber("@tcp://127.0.0.1:*", WithZMQContext(zctx), WithMsgIDs(1000, probeID))
 	require.NoError(t, err)
 	closeOnCleanup(t, utf)
-	gbk, err := NewSubscriber("@tcp://127.0.0.1:*", WithContext(zctx), WithMsgIDs(2000, probeID), WithEncoding("gbk"))
+	gbk, err := NewSubscriber("@tcp://127.0.0.1:*", WithZMQContext(zctx), WithMsgIDs(2000, probeID), WithEncoding("gbk"))
 	require.NoError(t, err)
 	closeOnCleanup(t, gbk)
 
@@ -153,7 +153,7 @@ func TestInteropPublisherToPythonSubscriber(t *testing.T) {
 		t.Run(enc, func(t *testing.T) {
 			zctx := newTestContext(t)
 			ctx := testCtx(t)
-			pub, err := NewPublisher("tcp://127.0.0.1:*", WithContext(zctx), WithEncoding(enc))
+			pub, err := NewPublisher("tcp://127.0.0.1:*", WithZMQContext(zctx), WithEncoding(enc))
 			require.NoError(t, err)
 			closeOnCleanup(t, pub)
 			py := startPython(t, pySeedSubscriber, pub.Endpoints()[0], enc)

@@ -26,17 +26,18 @@ import (
 // pusher when it is closed get the linger time (WithLinger) to leave.
 type PPPusher struct {
 	base
+	sock *zsock.Socket
 }
 
 // NewPPPusher binds (or, with ">", connects) the endpoints and returns a
 // PPPusher. endpoints is a comma-separated list such as
 // "tcp://*:5557,inproc://tasks"; "tcp://127.0.0.1:*" binds an ephemeral port,
 // which Endpoints reports. To fan in, make several pushers connect (">") to
-// one puller that binds ("@"). Options: WithContext, WithSendHWM,
-// WithLinger, WithLogger, WithHeartbeat, WithReconnectInterval.
+// one puller that binds ("@").
 func NewPPPusher(endpoints string, opts ...Option) (*PPPusher, error) {
 	p := &PPPusher{}
-	if err := p.init(p, "pusher", zsock.Config{Type: zmq.PUSH}, endpoints, true, opts); err != nil {
+	var err error
+	if p.sock, err = p.openSocket(p, kindPusher, endpoints, true, opts, zsock.Config{Type: zmq.PUSH}); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -44,20 +45,36 @@ func NewPPPusher(endpoints string, opts ...Option) (*PPPusher, error) {
 
 // Push sends msg to one puller. It returns once libzmq has queued msg, which
 // may be before any puller has read it. Push blocks while no puller is
-// connected or the high-water mark is reached, until ctx ends (returning
-// ctx's error) or the PPPusher is closed (returning ErrClosed); in either
-// case msg was not sent. msg may be reused as soon as Push returns.
+// connected or the high-water mark is reached, until ctx ends (an error
+// matching ctx's) or the PPPusher is closed (ErrClosed); in either case msg
+// was not sent. msg may be reused as soon as Push returns.
 func (p *PPPusher) Push(ctx context.Context, msg []byte) error {
 	if err := p.sock.SendBytes(ctx, msg, false); err != nil {
-		return p.wrap("push", err)
+		return p.opError("push", err)
 	}
 	p.stats.sent.Add(1)
 	return nil
 }
 
+// PushFrames sends frames as one multi-frame message, to one puller, as
+// Push does. At least one frame is needed.
+func (p *PPPusher) PushFrames(ctx context.Context, frames ...[]byte) error {
+	if len(frames) == 0 {
+		return p.opError("push", invalidArg("no frames to push"))
+	}
+	if err := p.sock.SendMessage(ctx, frames...); err != nil {
+		return p.opError("push", err)
+	}
+	p.stats.sent.Add(1)
+	return nil
+}
+
+// AddEndpoint binds (or, with ">", connects) one more endpoint.
+func (p *PPPusher) AddEndpoint(endpoint string) error { return p.addEndpoint(endpoint, true) }
+
 // Endpoints returns the endpoints bound, with ephemeral ports resolved
 // (tcp://127.0.0.1:41234), then those connected.
-func (p *PPPusher) Endpoints() []string { return p.sock.Endpoints() }
+func (p *PPPusher) Endpoints() []string { return p.conn.Endpoints() }
 
 // Stats returns the PPPusher's counters.
 func (p *PPPusher) Stats() Stats { return p.stats.snapshot() }
@@ -67,15 +84,16 @@ func (p *PPPusher) Stats() Stats { return p.stats.snapshot() }
 // idempotent.
 func (p *PPPusher) Close() error { return p.close(p) }
 
-// PullHandler handles one message received by PPPuller.Run. Its ctx ends
-// when Run returns. msg is owned by the handler. A returned error or a panic
-// is recovered, counted in Stats (HandlerErrors, HandlerPanics) and sent to
-// the error callback; the message is not retried and Run goes on.
+// Handler handles one message received by PPPuller.Run or PairClient.Run.
+// Its ctx ends when Run stops. msg is owned by the handler. A returned
+// error or a panic is recovered, counted in Stats (HandlerErrors,
+// HandlerPanics) and sent to the error callback; the message is not
+// retried and Run goes on.
 //
 // With WithConcurrency(n) up to n calls run at once, so the handler must be
 // safe for concurrent use when n > 1; with the default of 1, messages are
 // handled one at a time in the order they arrived.
-type PullHandler func(ctx context.Context, msg []byte) error
+type Handler func(ctx context.Context, msg []byte) error
 
 // PPPuller receives messages from one or more PPPushers (a ZeroMQ PULL
 // socket). It connects by default; bind it ("@") to fan in from many
@@ -84,62 +102,75 @@ type PullHandler func(ctx context.Context, msg []byte) error
 // A PPPuller is safe for concurrent use by multiple goroutines.
 //
 // Back-pressure: messages wait in libzmq, up to the receive high-water mark
-// (WithRecvHWM, 1000 per pusher by default), until Pull or Run takes them;
-// beyond it the pusher's Push blocks. Nothing is dropped while both sides
-// live, but messages queued in a puller that is closed are lost, and a
-// handler that falls behind slows its pushers rather than losing messages.
+// (WithRecvHWM, 1000 per pusher by default), until Receive or Run takes
+// them; beyond it the pusher's Push blocks. Nothing is dropped while both
+// sides live, but messages queued in a puller that is closed are lost, and
+// a handler that falls behind slows its pushers rather than losing
+// messages.
 type PPPuller struct {
 	base
-	handler PullHandler
+	sock *zsock.Socket
 }
 
 // NewPPPuller connects (or, with "@", binds) the endpoints and returns a
-// PPPuller whose Run calls h for each message. h may be nil for a puller
-// used only with Pull. Options: WithContext, WithRecvHWM, WithConcurrency
-// (for Run), WithErrorHandler, WithLogger, WithLinger, WithHeartbeat,
-// WithReconnectInterval, WithMaxMessageSize.
-func NewPPPuller(endpoints string, h PullHandler, opts ...Option) (*PPPuller, error) {
-	p := &PPPuller{handler: h}
-	if err := p.init(p, "puller", zsock.Config{Type: zmq.PULL}, endpoints, false, opts); err != nil {
+// PPPuller; take messages with Receive, or with a handler by Run.
+func NewPPPuller(endpoints string, opts ...Option) (*PPPuller, error) {
+	p := &PPPuller{}
+	var err error
+	if p.sock, err = p.openSocket(p, kindPuller, endpoints, false, opts, zsock.Config{Type: zmq.PULL}); err != nil {
 		return nil, err
 	}
 	return p, nil
 }
 
-// Pull returns the next message, waiting until one arrives, ctx ends
-// (returning ctx's error) or the PPPuller is closed (ErrClosed). A message
-// of several frames (from a foreign pusher) is discarded and returned as a
-// *MalformedError; the next call gets the next message. The message
-// is owned by the caller. Pull may be used alongside Run; each message goes
+// Receive returns the next message, waiting until one arrives, ctx ends (an
+// error matching ctx's) or the PPPuller is closed (ErrClosed). A message of
+// several frames (from a foreign pusher) is discarded and returned as a
+// *MalformedError; the next call gets the next message. The message is
+// owned by the caller. Receive may be used alongside Run; each message goes
 // to one of them.
-func (p *PPPuller) Pull(ctx context.Context) ([]byte, error) {
+func (p *PPPuller) Receive(ctx context.Context) ([]byte, error) {
 	msg, err := p.single(p.sock.RecvBytes(ctx))
 	if err != nil {
-		return nil, p.wrap("pull", err)
+		return nil, p.opError("receive", err)
 	}
 	p.stats.received.Add(1)
 	return msg, nil
 }
 
-// Run receives messages and calls the handler for each until ctx ends
-// (returning ctx's error) or the PPPuller is closed (returning ErrClosed).
+// ReceiveFrames returns the next message, every frame of it, as
+// PPPusher.PushFrames or a foreign pusher sent it. It waits as Receive
+// does.
+func (p *PPPuller) ReceiveFrames(ctx context.Context) ([][]byte, error) {
+	frames, err := p.sock.RecvMessage(ctx)
+	if err != nil {
+		return nil, p.opError("receive", err)
+	}
+	p.stats.received.Add(1)
+	return frames, nil
+}
+
+// Run receives messages and calls h for each until ctx ends (returning an
+// error matching ctx's) or the PPPuller is closed (returning ErrClosed).
 // With WithConcurrency(n), n calls run at once and order is not kept; with
 // the default of 1, messages are handled one at a time in order. Handler
-// errors and panics, and multi-frame messages, are counted and reported, and
-// Run goes on. Run returns
-// only after every handler call has returned.
-func (p *PPPuller) Run(ctx context.Context) error {
-	if p.handler == nil {
-		return invalid("Run", "the PPPuller was made with a nil handler (use Pull)")
+// errors and panics, and multi-frame messages, are counted and reported,
+// and Run goes on. Run returns only after every handler call has returned.
+func (p *PPPuller) Run(ctx context.Context, h Handler) error {
+	if h == nil {
+		return p.opError("run", invalidArg("nil handler"))
 	}
-	return serve(&p.base, ctx, p.o.concurrency, skipMalformed(&p.base, p.Pull), func(ctx context.Context, msg []byte) {
-		_ = p.call(func() error { return p.handler(ctx, msg) }) // reported by call
+	return serve(&p.base, ctx, p.o.concurrency, skipMalformed(&p.base, p.Receive), func(ctx context.Context, msg []byte) {
+		_ = p.call(func() error { return h(ctx, msg) }) // reported by call
 	})
 }
 
+// AddEndpoint connects (or, with "@", binds) one more endpoint.
+func (p *PPPuller) AddEndpoint(endpoint string) error { return p.addEndpoint(endpoint, false) }
+
 // Endpoints returns the endpoints bound, with ephemeral ports resolved,
 // then those connected.
-func (p *PPPuller) Endpoints() []string { return p.sock.Endpoints() }
+func (p *PPPuller) Endpoints() []string { return p.conn.Endpoints() }
 
 // Stats returns the PPPuller's counters.
 func (p *PPPuller) Stats() Stats { return p.stats.snapshot() }

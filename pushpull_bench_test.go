@@ -30,7 +30,7 @@ func benchZmqkitPushPull(b *testing.B, tr string, size int) {
 	measureStream(b, size, func() error {
 		return push.Push(ctx, msg)
 	}, func() error {
-		got, err := pull.Pull(ctx)
+		got, err := pull.Receive(ctx)
 		return wantLen(len(got), size, err)
 	})
 }

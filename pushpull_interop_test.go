@@ -45,7 +45,7 @@ ctx.term()
 
 func TestPushInteropPyzmqPull(t *testing.T) {
 	const n = 2000
-	push, err := NewPPPusher("tcp://127.0.0.1:*", WithContext(newTestContext(t)))
+	push, err := NewPPPusher("tcp://127.0.0.1:*", WithZMQContext(newTestContext(t)))
 	require.NoError(t, err)
 	closeOnCleanup(t, push)
 	py := startPython(t, pyPull, push.Endpoints()[0], strconv.Itoa(n))
@@ -61,12 +61,12 @@ func TestPullInteropPyzmqPush(t *testing.T) {
 	const n = 2000
 	py := startPython(t, pyPush, strconv.Itoa(n))
 	ep := strings.TrimSpace(py.Line(t))
-	pull, err := NewPPPuller(ep, nil, WithContext(newTestContext(t)))
+	pull, err := NewPPPuller(ep, WithZMQContext(newTestContext(t)))
 	require.NoError(t, err)
 	closeOnCleanup(t, pull)
 	ctx := testCtx(t)
 	for i := 0; i < n; i++ {
-		msg, err := pull.Pull(ctx)
+		msg, err := pull.Receive(ctx)
 		require.NoError(t, err)
 		require.Equal(t, strconv.Itoa(i), string(msg))
 	}

@@ -20,10 +20,10 @@ import (
 func newPushPull(t testing.TB, tr string, pushOpts, pullOpts []Option) (*PPPusher, *PPPuller) {
 	t.Helper()
 	zctx := newTestContext(t)
-	push, err := NewPPPusher(bindEndpoint(t, tr), append([]Option{WithContext(zctx)}, pushOpts...)...)
+	push, err := NewPPPusher(bindEndpoint(t, tr), append([]Option{WithZMQContext(zctx)}, pushOpts...)...)
 	require.NoError(t, err)
 	closeOnCleanup(t, push)
-	pull, err := NewPPPuller(push.Endpoints()[0], nil, append([]Option{WithContext(zctx)}, pullOpts...)...)
+	pull, err := NewPPPuller(push.Endpoints()[0], append([]Option{WithZMQContext(zctx)}, pullOpts...)...)
 	require.NoError(t, err)
 	closeOnCleanup(t, pull)
 	return push, pull
@@ -44,13 +44,13 @@ func TestPushPullTransports(t *testing.T) {
 				}
 			}()
 			for i := 0; i < n; i++ {
-				msg, err := pull.Pull(ctx)
+				msg, err := pull.Receive(ctx)
 				require.NoError(t, err)
 				require.Equal(t, strconv.Itoa(i), string(msg))
 			}
 			// Empty messages are messages too.
 			require.NoError(t, push.Push(ctx, nil))
-			msg, err := pull.Pull(ctx)
+			msg, err := pull.Receive(ctx)
 			require.NoError(t, err)
 			assert.Empty(t, msg)
 			assert.Equal(t, uint64(n+1), push.Stats().Sent)
@@ -69,7 +69,7 @@ func TestPushPullMillion(t *testing.T) {
 	zctx := newTestContext(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	push, err := NewPPPusher("tcp://127.0.0.1:*", WithContext(zctx))
+	push, err := NewPPPusher("tcp://127.0.0.1:*", WithZMQContext(zctx))
 	require.NoError(t, err)
 	closeOnCleanup(t, push)
 
@@ -87,10 +87,10 @@ func TestPushPullMillion(t *testing.T) {
 		}
 		return nil
 	}
-	puller, err := NewPPPuller(push.Endpoints()[0], h, WithContext(zctx))
+	puller, err := NewPPPuller(push.Endpoints()[0], WithZMQContext(zctx))
 	require.NoError(t, err)
 	closeOnCleanup(t, puller)
-	stop := runInBackground(t, puller.Run)
+	stop := runInBackground(t, func(ctx context.Context) error { return puller.Run(ctx, h) })
 
 	start := time.Now()
 	buf := make([]byte, 8)
@@ -122,7 +122,7 @@ func TestPushFanOut(t *testing.T) {
 			const workers, tasks = 10, 1000
 			zctx := newTestContext(t)
 			ctx := testCtx(t)
-			push, err := NewPPPusher(bindEndpoint(t, tr), WithContext(zctx))
+			push, err := NewPPPusher(bindEndpoint(t, tr), WithZMQContext(zctx))
 			require.NoError(t, err)
 			closeOnCleanup(t, push)
 
@@ -132,7 +132,7 @@ func TestPushFanOut(t *testing.T) {
 			shares := make([]atomic.Int64, workers)
 			for w := 0; w < workers; w++ {
 				var seenProbe bool // only this worker's handler goroutine touches it
-				pull, err := NewPPPuller(push.Endpoints()[0], func(ctx context.Context, msg []byte) error {
+				handler := func(ctx context.Context, msg []byte) error {
 					if string(msg) == "probe" {
 						if !seenProbe {
 							seenProbe = true
@@ -143,10 +143,11 @@ func TestPushFanOut(t *testing.T) {
 					shares[w].Add(1)
 					total.Add(1)
 					return nil
-				}, WithContext(zctx))
+				}
+				pull, err := NewPPPuller(push.Endpoints()[0], WithZMQContext(zctx))
 				require.NoError(t, err)
 				closeOnCleanup(t, pull)
-				stop := runInBackground(t, pull.Run)
+				stop := runInBackground(t, func(ctx context.Context) error { return pull.Run(ctx, handler) })
 				t.Cleanup(func() { assert.ErrorIs(t, stop(), context.Canceled) })
 			}
 
@@ -185,12 +186,12 @@ func TestPushFanIn(t *testing.T) {
 			const pushers, each = 4, 300
 			zctx := newTestContext(t)
 			ctx := testCtx(t)
-			pull, err := NewPPPuller("@"+bindEndpoint(t, tr), nil, WithContext(zctx))
+			pull, err := NewPPPuller("@"+bindEndpoint(t, tr), WithZMQContext(zctx))
 			require.NoError(t, err)
 			closeOnCleanup(t, pull)
 			var wg sync.WaitGroup
 			for p := 0; p < pushers; p++ {
-				push, err := NewPPPusher(">"+pull.Endpoints()[0], WithContext(zctx))
+				push, err := NewPPPusher(">"+pull.Endpoints()[0], WithZMQContext(zctx))
 				require.NoError(t, err)
 				closeOnCleanup(t, push)
 				wg.Add(1)
@@ -206,7 +207,7 @@ func TestPushFanIn(t *testing.T) {
 			}
 			next := make([]int, pushers)
 			for n := 0; n < pushers*each; n++ {
-				msg, err := pull.Pull(ctx)
+				msg, err := pull.Receive(ctx)
 				require.NoError(t, err)
 				var p, i int
 				_, err = fmt.Sscanf(string(msg), "%d:%d", &p, &i)
@@ -226,7 +227,7 @@ func TestPushBlocksWithoutPeerUntilCtxEnds(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr, func(t *testing.T) {
 			zctx := newTestContext(t)
-			push, err := NewPPPusher(bindEndpoint(t, tr), WithContext(zctx))
+			push, err := NewPPPusher(bindEndpoint(t, tr), WithZMQContext(zctx))
 			require.NoError(t, err)
 			closeOnCleanup(t, push)
 
@@ -282,12 +283,12 @@ func TestPushBlocksAtHighWaterMark(t *testing.T) {
 	}
 	assert.GreaterOrEqual(t, sent, 10)
 	for i := 0; i < sent; i++ {
-		msg, err := pull.Pull(ctx)
+		msg, err := pull.Receive(ctx)
 		require.NoError(t, err)
 		require.Equal(t, strconv.Itoa(i), string(msg), "nothing lost at the mark")
 	}
 	require.NoError(t, push.Push(ctx, []byte("after")))
-	msg, err := pull.Pull(ctx)
+	msg, err := pull.Receive(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, "after", string(msg))
 }
@@ -296,12 +297,12 @@ func TestPullEndsByCtxAndClose(t *testing.T) {
 	_, pull := newPushPull(t, "inproc", nil, nil)
 	dctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()
-	_, err := pull.Pull(dctx)
+	_, err := pull.Receive(dctx)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 
 	errc := make(chan error, 1)
 	go func() {
-		_, err := pull.Pull(context.Background())
+		_, err := pull.Receive(context.Background())
 		errc <- err
 	}()
 	awaitBlocked(t, pull.sock, 1)
@@ -312,9 +313,9 @@ func TestPullEndsByCtxAndClose(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Pull did not return after Close")
 	}
-	_, err = pull.Pull(context.Background())
+	_, err = pull.Receive(context.Background())
 	assert.ErrorIs(t, err, ErrClosed)
-	assert.ErrorIs(t, pull.Run(context.Background()), ErrInvalidOption, "no handler")
+	assert.ErrorIs(t, pull.Run(context.Background(), nil), ErrInvalidArgument, "no handler")
 }
 
 func TestPullerRunReportsHandlerFailures(t *testing.T) {
@@ -323,11 +324,11 @@ func TestPullerRunReportsHandlerFailures(t *testing.T) {
 			var rec errorRecorder
 			zctx := newTestContext(t)
 			ctx := testCtx(t)
-			push, err := NewPPPusher(bindEndpoint(t, tr), WithContext(zctx))
+			push, err := NewPPPusher(bindEndpoint(t, tr), WithZMQContext(zctx))
 			require.NoError(t, err)
 			closeOnCleanup(t, push)
 			got := make(chan string, 10)
-			pull, err := NewPPPuller(push.Endpoints()[0], func(ctx context.Context, msg []byte) error {
+			handler2 := func(ctx context.Context, msg []byte) error {
 				switch string(msg) {
 				case "fail":
 					return errors.New("handler says no")
@@ -336,10 +337,11 @@ func TestPullerRunReportsHandlerFailures(t *testing.T) {
 				}
 				got <- string(msg)
 				return nil
-			}, WithContext(zctx), rec.option())
+			}
+			pull, err := NewPPPuller(push.Endpoints()[0], WithZMQContext(zctx), rec.option())
 			require.NoError(t, err)
 			closeOnCleanup(t, pull)
-			stop := runInBackground(t, pull.Run)
+			stop := runInBackground(t, func(ctx context.Context) error { return pull.Run(ctx, handler2) })
 			for _, s := range []string{"a", "fail", "b", "panic", "c"} {
 				require.NoError(t, push.Push(ctx, []byte(s)))
 			}
@@ -366,22 +368,23 @@ func TestPullerRunReportsHandlerFailures(t *testing.T) {
 func TestPullerRunConcurrencyAndClose(t *testing.T) {
 	zctx := newTestContext(t)
 	ctx := testCtx(t)
-	push, err := NewPPPusher(bindEndpoint(t, "inproc"), WithContext(zctx))
+	push, err := NewPPPusher(bindEndpoint(t, "inproc"), WithZMQContext(zctx))
 	require.NoError(t, err)
 	closeOnCleanup(t, push)
 	// Four handlers must be in flight at once for any of them to finish.
 	var barrier sync.WaitGroup
 	barrier.Add(4)
 	done := make(chan struct{}, 4)
-	pull, err := NewPPPuller(push.Endpoints()[0], func(ctx context.Context, msg []byte) error {
+	handler3 := func(ctx context.Context, msg []byte) error {
 		barrier.Done()
 		barrier.Wait()
 		done <- struct{}{}
 		return nil
-	}, WithContext(zctx), WithConcurrency(4))
+	}
+	pull, err := NewPPPuller(push.Endpoints()[0], WithZMQContext(zctx), WithConcurrency(4))
 	require.NoError(t, err)
 	runErr := make(chan error, 1)
-	go func() { runErr <- pull.Run(context.Background()) }()
+	go func() { runErr <- pull.Run(context.Background(), handler3) }()
 	for i := 0; i < 4; i++ {
 		require.NoError(t, push.Push(ctx, []byte{byte(i)}))
 	}
@@ -399,28 +402,28 @@ func TestPullerRunConcurrencyAndClose(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not return after Close")
 	}
-	assert.ErrorIs(t, pull.Run(context.Background()), ErrClosed)
+	assert.ErrorIs(t, pull.Run(context.Background(), func(context.Context, []byte) error { return nil }), ErrClosed)
 }
 
 func TestPushPullBadEndpointsAndContextClose(t *testing.T) {
-	_, err := NewPPPusher("tcp://nohost", WithContext(newTestContext(t)))
+	_, err := NewPPPusher("tcp://nohost", WithZMQContext(newTestContext(t)))
 	assert.ErrorIs(t, err, ErrInvalidEndpoint)
-	_, err = NewPPPuller("", nil, WithContext(newTestContext(t)))
+	_, err = NewPPPuller("", WithZMQContext(newTestContext(t)))
 	assert.ErrorIs(t, err, ErrInvalidEndpoint)
-	_, err = NewPPPuller("inproc://x", nil, WithConcurrency(0))
+	_, err = NewPPPuller("inproc://x", WithConcurrency(0))
 	assert.ErrorIs(t, err, ErrInvalidOption)
 
 	// Context.Close closes what is still open and unblocks its callers.
 	zctx, err := NewContext()
 	require.NoError(t, err)
-	push, err := NewPPPusher("inproc://ctxclose", WithContext(zctx))
+	push, err := NewPPPusher("inproc://ctxclose", WithZMQContext(zctx))
 	require.NoError(t, err)
-	pull, err := NewPPPuller("inproc://other", nil, WithContext(zctx))
+	pull, err := NewPPPuller("inproc://other", WithZMQContext(zctx))
 	require.NoError(t, err)
 	errc := make(chan error, 2)
 	go func() { errc <- push.Push(context.Background(), []byte("x")) }()
 	go func() {
-		_, err := pull.Pull(context.Background())
+		_, err := pull.Receive(context.Background())
 		errc <- err
 	}()
 	require.NoError(t, zctx.Close())
@@ -437,7 +440,7 @@ func TestPullerRecoversFromOversizeMessage(t *testing.T) {
 			push, pull := newPushPull(t, tr, nil, []Option{WithMaxMessageSize(100), rec.option()})
 			ctx := testCtx(t)
 			require.NoError(t, push.Push(ctx, []byte("small")))
-			got, err := pull.Pull(ctx)
+			got, err := pull.Receive(ctx)
 			require.NoError(t, err)
 			require.Equal(t, "small", string(got))
 
@@ -449,7 +452,7 @@ func TestPullerRecoversFromOversizeMessage(t *testing.T) {
 			assert.Contains(t, errs[0].Error(), "WithMaxMessageSize")
 
 			require.NoError(t, push.Push(ctx, []byte("after")))
-			got, err = pull.Pull(ctx)
+			got, err = pull.Receive(ctx)
 			require.NoError(t, err)
 			require.Equal(t, "after", string(got))
 		})

@@ -137,7 +137,7 @@ func startRRZmqkit(b *testing.B, concurrency int, h RequestHandler) (*RRClient, 
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv, err := NewRRServer("tcp://127.0.0.1:*", h, WithContext(zctx), WithConcurrency(concurrency))
+	srv, err := NewRRServer("tcp://127.0.0.1:*", h, WithZMQContext(zctx), WithConcurrency(concurrency))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -151,7 +151,7 @@ func startRRZmqkit(b *testing.B, concurrency int, h RequestHandler) (*RRClient, 
 			b.Error(err)
 		}
 	}
-	cli, err := NewRRClient(srv.Endpoints()[0], WithContext(zctx))
+	cli, err := NewRRClient(srv.Endpoints()[0], WithZMQContext(zctx))
 	if err != nil {
 		stop()
 		b.Fatal(err)

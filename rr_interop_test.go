@@ -38,7 +38,7 @@ func TestRRInteropPythonREQToRRServer(t *testing.T) {
 				return echo(ctx, req)
 			}
 			zctx := newTestContext(t)
-			srv, err := NewRRServer(bindEndpoint(t, tr), h, WithContext(zctx), WithConcurrency(4))
+			srv, err := NewRRServer(bindEndpoint(t, tr), h, WithZMQContext(zctx), WithConcurrency(4))
 			require.NoError(t, err)
 			closeOnCleanup(t, srv)
 			runServer(t, srv)
@@ -82,7 +82,7 @@ func TestRRInteropRRClientToPythonREP(t *testing.T) {
 			ep = p.Line(t)
 
 			zctx := newTestContext(t)
-			cli, err := NewRRClient(ep, WithContext(zctx))
+			cli, err := NewRRClient(ep, WithZMQContext(zctx))
 			require.NoError(t, err)
 			closeOnCleanup(t, cli)
 			ctx := testCtx(t)

@@ -54,11 +54,11 @@ func awaitServer(t testing.TB, cli *RRClient) {
 func newRR(t testing.TB, tr string, h RequestHandler, srvOpts, cliOpts []Option) (*RRServer, *RRClient) {
 	t.Helper()
 	zctx := newTestContext(t)
-	srv, err := NewRRServer(bindEndpoint(t, tr), h, append([]Option{WithContext(zctx)}, srvOpts...)...)
+	srv, err := NewRRServer(bindEndpoint(t, tr), h, append([]Option{WithZMQContext(zctx)}, srvOpts...)...)
 	require.NoError(t, err)
 	closeOnCleanup(t, srv)
 	runServer(t, srv)
-	cli, err := NewRRClient(srv.Endpoints()[0], append([]Option{WithContext(zctx)}, cliOpts...)...)
+	cli, err := NewRRClient(srv.Endpoints()[0], append([]Option{WithZMQContext(zctx)}, cliOpts...)...)
 	require.NoError(t, err)
 	closeOnCleanup(t, cli)
 	return srv, cli
@@ -267,7 +267,7 @@ func TestRRTimeoutThenNormal(t *testing.T) {
 func TestRRRequestEndsByContextAndClose(t *testing.T) {
 	zctx := newTestContext(t)
 	// Nothing listens: the request can never be sent.
-	cli, err := NewRRClient("tcp://127.0.0.1:1", WithContext(zctx))
+	cli, err := NewRRClient("tcp://127.0.0.1:1", WithZMQContext(zctx))
 	require.NoError(t, err)
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -336,13 +336,13 @@ func TestRRServerRestart(t *testing.T) {
 		t.Run(tr, func(t *testing.T) {
 			zctx := newTestContext(t)
 			ctx := testCtx(t)
-			srv, err := NewRRServer(bindEndpoint(t, tr), echo, WithContext(zctx))
+			srv, err := NewRRServer(bindEndpoint(t, tr), echo, WithZMQContext(zctx))
 			require.NoError(t, err)
 			ep := srv.Endpoints()[0]
 			stopped := make(chan error, 1)
 			go func() { stopped <- srv.Run(ctx) }()
 
-			cli, err := NewRRClient(ep, WithContext(zctx), WithReconnectInterval(10*time.Millisecond, 0))
+			cli, err := NewRRClient(ep, WithZMQContext(zctx), WithReconnectInterval(10*time.Millisecond, 0))
 			require.NoError(t, err)
 			closeOnCleanup(t, cli)
 			rep, err := cli.Request(ctx, []byte("before"))
@@ -358,7 +358,7 @@ func TestRRServerRestart(t *testing.T) {
 				require.ErrorIs(t, err, context.DeadlineExceeded, "fails by ctx while the server is down")
 			}
 
-			srv2, err := NewRRServer(ep, echo, WithContext(zctx))
+			srv2, err := NewRRServer(ep, echo, WithZMQContext(zctx))
 			require.NoError(t, err)
 			closeOnCleanup(t, srv2)
 			runServer(t, srv2)
@@ -433,14 +433,14 @@ func TestRRSeveralServers(t *testing.T) {
 	for i := 0; i < 2; i++ {
 		srv, err := NewRRServer(bindEndpoint(t, "tcp"), func(context.Context, []byte) ([]byte, error) {
 			return []byte(fmt.Sprint(i)), nil
-		}, WithContext(zctx))
+		}, WithZMQContext(zctx))
 		require.NoError(t, err)
 		closeOnCleanup(t, srv)
 		runServer(t, srv)
 		eps = append(eps, srv.Endpoints()[0])
 		srvs = append(srvs, srv)
 	}
-	cli, err := NewRRClient(eps[0]+","+eps[1], WithContext(zctx))
+	cli, err := NewRRClient(eps[0]+","+eps[1], WithZMQContext(zctx))
 	require.NoError(t, err)
 	closeOnCleanup(t, cli)
 	seen := map[string]bool{}
@@ -486,7 +486,7 @@ func TestRRClientAgainstREP(t *testing.T) {
 					}
 				}
 			}()
-			cli, err := NewRRClient(ep, WithContext(zctx))
+			cli, err := NewRRClient(ep, WithZMQContext(zctx))
 			require.NoError(t, err)
 			closeOnCleanup(t, cli)
 			ctx := testCtx(t)
@@ -509,7 +509,7 @@ func TestRRServerWithREQ(t *testing.T) {
 				return echo(ctx, req)
 			}
 			zctx := newTestContext(t)
-			srv, err := NewRRServer(bindEndpoint(t, tr), h, WithContext(zctx))
+			srv, err := NewRRServer(bindEndpoint(t, tr), h, WithZMQContext(zctx))
 			require.NoError(t, err)
 			closeOnCleanup(t, srv)
 			runServer(t, srv)
@@ -539,7 +539,7 @@ func TestRRServerWithREQ(t *testing.T) {
 func TestRRServerMalformedRequests(t *testing.T) {
 	zctx := newTestContext(t)
 	var reported atomic.Int64
-	srv, err := NewRRServer(bindEndpoint(t, "inproc"), echo, WithContext(zctx),
+	srv, err := NewRRServer(bindEndpoint(t, "inproc"), echo, WithZMQContext(zctx),
 		WithErrorHandler(func(err error) {
 			assert.ErrorIs(t, err, ErrMalformed)
 			reported.Add(1)
@@ -583,11 +583,11 @@ func TestRRServerRunEndsOnClose(t *testing.T) {
 		close(inHandler)
 		<-ctx.Done() // the handler's ctx ends when Run stops
 		return nil, ctx.Err()
-	}, WithContext(zctx), WithConcurrency(3))
+	}, WithZMQContext(zctx), WithConcurrency(3))
 	require.NoError(t, err)
 	runErr := make(chan error, 1)
 	go func() { runErr <- srv.Run(context.Background()) }()
-	cli, err := NewRRClient(srv.Endpoints()[0], WithContext(zctx))
+	cli, err := NewRRClient(srv.Endpoints()[0], WithZMQContext(zctx))
 	require.NoError(t, err)
 	closeOnCleanup(t, cli)
 	reqErr := make(chan error, 1)
@@ -614,9 +614,9 @@ func TestRRServerRunEndsOnClose(t *testing.T) {
 	require.NoError(t, srv.Close(), "Close is idempotent")
 	assert.ErrorIs(t, srv.Run(context.Background()), ErrClosed)
 
-	_, err = NewRRServer("inproc://nil", nil, WithContext(zctx))
-	assert.ErrorIs(t, err, ErrInvalidOption)
-	_, err = NewRRServer("bogus", echo, WithContext(zctx))
+	_, err = NewRRServer("inproc://nil", nil, WithZMQContext(zctx))
+	assert.ErrorIs(t, err, ErrInvalidArgument)
+	_, err = NewRRServer("bogus", echo, WithZMQContext(zctx))
 	assert.ErrorIs(t, err, ErrInvalidEndpoint)
 }
 
@@ -668,10 +668,10 @@ func TestRRServerRepliesAtStop(t *testing.T) {
 		return serverStop{
 			start: func(t *testing.T, h RequestHandler, n int) (func(context.Context) error, func() error, func() Stats) {
 				var err error
-				srv, err = NewRRServer(bindEndpoint(t, "tcp"), h, WithContext(zctx), WithConcurrency(n))
+				srv, err = NewRRServer(bindEndpoint(t, "tcp"), h, WithZMQContext(zctx), WithConcurrency(n))
 				require.NoError(t, err)
 				closeOnCleanup(t, srv)
-				cli, err = NewRRClient(srv.Endpoints()[0], WithContext(zctx))
+				cli, err = NewRRClient(srv.Endpoints()[0], WithZMQContext(zctx))
 				require.NoError(t, err)
 				closeOnCleanup(t, cli)
 				return srv.Run, srv.Close, srv.Stats
@@ -713,12 +713,12 @@ func TestRRClientRecoversFromOversizeReply(t *testing.T) {
 			return make([]byte, 1000), nil
 		}
 		return req, nil
-	}, WithContext(zctx))
+	}, WithZMQContext(zctx))
 	require.NoError(t, err)
 	closeOnCleanup(t, srv)
 	runServer(t, srv)
 	var rec errorRecorder
-	cli, err := NewRRClient(srv.Endpoints()[0], WithContext(zctx), WithMaxMessageSize(100), rec.option())
+	cli, err := NewRRClient(srv.Endpoints()[0], WithZMQContext(zctx), WithMaxMessageSize(100), rec.option())
 	require.NoError(t, err)
 	closeOnCleanup(t, cli)
 	ctx := testCtx(t)
@@ -748,11 +748,11 @@ func TestRRLoad64InFlight(t *testing.T) {
 			zctx := newTestContext(t)
 			srv, err := NewRRServer(bindEndpoint(t, "tcp"), func(_ context.Context, req []byte) ([]byte, error) {
 				return req, nil
-			}, WithContext(zctx), WithConcurrency(concurrency))
+			}, WithZMQContext(zctx), WithConcurrency(concurrency))
 			require.NoError(t, err)
 			closeOnCleanup(t, srv)
 			runServer(t, srv)
-			cli, err := NewRRClient(srv.Endpoints()[0], WithContext(zctx))
+			cli, err := NewRRClient(srv.Endpoints()[0], WithZMQContext(zctx))
 			require.NoError(t, err)
 			closeOnCleanup(t, cli)
 			var next atomic.Int64

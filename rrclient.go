@@ -8,33 +8,11 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	zmq "github.com/pebbe/zmq4"
 
 	"github.com/zmqkit/zmqkit/internal/zsock"
 )
-
-// WithRetries makes RRClient.Request wait at most perTry for a reply and,
-// if none came, send the request again, up to tries sends in all (the Lazy
-// Pirate pattern); when the last try times out Request returns an error
-// matching ErrNoReply. The request's ctx still bounds the whole call. Use it
-// only for idempotent requests: a server may receive, and answer, a
-// request more than once. Each resend goes to the next connected server when
-// there are several. Default: off (one try, bounded only by ctx). Applies to
-// RRClient.
-func WithRetries(tries int, perTry time.Duration) Option {
-	return func(o *options) error {
-		if tries < 1 {
-			return invalid("WithRetries", "tries %d is less than 1", tries)
-		}
-		if perTry <= 0 {
-			return invalid("WithRetries", "per-try time-out %v must be positive", perTry)
-		}
-		o.tries, o.tryTimeout = tries, perTry
-		return nil
-	}
-}
 
 // RRClient sends requests and waits for their replies (a ZeroMQ DEALER
 // socket speaking the REQ/REP wire protocol). It connects by default.
@@ -65,6 +43,7 @@ func WithRetries(tries int, perTry time.Duration) Option {
 // server needs tcp:// or ipc://.
 type RRClient struct {
 	base
+	sock   *zsock.Socket
 	nextID atomic.Uint64
 
 	mu      sync.Mutex
@@ -82,13 +61,13 @@ type rrReply struct {
 }
 
 // NewRRClient connects (or, with "@", binds) the endpoints and returns an
-// RRClient; it does not wait for a server. Options: WithContext,
-// WithRetries, WithReconnectInterval, WithHeartbeat, WithSendHWM,
-// WithRecvHWM, WithLinger, WithLogger, WithMaxMessageSize.
+// RRClient; it does not wait for a server.
 func NewRRClient(endpoints string, opts ...Option) (*RRClient, error) {
 	c := &RRClient{pending: map[uint64]chan rrReply{}, reader: make(chan struct{}, 1)}
 	immediate := zsock.Option{Name: "ZMQ_IMMEDIATE", Set: func(z *zmq.Socket) error { return z.SetImmediate(true) }}
-	if err := c.init(c, "rrclient", zsock.Config{Type: zmq.DEALER, Wait: zsock.Blocking, Options: []zsock.Option{immediate}}, endpoints, false, opts); err != nil {
+	var err error
+	if c.sock, err = c.openSocket(c, kindRRClient, endpoints, false, opts,
+		zsock.Config{Type: zmq.DEALER, Wait: zsock.Blocking, Options: []zsock.Option{immediate}}); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -102,7 +81,7 @@ func NewRRClient(endpoints string, opts ...Option) (*RRClient, error) {
 // Request returns.
 func (c *RRClient) Request(ctx context.Context, req []byte) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, c.opError("request", err)
 	}
 	id := c.nextID.Add(1)
 	var idb [8]byte
@@ -127,11 +106,11 @@ func (c *RRClient) Request(ctx context.Context, req []byte) ([]byte, error) {
 		case err == nil:
 			return r.body, r.err
 		case ctx.Err() != nil:
-			return nil, ctx.Err()
+			return nil, c.opError("request", ctx.Err())
 		case !errors.Is(err, context.DeadlineExceeded):
-			return nil, c.wrap("request", err)
+			return nil, c.opError("request", err)
 		case try >= tries:
-			return nil, fmt.Errorf("%w after %d tries of %v", ErrNoReply, tries, c.o.tryTimeout)
+			return nil, c.opError("request", fmt.Errorf("%w after %d tries of %v", ErrNoReply, tries, c.o.tryTimeout))
 		}
 		c.o.logger.Debug("zmqkit: rrclient retry", "try", try+1, "of", tries)
 	}
@@ -160,7 +139,7 @@ func (c *RRClient) try(ctx context.Context, idb, req []byte, ch chan rrReply) (r
 			}
 		case <-ctx.Done():
 			return rrReply{}, ctx.Err()
-		case <-c.sock.Done():
+		case <-c.done:
 			return rrReply{}, ErrClosed
 		}
 	}
@@ -188,7 +167,7 @@ func (c *RRClient) read(ctx context.Context, ch chan rrReply) (rrReply, bool, er
 func (c *RRClient) dispatch(msg [][]byte) {
 	if len(msg) < 3 || len(msg[0]) != 8 || len(msg[1]) != 0 {
 		c.stats.malformed.Add(1)
-		c.report(malformed(msg[len(msg)-1], nil, "reply of %d frames is not [request-id, \"\", reply]", len(msg)))
+		c.report(c.opError("receive", malformed(msg[len(msg)-1], nil, "reply of %d frames is not [request-id, \"\", reply]", len(msg))))
 		return
 	}
 	id := binary.BigEndian.Uint64(msg[0])
@@ -228,9 +207,13 @@ func (c *RRClient) forget(id uint64, ch chan rrReply) {
 	}
 }
 
+// AddEndpoint connects (or, with "@", binds) one more endpoint: one more
+// server to spread requests over.
+func (c *RRClient) AddEndpoint(endpoint string) error { return c.addEndpoint(endpoint, false) }
+
 // Endpoints returns the endpoints bound, with ephemeral ports resolved, then
 // those connected.
-func (c *RRClient) Endpoints() []string { return c.sock.Endpoints() }
+func (c *RRClient) Endpoints() []string { return c.conn.Endpoints() }
 
 // Stats returns the RRClient's counters: Sent requests (each retry
 // included), Received replies, Malformed replies, and Dropped late replies.

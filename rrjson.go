@@ -24,7 +24,7 @@ func JSONHandler[Req, Resp any](f func(context.Context, Req) (Resp, error)) Requ
 		}
 		out, err := json.Marshal(resp)
 		if err != nil {
-			return nil, fmt.Errorf("zmqkit: encode json reply: %w", err)
+			return nil, fmt.Errorf("%w: encode json reply: %w", ErrInvalidMessage, err)
 		}
 		return out, nil
 	}
@@ -38,7 +38,7 @@ func RequestJSON[Resp any](ctx context.Context, c *RRClient, req any) (Resp, err
 	var resp Resp
 	body, err := json.Marshal(req)
 	if err != nil {
-		return resp, fmt.Errorf("zmqkit: encode json request: %w", err)
+		return resp, c.opError("request", fmt.Errorf("%w: encode json request: %w", ErrInvalidMessage, err))
 	}
 	reply, err := c.Request(ctx, body)
 	if err != nil {
@@ -46,7 +46,7 @@ func RequestJSON[Resp any](ctx context.Context, c *RRClient, req any) (Resp, err
 	}
 	if err := json.Unmarshal(reply, &resp); err != nil {
 		c.stats.malformed.Add(1)
-		return resp, malformed(reply, err, "reply is not JSON for %T", resp)
+		return resp, c.opError("request", malformed(reply, err, "reply is not JSON for %T", resp))
 	}
 	return resp, nil
 }

@@ -2,8 +2,6 @@ package zmqkit
 
 import (
 	"context"
-	"errors"
-	"fmt"
 
 	zmq "github.com/pebbe/zmq4"
 
@@ -58,137 +56,90 @@ type RequestHandler func(ctx context.Context, req []byte) ([]byte, error)
 // frame gets an error reply.
 type RRServer struct {
 	base
+	sock    *zsock.Socket
 	handler RequestHandler
 }
 
 // NewRRServer binds (or, with ">", connects) the endpoints and returns an
 // RRServer that answers requests with h once Run is called. endpoints is a
 // comma-separated list such as "tcp://*:5555,inproc://rpc";
-// "tcp://127.0.0.1:*" binds an ephemeral port, which Endpoints reports.
-// Options: WithContext, WithConcurrency (default 1), WithErrorHandler,
-// WithLogger, WithRecvHWM, WithSendHWM, WithLinger, WithHeartbeat,
-// WithMaxMessageSize.
+// "tcp://127.0.0.1:*" binds an ephemeral port, which Endpoints reports. A
+// server that connects (">") to a queue's back end (a ROUTER/DEALER
+// broker) is one of its workers.
 func NewRRServer(endpoints string, h RequestHandler, opts ...Option) (*RRServer, error) {
 	if h == nil {
-		return nil, invalid("NewRRServer", "nil handler")
+		return nil, invalidArg("NewRRServer: nil handler")
 	}
 	s := &RRServer{handler: h}
-	if err := s.init(s, "rrserver", zsock.Config{Type: zmq.ROUTER, Wait: zsock.Blocking}, endpoints, true, opts); err != nil {
+	var err error
+	if s.sock, err = s.openSocket(s, kindRRServer, endpoints, true, opts, zsock.Config{Type: zmq.ROUTER, Wait: zsock.Blocking}); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-// Run receives requests and answers them until ctx ends (returning ctx's
-// error) or the server is closed (returning ErrClosed). It returns only
-// after every handler call it started has returned.
+// Run receives requests and answers them until ctx ends (returning an error
+// matching ctx's) or the server is closed (returning ErrClosed). It returns
+// only after every handler call it started has returned.
 //
 // Stopping: when ctx ends (a graceful stop), no new request is taken, the
 // handlers' ctx ends, and the replies of the handlers already running are
 // still sent. Close is immediate: the replies of handlers that return after
 // it are never sent, and are counted in Stats as Dropped.
 func (s *RRServer) Run(ctx context.Context) error {
-	return serve(&s.base, ctx, s.o.concurrency, s.receive, s.serveOne)
+	return s.serveRequests(ctx, s.handler, s.receive, s.reply)
 }
 
-// receive takes the next request message, envelope included.
-func (s *RRServer) receive(ctx context.Context) ([][]byte, error) {
-	msg, err := s.sock.RecvMessage(ctx)
-	if err != nil {
-		return nil, s.wrap("receive", err)
-	}
-	s.stats.received.Add(1)
-	return msg, nil
-}
-
-// serveOne answers one request and sends the reply, counting it as sent
-// or dropped.
-func (s *RRServer) serveOne(ctx context.Context, msg [][]byte) {
-	reply := s.handle(ctx, msg)
-	if reply == nil {
-		return
-	}
-	rctx, cancel := s.replyContext(ctx)
-	err := s.sock.SendMessage(rctx, reply...)
-	cancel()
-	if err != nil {
-		s.stats.dropped.Add(1)
-		if !errors.Is(err, ErrClosed) {
-			s.report(s.wrap("reply", err))
+// receive takes the next request: [envelope..., "", body]. A message with
+// no envelope delimiter cannot be answered: it is counted as Malformed,
+// reported and skipped. A request with other than one body frame is
+// answered with an error reply.
+func (s *RRServer) receive(ctx context.Context) (request, error) {
+	for {
+		msg, err := s.sock.RecvMessage(ctx)
+		if err != nil {
+			return request{}, s.opError("receive", err)
 		}
-		return
-	}
-	s.stats.sent.Add(1)
-}
-
-// handle answers one [envelope..., "", request] message; it returns the
-// whole reply message, or nil when there is nobody to answer.
-func (s *RRServer) handle(ctx context.Context, msg [][]byte) [][]byte {
-	delim := -1
-	for i, f := range msg {
-		if len(f) == 0 {
-			delim = i
-			break
+		s.stats.received.Add(1)
+		delim := -1
+		for i, f := range msg {
+			if len(f) == 0 {
+				delim = i
+				break
+			}
 		}
+		if delim < 1 { // the first frame is the peer's routing id
+			s.stats.malformed.Add(1)
+			s.report(s.opError("receive", malformed(msg[len(msg)-1], nil, "request of %d frames has no envelope delimiter", len(msg))))
+			continue
+		}
+		// The envelope, up to and including the delimiter, goes back as it
+		// came; the reply takes the request's place.
+		r := request{envelope: msg[:delim+1]}
+		if n := len(msg) - delim - 1; n != 1 {
+			s.stats.malformed.Add(1)
+			r.bad = malformed(nil, nil, "request has %d body frames, want 1", n)
+			s.report(s.opError("receive", r.bad))
+		} else {
+			r.body = msg[delim+1]
+		}
+		return r, nil
 	}
-	if delim < 1 { // the first frame is the peer's routing id
-		s.stats.malformed.Add(1)
-		s.report(malformed(msg[len(msg)-1], nil, "request of %d frames has no envelope delimiter", len(msg)))
-		return nil
-	}
-	var out []byte
-	if n := len(msg) - delim - 1; n != 1 {
-		s.stats.malformed.Add(1)
-		err := malformed(nil, nil, "request has %d body frames, want 1", n)
-		s.report(err)
-		out = errorReply(err.Reason)
-	} else {
-		out = s.answer(ctx, s.handler, msg[delim+1])
-	}
-	// The envelope, up to and including the delimiter, goes back as it
-	// came; the reply takes the request's place.
-	return append(msg[:delim+1], out)
 }
 
-// answer calls h through call (recovering, counting and reporting its
-// failures); an error or panic becomes the error reply, so the peer that
-// asked always gets an answer.
-func (b *base) answer(ctx context.Context, h RequestHandler, req []byte) []byte {
-	var reply []byte
-	err := b.call(func() error {
-		var err error
-		reply, err = h(ctx, req)
-		return err
-	})
-	if err == nil {
-		return reply
-	}
-	text := err.Error()
-	var he *HandlerError
-	if errors.As(err, &he) && he.Err != nil {
-		text = he.Err.Error()
-	}
-	return errorReply(text)
+// reply sends body to the client r came from. A ROUTER send never waits:
+// a reply to a client that has gone, or whose queue is full, is dropped
+// by libzmq.
+func (s *RRServer) reply(ctx context.Context, r request, body []byte) error {
+	return s.sock.SendMessage(ctx, append(r.envelope, body)...)
 }
 
-func errorReply(msg string) []byte {
-	return append([]byte(ErrorReplyPrefix), msg...)
-}
-
-// RemoteError is the error RRClient.Request returns for an error reply: the
-// server's handler failed or panicked (or the server could not read the
-// request). Message is the server's text, as sent after ErrorReplyPrefix.
-type RemoteError struct {
-	Message string
-}
-
-func (e *RemoteError) Error() string {
-	return fmt.Sprintf("zmqkit: remote handler failed: %s", e.Message)
-}
+// AddEndpoint binds (or, with ">", connects) one more endpoint.
+func (s *RRServer) AddEndpoint(endpoint string) error { return s.addEndpoint(endpoint, true) }
 
 // Endpoints returns the endpoints bound, with ephemeral ports resolved
 // (tcp://127.0.0.1:41234), then those connected.
-func (s *RRServer) Endpoints() []string { return s.sock.Endpoints() }
+func (s *RRServer) Endpoints() []string { return s.conn.Endpoints() }
 
 // Stats returns the RRServer's counters: Received requests, Sent replies
 // (error replies included), Malformed requests, HandlerErrors and

@@ -99,3 +99,63 @@ func skipMalformed[T any](b *base, recv func(context.Context) (T, error)) func(c
 		}
 	}
 }
+
+// request is one request a server received: its body, or why it cannot be
+// read, and what its reply needs to reach the client that asked.
+type request struct {
+	body     []byte
+	bad      *MalformedError // answered with an error reply, not the handler
+	envelope [][]byte        // RRServer: the envelope, delimiter included
+	gen      uint64          // PairServer: the connection it came on
+}
+
+// serveRequests is the one server loop of RRServer and PairServer:
+// receive, call the handler (or answer an unreadable request with an error
+// reply), send the reply, count it as sent or dropped; with serve's
+// concurrency and its stop rule (replyContext).
+func (b *base) serveRequests(ctx context.Context, h RequestHandler, recv func(context.Context) (request, error), reply func(context.Context, request, []byte) error) error {
+	return serve(b, ctx, b.o.concurrency, recv, func(ctx context.Context, r request) {
+		var out []byte
+		if r.bad != nil {
+			out = errorReply(r.bad.Reason)
+		} else {
+			out = b.answer(ctx, h, r.body)
+		}
+		rctx, cancel := b.replyContext(ctx)
+		err := reply(rctx, r, out)
+		cancel()
+		if err != nil {
+			b.stats.dropped.Add(1)
+			if !errors.Is(err, ErrClosed) && !errors.Is(err, ErrPairReset) {
+				b.report(b.opError("reply", err))
+			}
+			return
+		}
+		b.stats.sent.Add(1)
+	})
+}
+
+// answer calls h through call (recovering, counting and reporting its
+// failures); an error or panic becomes the error reply, so the peer that
+// asked always gets an answer.
+func (b *base) answer(ctx context.Context, h RequestHandler, req []byte) []byte {
+	var reply []byte
+	err := b.call(func() error {
+		var err error
+		reply, err = h(ctx, req)
+		return err
+	})
+	if err == nil {
+		return reply
+	}
+	text := err.Error()
+	var he *HandlerError
+	if errors.As(err, &he) && he.Err != nil {
+		text = he.Err.Error()
+	}
+	return errorReply(text)
+}
+
+func errorReply(msg string) []byte {
+	return append([]byte(ErrorReplyPrefix), msg...)
+}

@@ -52,7 +52,7 @@ func run(ctx context.Context) error {
 	addr := srv.Endpoints()[0]
 	fmt.Println("server bound", addr)
 
-	cli, err := zmqkit.NewPairClient(addr, zmqkit.WithContext(zctx))
+	cli, err := zmqkit.NewPairClient(addr, zmqkit.WithZMQContext(zctx))
 	if err != nil {
 		return err
 	}
@@ -112,7 +112,7 @@ func run(ctx context.Context) error {
 // startServer binds a PairServer and runs it until the returned stop
 // function closes it.
 func startServer(ctx context.Context, zctx *zmqkit.Context, addr string) (*zmqkit.PairServer, func() error, error) {
-	srv, err := zmqkit.NewPairServer(addr, shout, zmqkit.WithContext(zctx))
+	srv, err := zmqkit.NewPairServer(addr, shout, zmqkit.WithZMQContext(zctx))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -46,11 +46,11 @@ func run(ctx context.Context) error {
 	// The ventilator binds (a PPPusher's default side) and deals tasks out
 	// round-robin; the sink binds too ("@": a PPPuller connects by default)
 	// so that every worker can push into it: fan-out, then fan-in.
-	vent, err := zmqkit.NewPPPusher("tcp://127.0.0.1:*", zmqkit.WithContext(zctx))
+	vent, err := zmqkit.NewPPPusher("tcp://127.0.0.1:*", zmqkit.WithZMQContext(zctx))
 	if err != nil {
 		return err
 	}
-	sink, err := zmqkit.NewPPPuller("@tcp://127.0.0.1:*", nil, zmqkit.WithContext(zctx))
+	sink, err := zmqkit.NewPPPuller("@tcp://127.0.0.1:*", zmqkit.WithZMQContext(zctx))
 	if err != nil {
 		return err
 	}
@@ -61,12 +61,16 @@ func run(ctx context.Context) error {
 	defer wg.Wait() // after cancel: every worker's Run has returned
 	defer cancel()
 	for w := 0; w < workers; w++ {
-		out, err := zmqkit.NewPPPusher(">"+sink.Endpoints()[0], zmqkit.WithContext(zctx))
+		out, err := zmqkit.NewPPPusher(">"+sink.Endpoints()[0], zmqkit.WithZMQContext(zctx))
 		if err != nil {
 			return err
 		}
 		var announced bool // touched only by this worker's handler goroutine
-		in, err := zmqkit.NewPPPuller(vent.Endpoints()[0], func(ctx context.Context, task []byte) error {
+		in, err := zmqkit.NewPPPuller(vent.Endpoints()[0], zmqkit.WithZMQContext(zctx))
+		if err != nil {
+			return err
+		}
+		work := func(ctx context.Context, task []byte) error {
 			if string(task) == "probe" {
 				if announced {
 					return nil
@@ -80,14 +84,11 @@ func run(ctx context.Context) error {
 			}
 			time.Sleep(time.Duration(ms) * time.Millisecond) // the "work"
 			return out.Push(ctx, []byte(strconv.Itoa(w)))
-		}, zmqkit.WithContext(zctx))
-		if err != nil {
-			return err
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := in.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
+			if err := in.Run(runCtx, work); err != nil && !errors.Is(err, context.Canceled) {
 				log.Print("worker: ", err)
 			}
 		}()
@@ -100,7 +101,7 @@ func run(ctx context.Context) error {
 			return err
 		}
 		pctx, pcancel := context.WithTimeout(ctx, 10*time.Millisecond)
-		msg, err := sink.Pull(pctx)
+		msg, err := sink.Receive(pctx)
 		pcancel()
 		switch {
 		case err == nil && string(msg) == "ready":
@@ -123,7 +124,7 @@ func run(ctx context.Context) error {
 
 	perWorker := make([]int, workers)
 	for i := 0; i < tasks; {
-		msg, err := sink.Pull(ctx)
+		msg, err := sink.Receive(ctx)
 		if err != nil {
 			return err
 		}

@@ -49,7 +49,7 @@ func run(ctx context.Context) error {
 		}
 	}()
 
-	pub, err := zmqkit.NewPublisher("tcp://127.0.0.1:*", zmqkit.WithContext(zctx))
+	pub, err := zmqkit.NewPublisher("tcp://127.0.0.1:*", zmqkit.WithZMQContext(zctx))
 	if err != nil {
 		return err
 	}
@@ -58,11 +58,11 @@ func run(ctx context.Context) error {
 
 	// One subscriber for everything, one for weather only (exact match:
 	// 2000 never matches 20001).
-	all, err := zmqkit.NewSubscriber(addr, zmqkit.WithContext(zctx))
+	all, err := zmqkit.NewSubscriber(addr, zmqkit.WithZMQContext(zctx))
 	if err != nil {
 		return err
 	}
-	weather, err := zmqkit.NewSubscriber(addr, zmqkit.WithContext(zctx), zmqkit.WithMsgIDs(weatherID, helloID))
+	weather, err := zmqkit.NewSubscriber(addr, zmqkit.WithZMQContext(zctx), zmqkit.WithMsgIDs(weatherID, helloID))
 	if err != nil {
 		return err
 	}

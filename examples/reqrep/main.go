@@ -59,7 +59,7 @@ func run(ctx context.Context) error {
 			}
 		}
 		return []byte(strings.ToUpper(string(req))), nil
-	}, zmqkit.WithContext(zctx), zmqkit.WithConcurrency(4))
+	}, zmqkit.WithZMQContext(zctx), zmqkit.WithConcurrency(4))
 	if err != nil {
 		return err
 	}
@@ -69,7 +69,7 @@ func run(ctx context.Context) error {
 			t.Total += n
 		}
 		return t, nil
-	}), zmqkit.WithContext(zctx))
+	}), zmqkit.WithZMQContext(zctx))
 	if err != nil {
 		return err
 	}
@@ -88,11 +88,11 @@ func run(ctx context.Context) error {
 		}()
 	}
 
-	textClient, err := zmqkit.NewRRClient(upper.Endpoints()[0], zmqkit.WithContext(zctx))
+	textClient, err := zmqkit.NewRRClient(upper.Endpoints()[0], zmqkit.WithZMQContext(zctx))
 	if err != nil {
 		return err
 	}
-	sumClient, err := zmqkit.NewRRClient(sums.Endpoints()[0], zmqkit.WithContext(zctx))
+	sumClient, err := zmqkit.NewRRClient(sums.Endpoints()[0], zmqkit.WithZMQContext(zctx))
 	if err != nil {
 		return err
 	}

@@ -59,21 +59,21 @@ type generation struct {
 }
 
 type carried struct {
-	msg []byte
+	msg [][]byte
 	gen uint64
 }
 
 // Link is a PAIR socket that is replaced when its peer goes away. It is safe
 // for concurrent use; one goroutine may send while another receives.
 type Link struct {
-	cfg      Config
-	reopenTo []endpoint.Endpoint // bound endpoints resolved
+	cfg Config
 
-	mu      sync.Mutex
-	cur     *generation // nil while being replaced
-	gen     uint64      // of cur, or of the next one while replacing
-	changed chan struct{}
-	carry   []carried
+	mu       sync.Mutex
+	reopenTo []endpoint.Endpoint // every endpoint, bound ones resolved
+	cur      *generation         // nil while being replaced
+	gen      uint64              // of cur, or of the next one while replacing
+	changed  chan struct{}
+	carry    []carried
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -96,13 +96,7 @@ func New(cfg Config) (*Link, error) {
 	if err != nil {
 		return nil, err
 	}
-	bound := g.sock.Bound()
-	for _, ep := range cfg.Endpoints {
-		if ep.Bind && len(bound) > 0 {
-			ep.Addr, bound = bound[0], bound[1:]
-		}
-		l.reopenTo = append(l.reopenTo, ep)
-	}
+	l.reopenTo = resolve(cfg.Endpoints, g.sock.Bound())
 	l.cur, l.gen = g, 1
 	ctx, cancel := context.WithCancel(context.Background())
 	l.stop, l.superDone = cancel, make(chan struct{})
@@ -112,6 +106,20 @@ func New(cfg Config) (*Link, error) {
 		close(l.superDone)
 	}
 	return l, nil
+}
+
+// resolve returns eps with each bound endpoint's address replaced by the
+// one really bound (bound, in order), so that a reopened socket binds the
+// same ephemeral port.
+func resolve(eps []endpoint.Endpoint, bound []string) []endpoint.Endpoint {
+	out := make([]endpoint.Endpoint, 0, len(eps))
+	for _, ep := range eps {
+		if ep.Bind && len(bound) > 0 {
+			ep.Addr, bound = bound[0], bound[1:]
+		}
+		out = append(out, ep)
+	}
+	return out
 }
 
 // open makes one generation, monitored from before its first bind or
@@ -196,16 +204,16 @@ func (l *Link) retire(g *generation, keep bool) {
 	}
 	l.mu.Unlock()
 	if keep {
+		// Drained through zsock, whole messages: a multi-frame one is kept
+		// whole, and refused whole by a single-frame Recv.
 		var kept []carried
-		_ = g.sock.Do(func(z *zmq.Socket) error { // ErrClosed: nothing to keep
-			for {
-				b, err := z.RecvBytes(zmq.DONTWAIT)
-				if err != nil {
-					return nil
-				}
-				kept = append(kept, carried{msg: b, gen: g.n})
+		for {
+			msg, ok, err := g.sock.TryRecvMessage()
+			if !ok || err != nil {
+				break
 			}
-		})
+			kept = append(kept, carried{msg: msg, gen: g.n})
+		}
 		if len(kept) > 0 {
 			l.mu.Lock()
 			l.carry = append(l.carry, kept...)
@@ -228,7 +236,10 @@ func (l *Link) reopen(ctx context.Context, n uint64) *generation {
 	backoff := time.Millisecond
 	reported := false
 	for {
-		g, err := l.open(l.reopenTo, true, n)
+		l.mu.Lock()
+		eps := l.reopenTo
+		l.mu.Unlock()
+		g, err := l.open(eps, true, n)
 		if err == nil {
 			l.mu.Lock()
 			l.cur = g
@@ -266,13 +277,6 @@ func (l *Link) current() (*zsock.Socket, uint64, <-chan struct{}) {
 	return l.cur.sock, l.cur.n, l.changed
 }
 
-// Gen returns the current generation.
-func (l *Link) Gen() uint64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.gen
-}
-
 // wait waits for the next socket after an ErrClosed or a gap.
 func (l *Link) wait(ctx context.Context, changed <-chan struct{}) error {
 	select {
@@ -294,10 +298,10 @@ func (l *Link) isDone() bool {
 	}
 }
 
-// Send sends msg, on whichever socket is in service; with gen != 0, only
-// while generation gen is (ErrReset after). It returns the generation that
-// took msg.
-func (l *Link) Send(ctx context.Context, msg []byte, gen uint64) (uint64, error) {
+// Send sends msg, one message of one or more frames, on whichever socket
+// is in service; with gen != 0, only while generation gen is (ErrReset
+// after). It returns the generation that took msg.
+func (l *Link) Send(ctx context.Context, msg [][]byte, gen uint64) (uint64, error) {
 	for {
 		s, n, changed := l.current()
 		if gen != 0 && n != gen {
@@ -309,7 +313,12 @@ func (l *Link) Send(ctx context.Context, msg []byte, gen uint64) (uint64, error)
 			}
 			continue
 		}
-		err := s.SendBytes(ctx, msg, false)
+		var err error
+		if len(msg) == 1 {
+			err = s.SendBytes(ctx, msg[0], false)
+		} else {
+			err = s.SendMessage(ctx, msg...)
+		}
 		if errors.Is(err, zsock.ErrClosed) && !l.isDone() {
 			if err := l.wait(ctx, changed); err != nil {
 				return n, err
@@ -320,10 +329,11 @@ func (l *Link) Send(ctx context.Context, msg []byte, gen uint64) (uint64, error)
 	}
 }
 
-// Recv receives the next message with the generation it came on: kept
-// messages of a replaced socket first. With gen != 0, it returns ErrReset
-// once the link has moved past generation gen and nothing kept is left.
-func (l *Link) Recv(ctx context.Context, gen uint64) ([]byte, uint64, error) {
+// Recv receives the next message, every frame of it, with the generation
+// it came on: kept messages of a replaced socket first. With gen != 0, it
+// returns ErrReset once the link has moved past generation gen and nothing
+// kept is left.
+func (l *Link) Recv(ctx context.Context, gen uint64) ([][]byte, uint64, error) {
 	for {
 		l.mu.Lock()
 		if len(l.carry) > 0 {
@@ -343,7 +353,7 @@ func (l *Link) Recv(ctx context.Context, gen uint64) ([]byte, uint64, error) {
 			}
 			continue
 		}
-		msg, err := s.RecvBytes(ctx)
+		msg, err := s.RecvMessage(ctx)
 		if errors.Is(err, zsock.ErrClosed) && !l.isDone() {
 			if err := l.wait(ctx, changed); err != nil {
 				return nil, n, err
@@ -354,6 +364,39 @@ func (l *Link) Recv(ctx context.Context, gen uint64) ([]byte, uint64, error) {
 	}
 }
 
+// Attach binds or connects one more endpoint, on the socket in service
+// and on every socket that replaces it.
+func (l *Link) Attach(ep endpoint.Endpoint) error {
+	for {
+		s, _, changed := l.current()
+		if s == nil {
+			if err := l.wait(context.Background(), changed); err != nil {
+				return err
+			}
+			continue
+		}
+		before := len(s.Bound())
+		if err := s.Attach(ep); err != nil {
+			if errors.Is(err, zsock.ErrClosed) && !l.isDone() {
+				continue // replaced meanwhile: attach to the next one
+			}
+			return err
+		}
+		l.mu.Lock()
+		l.reopenTo = append(l.reopenTo, resolve([]endpoint.Endpoint{ep}, s.Bound()[before:])...)
+		l.mu.Unlock()
+		return nil
+	}
+}
+
+// Waiters reports how many calls wait on the socket in service.
+func (l *Link) Waiters() int {
+	if s, _, _ := l.current(); s != nil {
+		return s.Waiters()
+	}
+	return 0
+}
+
 // Endpoints reports the current socket's endpoints (the first socket's, if
 // one is being replaced: they are the same).
 func (l *Link) Endpoints() []string {
@@ -361,6 +404,8 @@ func (l *Link) Endpoints() []string {
 	g := l.cur
 	l.mu.Unlock()
 	if g == nil {
+		l.mu.Lock()
+		defer l.mu.Unlock()
 		out := make([]string, len(l.reopenTo))
 		for i, ep := range l.reopenTo {
 			out[i] = ep.Addr

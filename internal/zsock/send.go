@@ -7,37 +7,31 @@ import "C"
 
 import (
 	"context"
-	"strconv"
-	"syscall"
 	"unsafe"
 
 	zmq "github.com/pebbe/zmq4"
 )
 
-// SendFrame sends the single frame "<id> <typ> <body>", waiting while the
-// socket cannot take it. id must not be negative and typ not empty; the
-// caller has validated both and the body.
-func (s *Socket) SendFrame(ctx context.Context, id int, typ string, body []byte) error {
+// SendConcat sends a and b, back to back, as one single-frame message (a
+// header and a body, say), waiting while the socket cannot take it: one
+// cgo call, the frame built inside libzmq's message, no Go buffer.
+func (s *Socket) SendConcat(ctx context.Context, a, b []byte) error {
 	return s.attempt(ctx, sending, func(z *zmq.Socket) error {
-		raw := s.recv.raw
-		if raw == nil { // pebbe's layout changed: build the frame in Go
-			frame := strconv.AppendInt(make([]byte, 0, 24+len(typ)+len(body)), int64(id), 10)
-			frame = append(append(append(append(frame, ' '), typ...), ' '), body...)
-			_, err := z.SendBytes(frame, zmq.DONTWAIT)
+		if s.recv.raw == nil { // pebbe's layout changed: join in Go
+			_, err := z.SendBytes(append(append(make([]byte, 0, len(a)+len(b)), a...), b...), zmq.DONTWAIT)
 			return err
 		}
-		var p unsafe.Pointer
-		if len(body) > 0 {
-			p = unsafe.Pointer(&body[0])
+		if errno := C.zk_send2(s.recv.raw, bytesPtr(a), C.size_t(len(a)), bytesPtr(b), C.size_t(len(b))); errno != 0 {
+			return zmq.Errno(errno)
 		}
-		for {
-			rc := C.zk_send_frame(raw, C.ulonglong(id), (*C.char)(unsafe.Pointer(unsafe.StringData(typ))), C.size_t(len(typ)), p, C.size_t(len(body)))
-			if rc == 0 {
-				return nil
-			}
-			if syscall.Errno(-rc) != syscall.EINTR {
-				return zmq.Errno(-rc)
-			}
-		}
+		return nil
 	})
+}
+
+// bytesPtr is b's first byte for C, or nil for an empty b.
+func bytesPtr(b []byte) unsafe.Pointer {
+	if len(b) == 0 {
+		return nil
+	}
+	return unsafe.Pointer(&b[0])
 }

@@ -121,28 +121,28 @@ zk_sresult zk_sendm(void *s, const char *buf, const int *sizes, int n) {
 	return r;
 }
 
-// zk_send_frame sends "<id> <typ> <body>" as one frame without waiting,
-// building it straight into libzmq's message: one cgo call, no Go buffer.
-// It returns 0, or -errno.
-int zk_send_frame(void *s, unsigned long long id, const char *typ, size_t typlen, const void *body, size_t n) {
-	char num[24];
-	int k = 0;
-	do { num[k++] = (char)('0' + id % 10); id /= 10; } while (id);
+// zk_send2 sends a and b, back to back, as one frame without waiting,
+// building it straight into libzmq's message: one cgo call and no Go
+// buffer for, say, a header and a body. It returns 0, or the errno (a
+// signal is retried).
+int zk_send2(void *s, const void *a, size_t alen, const void *b, size_t blen) {
 	zmq_msg_t m;
-	if (zmq_msg_init_size(&m, (size_t)k + 1 + typlen + 1 + n) != 0) return -zmq_errno();
+	if (zmq_msg_init_size(&m, alen + blen) != 0) return zmq_errno();
 	char *p = (char *)zmq_msg_data(&m);
-	while (k) *p++ = num[--k];
-	*p++ = ' ';
-	memcpy(p, typ, typlen);
-	p += typlen;
-	*p++ = ' ';
-	if (n) memcpy(p, body, n);
-	if (zmq_msg_send(&m, s, ZMQ_DONTWAIT) < 0) {
+	if (alen) memcpy(p, a, alen);
+	if (blen) memcpy(p + alen, b, blen);
+	for (;;) {
+		if (zk_inject()) {
+			errno = EINTR;
+		} else if (zmq_msg_send(&m, s, ZMQ_DONTWAIT) >= 0) {
+			return 0;
+		}
 		int e = zmq_errno();
-		zmq_msg_close(&m);
-		return -e;
+		if (e != EINTR) {
+			zmq_msg_close(&m);
+			return e;
+		}
 	}
-	return 0;
 }
 
 // zk_poll blocks until zfd (the socket's ZMQ_FD) or wfd (the read end of

@@ -15,7 +15,7 @@ void zk_take(zmq_msg_t *held, void *buf, size_t n);
 zk_mresult zk_recvm(void *s, zmq_msg_t *held, char *buf, size_t cap, int *sizes, int maxf);
 int zk_send(void *s, const void *buf, size_t n, int flags);
 zk_sresult zk_sendm(void *s, const char *buf, const int *sizes, int n);
-int zk_send_frame(void *s, unsigned long long id, const char *typ, size_t typlen, const void *body, size_t n);
+int zk_send2(void *s, const void *a, size_t alen, const void *b, size_t blen);
 int zk_poll(int zfd, int wfd, int timeout);
 int zk_events(void *s);
 

@@ -374,26 +374,31 @@ func (e *FramesError) Error() string {
 func (s *Socket) RecvMessage(ctx context.Context) ([][]byte, error) {
 	var out [][]byte
 	err := s.attempt(ctx, receiving, func(z *zmq.Socket) error {
-		if s.recv.raw != nil {
-			var err error
-			out, err = s.recv.recvMessage(&s.sc, z)
-			return err
-		}
-		b, more, err := s.recv.recvFrame(z)
-		if err != nil {
-			return err
-		}
-		out = append(out[:0], b)
-		// The rest of a message is there once its first frame is.
-		for more {
-			if b, more, err = s.recv.recvFrame(z); err != nil {
-				return err
-			}
-			out = append(out, b)
-		}
-		return nil
+		var err error
+		out, err = s.recvMessage(z)
+		return err
 	})
 	return out, err
+}
+
+// recvMessage receives one whole message without waiting; mu is held.
+func (s *Socket) recvMessage(z *zmq.Socket) ([][]byte, error) {
+	if s.recv.raw != nil {
+		return s.recv.recvMessage(&s.sc, z)
+	}
+	b, more, err := s.recv.recvFrame(z)
+	if err != nil {
+		return nil, err
+	}
+	out := [][]byte{b}
+	// The rest of a message is there once its first frame is.
+	for more {
+		if b, more, err = s.recv.recvFrame(z); err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
 }
 
 // dir tells try whether an operation sends or receives.
@@ -631,4 +636,18 @@ func (s *Socket) Close() error {
 		s.zc.sockets.Add(-1)
 	})
 	return s.closeErr
+}
+
+// TryRecvMessage receives one whole message if one is there now, without
+// waiting; ok is false when none is.
+func (s *Socket) TryRecvMessage() (msg [][]byte, ok bool, err error) {
+	again, _, err := s.try(func(z *zmq.Socket) error {
+		var err error
+		msg, err = s.recvMessage(z)
+		return err
+	}, receiving, 0, false)
+	if again {
+		return nil, false, nil
+	}
+	return msg, err == nil, err
 }
