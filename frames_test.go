@@ -75,11 +75,15 @@ func TestPullerRefusesMultiFrameMessages(t *testing.T) {
 	assert.Equal(t, uint64(2), pull.Stats().Malformed)
 }
 
-// rawPair returns a bare pebbe PAIR socket on zctx, closed (linger 0) before
-// the test's context is.
-func rawPair(t testing.TB, zctx *Context) *zmq.Socket {
+// rawPair returns a bare pebbe PAIR socket on zctx (see rawSocket).
+func rawPair(t testing.TB, zctx *Context) *zmq.Socket { return rawSocket(t, zctx, zmq.PAIR) }
+
+// rawSocket returns a bare pebbe socket of type typ on zctx, as a program
+// that is not zmqkit's would use, closed (linger 0) before the test's
+// context is. Receives time out after 10 s.
+func rawSocket(t testing.TB, zctx *Context, typ zmq.Type) *zmq.Socket {
 	t.Helper()
-	s, err := zctx.zc.ZMQ().NewSocket(zmq.PAIR)
+	s, err := zctx.zc.ZMQ().NewSocket(typ)
 	require.NoError(t, err)
 	require.NoError(t, s.SetRcvtimeo(10*time.Second))
 	t.Cleanup(func() {
@@ -134,4 +138,43 @@ func TestPairClientRefusesMultiFrameMessages(t *testing.T) {
 	msg, err := cli.Receive(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, "next", string(msg))
+}
+
+// Multi-frame messages go through whole where a type sends and receives
+// frames: push/pull and both directions of a pair.
+func TestFramesBothWays(t *testing.T) {
+	zctx := newTestContext(t)
+	ctx := testCtx(t)
+	frames := [][]byte{[]byte("topic"), {}, []byte("body")}
+
+	push, err := NewPPPusher("inproc://frames-pp", WithZMQContext(zctx))
+	require.NoError(t, err)
+	closeOnCleanup(t, push)
+	pull, err := NewPPPuller("inproc://frames-pp", WithZMQContext(zctx))
+	require.NoError(t, err)
+	closeOnCleanup(t, pull)
+	require.NoError(t, push.PushFrames(ctx, frames...))
+	got, err := pull.ReceiveFrames(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, frames, got)
+	require.ErrorIs(t, push.PushFrames(ctx), ErrInvalidArgument)
+
+	srv, err := NewPairServer("inproc://frames-pair", upper, WithZMQContext(zctx))
+	require.NoError(t, err)
+	closeOnCleanup(t, srv)
+	cli, err := NewPairClient("inproc://frames-pair", WithZMQContext(zctx))
+	require.NoError(t, err)
+	closeOnCleanup(t, cli)
+	require.NoError(t, srv.SendFrames(ctx, frames...))
+	got, err = cli.ReceiveFrames(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, frames, got)
+	require.NoError(t, cli.SendFrames(ctx, []byte("one frame")))
+	stop := runInBackground(t, srv.Run)
+	reply, err := cli.Receive(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, "ONE FRAME", string(reply))
+	require.ErrorIs(t, stop(), context.Canceled)
+	assert.EqualValues(t, 2, cli.Stats().Received)
+	assert.EqualValues(t, 2, srv.Stats().Sent)
 }

@@ -13,8 +13,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
-
-	"github.com/zmqkit/zmqkit/internal/zsock"
 )
 
 func TestMain(m *testing.M) {
@@ -140,9 +138,10 @@ func requireAllReturn(t testing.TB, errc <-chan error, n int, target error) {
 	}
 }
 
-// awaitBlocked waits until n calls are parked on s, so that ending them
-// tests the wake-up of a blocked call, not the check at a call's start.
-func awaitBlocked(t testing.TB, s *zsock.Socket, n int) {
+// awaitBlocked waits until n calls are parked on s (an object's conn or a
+// socket), so that ending them tests the wake-up of a blocked call, not
+// the check at a call's start.
+func awaitBlocked(t testing.TB, s interface{ Waiters() int }, n int) {
 	t.Helper()
 	require.Eventually(t, func() bool { return s.Waiters() >= n }, 5*time.Second, time.Millisecond,
 		"%d calls never blocked", n)

@@ -297,7 +297,7 @@ func TestPairServerSurvivesClientRestart(t *testing.T) {
 
 func TestPairEndsByCtxAndClose(t *testing.T) {
 	zctx := newTestContext(t)
-	cli, err := NewPairClient("tcp://127.0.0.1:5", WithZMQContext(zctx)) // nobody there
+	cli, err := NewPairClient(bindEndpoint(t, "ipc"), WithZMQContext(zctx)) // nobody there
 	require.NoError(t, err)
 	closeOnCleanup(t, cli)
 	dctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
@@ -316,6 +316,8 @@ func TestPairEndsByCtxAndClose(t *testing.T) {
 		_, err := cli.Receive(context.Background())
 		errc <- err
 	}()
+	awaitBlocked(t, srv.conn, 2) // Run's receive and the Send
+	awaitBlocked(t, cli.conn, 1)
 	require.NoError(t, srv.Close())
 	require.NoError(t, cli.Close())
 	requireAllReturn(t, errc, 3, ErrClosed)
@@ -342,6 +344,8 @@ func TestPairContextClose(t *testing.T) {
 		_, err := cli.Receive(context.Background())
 		errc <- err
 	}()
+	awaitBlocked(t, srv.conn, 1)
+	awaitBlocked(t, cli.conn, 1)
 	require.NoError(t, zctx.Close())
 	requireAllReturn(t, errc, 2, ErrClosed)
 }

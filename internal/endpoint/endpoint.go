@@ -22,14 +22,6 @@ type Endpoint struct {
 	Addr string // transport://address, without the prefix
 }
 
-// String renders the endpoint with an explicit prefix.
-func (e Endpoint) String() string {
-	if e.Bind {
-		return "@" + e.Addr
-	}
-	return ">" + e.Addr
-}
-
 // Error is a failure to bind or connect one endpoint. Err keeps the libzmq
 // errno, so both errors.Is(err, syscall.EADDRINUSE) and zmq4.AsErrno work.
 type Error struct {

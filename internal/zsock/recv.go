@@ -10,6 +10,7 @@ import "C"
 import (
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	zmq "github.com/pebbe/zmq4"
@@ -44,8 +45,15 @@ type receiver struct {
 // maxGuess bounds the speculative buffer; larger frames take two calls.
 const maxGuess = 4096
 
+// testForceFallback, set only by tests, makes new sockets take pebbe's
+// paths, as they would if the layout check failed.
+var testForceFallback atomic.Bool
+
 func newReceiver(s *zmq.Socket) receiver {
 	r := receiver{raw: rawHandle(s), guess: 64}
+	if testForceFallback.Load() {
+		r.raw = nil
+	}
 	if r.raw != nil {
 		r.held = (*C.zmq_msg_t)(C.malloc(C.sizeof_zmq_msg_t))
 	}

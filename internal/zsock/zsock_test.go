@@ -517,3 +517,75 @@ func eventsOf(s *Socket) (zmq.State, error) {
 	})
 	return ev, err
 }
+
+// The paths zsock takes through pebbe when its check of pebbe's Socket
+// layout fails (r.raw == nil) do what the one-call C paths do: every kind
+// of send and receive, over both waits.
+func TestFallbackPaths(t *testing.T) {
+	testForceFallback.Store(true)
+	t.Cleanup(func() { testForceFallback.Store(false) })
+	for _, w := range []Wait{Netpoller, Blocking} {
+		t.Run(fmt.Sprint("wait=", w), func(t *testing.T) {
+			zctx := newContext(t)
+			sd := side{wait: w}
+			router, dealer := pair(t, zctx, "inproc://fallback", sd, sd)
+			require.Nil(t, router.recv.raw, "the fallback is forced")
+			ctx := testCtx(t)
+			require.NoError(t, dealer.SendBytes(ctx, []byte("one"), false))
+			msg, err := router.RecvMessage(ctx)
+			require.NoError(t, err)
+			id := msg[0]
+			require.Equal(t, "one", string(msg[1]))
+			big := bytes.Repeat([]byte("b"), 3*scratchSize)
+			for _, parts := range [][][]byte{{[]byte("a"), {}, []byte("c")}, {big, []byte("x")}} {
+				require.NoError(t, router.SendMessage(ctx, append([][]byte{id}, parts...)...))
+				got, err := dealer.RecvMessage(ctx)
+				require.NoError(t, err)
+				require.Equal(t, parts, got)
+			}
+			require.NoError(t, router.SendMessage(ctx, id, []byte("tail")))
+			require.NoError(t, dealer.SendBytes(ctx, []byte("single"), false))
+			require.Eventually(t, func() bool {
+				ev, err := eventsOf(router)
+				return err == nil && ev&zmq.POLLIN != 0
+			}, 5*time.Second, time.Millisecond)
+			got, ok, err := router.TryRecvMessage()
+			require.NoError(t, err)
+			require.True(t, ok)
+			require.Equal(t, "single", string(got[1]))
+			_, ok, err = router.TryRecvMessage()
+			require.NoError(t, err)
+			require.False(t, ok)
+			b, err := dealer.RecvBytes(ctx)
+			require.NoError(t, err)
+			require.Equal(t, "tail", string(b))
+
+			// SendConcat joins its two buffers into one frame.
+			push, pull := newPushPull(t, zctx, w)
+			require.NoError(t, push.SendConcat(ctx, []byte("head "), []byte("body")))
+			b, err = pull.RecvBytes(ctx)
+			require.NoError(t, err)
+			require.Equal(t, "head body", string(b))
+			// A multi-frame message refused whole by RecvBytes.
+			require.NoError(t, push.SendMessage(ctx, []byte("a"), []byte("b")))
+			_, err = pull.RecvBytes(ctx)
+			var fe *FramesError
+			require.ErrorAs(t, err, &fe)
+			require.Equal(t, 2, fe.Frames)
+		})
+	}
+}
+
+// newPushPull returns a PUSH bound to a fresh inproc endpoint and a PULL
+// connected to it.
+func newPushPull(t *testing.T, zctx *Context, w Wait) (push, pull *Socket) {
+	t.Helper()
+	addr := fmt.Sprintf("inproc://pp-%d", zctx.seq.Add(1))
+	push, err := New(zctx, Config{Type: zmq.PUSH, Wait: w, Options: []Option{linger0}, Endpoints: []endpoint.Endpoint{{Bind: true, Addr: addr}}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = push.Close() })
+	pull, err = New(zctx, Config{Type: zmq.PULL, Wait: w, Options: []Option{linger0}, Endpoints: []endpoint.Endpoint{{Addr: addr}}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = pull.Close() })
+	return push, pull
+}
