@@ -167,7 +167,7 @@ func invalid(name string, format string, args ...any) error {
 
 // libzmq holds counts and milliseconds in a C int.
 const (
-	maxCInt   = math.MaxInt32
+	maxCInt         = math.MaxInt32
 	maxCIntDuration = time.Duration(maxCInt) * time.Millisecond
 )
 
