@@ -1,6 +1,7 @@
 // Package zmqkit gives Go programs ZeroMQ's messaging patterns as ready-made,
 // goroutine-safe, context-aware types over libzmq, wire-compatible with the
-// Python asyncio module it is the counterpart of.
+// Python asyncio module it is the counterpart of, and with any other ZeroMQ
+// program.
 //
 // # Patterns
 //
@@ -9,11 +10,34 @@
 //   - RRServer / RRClient (request/reply): a server that answers many
 //     clients at once, a client that never gets stuck on a lost reply.
 //   - PPPusher / PPPuller (PUSH/PULL): pipelines, fan-out and fan-in.
-//   - PairServer / PairClient (PAIR): one-to-one, full duplex.
+//   - PairServer / PairClient (PAIR): one-to-one, full duplex, surviving a
+//     peer's restart.
 //
 // Each type has a constructor, NewX(endpoints, opts...), that binds or
 // connects before it returns (so a busy address fails at once) and never
-// waits for a peer.
+// waits for a peer. AddEndpoint binds or connects one more later.
+//
+// # Handlers
+//
+// One rule for where a handler goes. Types also used without one
+// (Subscriber, PPPuller, PairClient) receive one message with Receive(ctx),
+// or take a handler at Run(ctx, h), which calls it for every message.
+// Servers (RRServer, PairServer) take their RequestHandler at construction,
+// NewX(endpoints, h, opts...), and serve with Run(ctx). A nil handler is an
+// ErrInvalidArgument at the call that takes it.
+//
+// Run blocks on the caller's goroutine and calls the handler n at a time
+// (WithConcurrency, default 1: one at a time, in order), in goroutines it
+// starts as messages need them and joins before it returns. A handler that
+// returns an error or panics is recovered, counted in Stats and reported to
+// WithErrorHandler's callback; it never stops Run. A server's handler error
+// becomes an error reply (ErrorReplyPrefix + the message), which RRClient
+// and PairClient return as a *RemoteError, so no client is left waiting.
+//
+// Stopping a server: when Run's ctx ends (a graceful stop), no new request
+// is taken and the replies of the handlers already running are still sent;
+// Close is immediate, and those replies are dropped and counted in
+// Stats.Dropped, never sent after Close.
 //
 // # Endpoints
 //
@@ -24,7 +48,8 @@
 // connect). "tcp://host:*" binds an ephemeral port, and Endpoints reports
 // the address really bound. Transports are tcp, ipc and inproc. A malformed
 // endpoint is an error wrapping ErrInvalidEndpoint; a refused bind or
-// connect is an *EndpointError that keeps libzmq's errno.
+// connect is an *EndpointError that keeps libzmq's errno
+// (errors.Is(err, syscall.EADDRINUSE)).
 //
 // # Messages and the codec
 //
@@ -36,61 +61,79 @@
 //
 // Publish follows the module's rule: a string (or []byte) goes as text,
 // anything else as JSON. A Subscriber returns a Message{ID, Type, Body}
-// whose Text, JSON and Value methods read the body. Text and JSON bodies can
-// travel in another character encoding (WithEncoding("gbk")); in Go they are
-// always UTF-8. More types (msgpack, protobuf) plug in with WithBodyCodec. A
-// frame that does not parse is a *MalformedError (matching ErrMalformed)
+// whose Text, JSON and Value methods read the body. It reads what the
+// Python module reads: a msgid as Python's int() reads it (leading zeros
+// too: the ZeroMQ Guide's weather server sends "02815 34 65"), and any
+// type token, whose body comes as it is. Text and JSON bodies can travel in
+// another character encoding (WithEncoding("gbk")); in Go they are always
+// UTF-8. More types (msgpack, protobuf) plug in with WithBodyCodec. A
+// message that does not decode is a *MalformedError (matching ErrMalformed)
 // that quotes a bounded excerpt; it never panics and never stops a receive
 // loop. Codec does the framing on its own, for any other transport.
 //
 // The Python module subscribes to the prefix "1000", which also matches
 // msgid 10001. zmqkit subscribes to "1000 " and so matches exactly.
 //
+// For programs that do not speak this format, the pub/sub, pipeline and
+// pair types also send and receive raw, multi-frame messages:
+// PublishFrames, SubscribePrefix and ReceiveFrames, PushFrames, SendFrames. A Publisher can end the Guide's syncsub (a bare
+// "END") or feed its lvcache ([topic, value] envelopes).
+//
+// # Options
+//
+// Options configure an object at construction. Each option's documentation
+// ends with the types it applies to; given to another type, or with a value
+// libzmq cannot hold, it makes the constructor fail with ErrInvalidOption
+// naming the option. Defaults are documented on each option.
+//
 // # Contexts
 //
-// Objects share a process-wide libzmq context made on first use
-// (DefaultContext) unless given WithContext(zctx). inproc:// endpoints reach
-// only objects on the same Context. Context.Close closes every object still
-// open on it and then terminates libzmq; because every socket has a bounded
-// linger (WithLinger, 200 ms by default), it does not hang on messages for
-// peers that never came.
+// Objects share a process-wide Context made on first use (DefaultContext)
+// unless given WithZMQContext(zctx). inproc:// endpoints reach only objects
+// on the same Context. Context.Close closes every object still open on it
+// and then terminates libzmq; because every socket has a bounded linger
+// (WithLinger, 200 ms by default), it does not hang on messages for peers
+// that never came. A Context holds at most WithMaxSockets sockets (32,768
+// by default: 10,000 objects of any type); a constructor beyond it fails
+// with ErrSocketLimit.
 //
 // # Blocking, cancellation and goroutines
 //
 // Every call that can block takes a context.Context first and returns
-// promptly with ctx's error (errors.Is(err, context.Canceled)) when it ends,
-// or with ErrClosed when the object is closed. All types are safe for
-// concurrent use by multiple goroutines.
+// promptly with an error matching ctx's (errors.Is(err, context.Canceled))
+// when it ends, or ErrClosed when the object is closed. All types are safe
+// for concurrent use by multiple goroutines; one goroutine may send while
+// another waits to receive on the same object.
 //
 // Under the hood a libzmq socket is never used by two threads at once: each
-// sits behind a mutex held only for non-blocking operations. A caller that
-// must wait parks on a Go channel, woken by the socket's own descriptor
-// (ZMQ_FD) through Go's netpoller, by its ctx, or by Close. So a blocked call
-// holds no lock and no OS thread, one goroutine can send while another waits
-// to receive on the same object, and cancellation takes microseconds.
+// sits behind a mutex held only for non-blocking operations, so no lock is
+// held while a call waits. A call that must wait waits in one of two ways:
 //
-// RRServer and RRClient wait differently, because a round trip is two
-// wake-ups and a netpoller wake-up costs tens of microseconds more than a
-// thread's: one waiting goroutine per socket blocks in poll(2) on ZMQ_FD and
-// a wake-up pipe (ctx, Close and the other goroutines' operations write to
-// it), holding its OS thread while it waits, and the others park on a
-// channel as above. An RRServer whose Run is waiting therefore holds one OS
-// thread, as a hand-written REP loop does; an RRClient holds one only while
-// requests are in flight.
+//   - Most types park the call on a Go channel, selecting on its ctx and the
+//     object's closing. Each Context has one reactor, an epoll instance in
+//     Go's netpoller and one goroutine, that watches every socket's
+//     ZMQ_FD and wakes the calls waiting on a socket when it fires. A
+//     waiting call holds no OS thread, and cancellation is a Go select.
+//   - RRServer and RRClient, whose round trip is two wake-ups, have one
+//     waiting call per socket block in poll(2) on ZMQ_FD and a wake-up pipe
+//     (ctx, Close and the other goroutines' operations write to it), the
+//     others parking on a channel: a thread blocked in poll(2) runs on as
+//     soon as the kernel wakes it, which a netpoller wake-up, passing
+//     through the Go scheduler twice, does not. An RRServer whose Run is
+//     waiting therefore holds one OS thread, as a hand-written REP loop
+//     does; an RRClient holds one only while requests are in flight.
 //
-// Handler-driven types (Subscriber.Run, RRServer, PPPuller, PairServer) run
-// handlers in goroutines they own, n at a time (WithConcurrency, default 1:
-// in order). Run blocks on the caller's goroutine and returns when ctx ends
-// or the object is closed, after every handler call has returned. A handler
-// that returns an error or panics is recovered, counted in Stats and
-// reported to WithErrorHandler's callback; it never stops the loop.
+// When nobody waits on a socket, the reactor processes the socket's pending
+// libzmq commands itself: libzmq acts on them only inside calls on the
+// socket, and an idle object must still let its inproc peers close.
 //
 // # Shutting down
 //
 // Cancel the ctx given to Run (or Close the object); Run returns once its
 // handlers have. Close each object, or close the Context to close them all.
-// Close is idempotent and returns once the object's socket and goroutines
-// are gone; messages still queued get the linger time to leave.
+// Close is idempotent and returns once the object's goroutines and socket
+// are gone and every address it bound is free to be bound again;
+// messages already queued get the linger time to leave.
 //
 // # Delivery and back-pressure
 //
@@ -99,9 +142,21 @@
 // documented on each type: a Publisher drops, a pusher blocks. A subscriber
 // misses what was published before its subscription reached the publisher
 // (the "slow joiner"): synchronise first when the start matters.
+// WithMaxMessageSize drops the connection of a peer that sends more, and
+// zmqkit connects again (ErrConnectionDropped), which libzmq alone would not.
+//
+// # Errors
+//
+// A failed operation returns an *OpError (Kind, Op, Endpoint, Err) with one
+// "zmqkit:" prefix; errors.Is and errors.As see through it to the sentinels
+// (ErrClosed, ErrInvalidArgument, ErrInvalidMessage, ErrMalformed,
+// ErrNoReply, ErrPairReset, ...), ctx's error, or libzmq's errno. Failures
+// with no caller to return to go to the error callback (WithErrorHandler)
+// and the log (WithLogger, silent by default), and are counted in Stats.
 //
 // # Building
 //
-// zmqkit uses cgo and needs libzmq's headers and pkg-config: on Debian or
-// Ubuntu, apt-get install libzmq3-dev pkg-config (make deps does it).
+// zmqkit uses cgo, runs on Linux, and needs libzmq's headers and
+// pkg-config: on Debian or Ubuntu, apt-get install libzmq3-dev pkg-config
+// (make deps does it).
 package zmqkit
