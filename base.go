@@ -143,6 +143,34 @@ func (b *base) addEndpoint(ep string, defaultBind bool) error {
 	return nil
 }
 
+// sendFrames sends frames as one message with send, counting it; the
+// frame-sending verbs of every type (op names them in errors).
+func (b *base) sendFrames(ctx context.Context, op string, frames [][]byte, send func(context.Context, [][]byte) error) error {
+	if len(frames) == 0 {
+		return b.opError(op, invalidArg("no frames to send"))
+	}
+	if err := send(ctx, frames); err != nil {
+		return b.opError(op, err)
+	}
+	b.stats.sent.Add(1)
+	return nil
+}
+
+// receiveFrames receives one whole message with recv, counting it.
+func (b *base) receiveFrames(ctx context.Context, recv func(context.Context) ([][]byte, error)) ([][]byte, error) {
+	frames, err := recv(ctx)
+	if err != nil {
+		return nil, b.opError("receive", err)
+	}
+	b.stats.received.Add(1)
+	return frames, nil
+}
+
+// sockSend adapts a socket's SendMessage to sendFrames.
+func sockSend(s *zsock.Socket) func(context.Context, [][]byte) error {
+	return func(ctx context.Context, frames [][]byte) error { return s.SendMessage(ctx, frames...) }
+}
+
 // opError wraps a failed operation's error in an *OpError.
 func (b *base) opError(op string, err error) error {
 	if err == nil {

@@ -56,26 +56,22 @@ func (b *base) receiveOne(ctx context.Context, link *pairlink.Link, gen uint64) 
 	return frames[0], n, nil
 }
 
-// sendFrames sends one message on link, counting it.
-func (b *base) sendFrames(ctx context.Context, link *pairlink.Link, frames [][]byte) error {
-	if len(frames) == 0 {
-		return b.opError("send", invalidArg("no frames to send"))
+// linkSend adapts a pair link's Send, on whichever connection is in
+// service, to sendFrames.
+func linkSend(l *pairlink.Link) func(context.Context, [][]byte) error {
+	return func(ctx context.Context, frames [][]byte) error {
+		_, err := l.Send(ctx, frames, 0)
+		return err
 	}
-	if _, err := link.Send(ctx, frames, 0); err != nil {
-		return b.opError("send", err)
-	}
-	b.stats.sent.Add(1)
-	return nil
 }
 
-// receiveFrames receives one whole message on link, counting it.
-func (b *base) receiveFrames(ctx context.Context, link *pairlink.Link) ([][]byte, error) {
-	frames, _, err := link.Recv(ctx, 0)
-	if err != nil {
-		return nil, b.opError("receive", err)
+// linkRecv adapts a pair link's Recv, on whichever connection is in
+// service, to receiveFrames.
+func linkRecv(l *pairlink.Link) func(context.Context) ([][]byte, error) {
+	return func(ctx context.Context) ([][]byte, error) {
+		frames, _, err := l.Recv(ctx, 0)
+		return frames, err
 	}
-	b.stats.received.Add(1)
-	return frames, nil
 }
 
 // PairServer answers each message from its one peer with a handler's reply
@@ -165,12 +161,12 @@ func (s *PairServer) reply(ctx context.Context, r request, body []byte) error {
 // Send sends msg to the peer unprompted, waiting while no peer is connected
 // or its queue is full, until ctx ends or the PairServer is closed.
 func (s *PairServer) Send(ctx context.Context, msg []byte) error {
-	return s.sendFrames(ctx, s.link, [][]byte{msg})
+	return s.sendFrames(ctx, "send", [][]byte{msg}, linkSend(s.link))
 }
 
 // SendFrames sends frames as one multi-frame message, as Send does.
 func (s *PairServer) SendFrames(ctx context.Context, frames ...[]byte) error {
-	return s.sendFrames(ctx, s.link, frames)
+	return s.sendFrames(ctx, "send", frames, linkSend(s.link))
 }
 
 // AddEndpoint binds (or, with ">", connects) one more endpoint, kept when
@@ -283,12 +279,12 @@ func (c *PairClient) Request(ctx context.Context, msg []byte) ([]byte, error) {
 // Send sends msg to the peer. It returns once libzmq has queued it, waiting
 // while the send queue is full, until ctx ends or the PairClient is closed.
 func (c *PairClient) Send(ctx context.Context, msg []byte) error {
-	return c.sendFrames(ctx, c.link, [][]byte{msg})
+	return c.sendFrames(ctx, "send", [][]byte{msg}, linkSend(c.link))
 }
 
 // SendFrames sends frames as one multi-frame message, as Send does.
 func (c *PairClient) SendFrames(ctx context.Context, frames ...[]byte) error {
-	return c.sendFrames(ctx, c.link, frames)
+	return c.sendFrames(ctx, "send", frames, linkSend(c.link))
 }
 
 // Receive returns the next message from the peer, waiting until one comes,
@@ -306,7 +302,7 @@ func (c *PairClient) Receive(ctx context.Context) ([]byte, error) {
 // ReceiveFrames returns the next message from the peer, every frame of
 // it. It waits as Receive does.
 func (c *PairClient) ReceiveFrames(ctx context.Context) ([][]byte, error) {
-	return c.receiveFrames(ctx, c.link)
+	return c.receiveFrames(ctx, linkRecv(c.link))
 }
 
 // Run receives messages from the peer and calls h for each until ctx ends
@@ -314,12 +310,7 @@ func (c *PairClient) ReceiveFrames(ctx context.Context) ([][]byte, error) {
 // (returning ErrClosed), as PPPuller.Run does. Do not Request while Run
 // runs: Run would take the replies.
 func (c *PairClient) Run(ctx context.Context, h Handler) error {
-	if h == nil {
-		return c.opError("run", invalidArg("nil handler"))
-	}
-	return serve(&c.base, ctx, c.o.concurrency, skipMalformed(&c.base, c.Receive), func(ctx context.Context, msg []byte) {
-		_ = c.call(func() error { return h(ctx, msg) }) // reported by call
-	})
+	return runHandler(&c.base, ctx, c.Receive, h)
 }
 
 // AddEndpoint connects (or, with "@", binds) one more endpoint, kept when

@@ -90,14 +90,7 @@ func (p *Publisher) send(ctx context.Context, encode func(hdr []byte) (hdr2, wir
 // per message, as Subscriber.Receive does, gets one frame. At least one
 // frame is needed.
 func (p *Publisher) PublishFrames(ctx context.Context, frames ...[]byte) error {
-	if len(frames) == 0 {
-		return p.opError("publish", invalidArg("no frames to publish"))
-	}
-	if err := p.sock.SendMessage(ctx, frames...); err != nil {
-		return p.opError("publish", err)
-	}
-	p.stats.sent.Add(1)
-	return nil
+	return p.sendFrames(ctx, "publish", frames, sockSend(p.sock))
 }
 
 // AddEndpoint binds (or, with ">", connects) one more endpoint.

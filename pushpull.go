@@ -59,14 +59,7 @@ func (p *PPPusher) Push(ctx context.Context, msg []byte) error {
 // PushFrames sends frames as one multi-frame message, to one puller, as
 // Push does. At least one frame is needed.
 func (p *PPPusher) PushFrames(ctx context.Context, frames ...[]byte) error {
-	if len(frames) == 0 {
-		return p.opError("push", invalidArg("no frames to push"))
-	}
-	if err := p.sock.SendMessage(ctx, frames...); err != nil {
-		return p.opError("push", err)
-	}
-	p.stats.sent.Add(1)
-	return nil
+	return p.sendFrames(ctx, "push", frames, sockSend(p.sock))
 }
 
 // AddEndpoint binds (or, with ">", connects) one more endpoint.
@@ -142,12 +135,7 @@ func (p *PPPuller) Receive(ctx context.Context) ([]byte, error) {
 // PPPusher.PushFrames or a foreign pusher sent it. It waits as Receive
 // does.
 func (p *PPPuller) ReceiveFrames(ctx context.Context) ([][]byte, error) {
-	frames, err := p.sock.RecvMessage(ctx)
-	if err != nil {
-		return nil, p.opError("receive", err)
-	}
-	p.stats.received.Add(1)
-	return frames, nil
+	return p.receiveFrames(ctx, p.sock.RecvMessage)
 }
 
 // Run receives messages and calls h for each until ctx ends (returning an
@@ -157,12 +145,7 @@ func (p *PPPuller) ReceiveFrames(ctx context.Context) ([][]byte, error) {
 // errors and panics, and multi-frame messages, are counted and reported,
 // and Run goes on. Run returns only after every handler call has returned.
 func (p *PPPuller) Run(ctx context.Context, h Handler) error {
-	if h == nil {
-		return p.opError("run", invalidArg("nil handler"))
-	}
-	return serve(&p.base, ctx, p.o.concurrency, skipMalformed(&p.base, p.Receive), func(ctx context.Context, msg []byte) {
-		_ = p.call(func() error { return h(ctx, msg) }) // reported by call
-	})
+	return runHandler(&p.base, ctx, p.Receive, h)
 }
 
 // AddEndpoint connects (or, with "@", binds) one more endpoint.

@@ -85,6 +85,19 @@ func (b *base) replyContext(runCtx context.Context) (context.Context, context.Ca
 	return context.WithTimeout(context.WithoutCancel(runCtx), max(b.o.linger, time.Millisecond))
 }
 
+// runHandler is the Run of the types that take a handler at Run
+// (Subscriber, PPPuller, PairClient): serve, with malformed messages
+// reported and skipped, and h called through call (its errors and panics
+// recovered, counted and reported).
+func runHandler[T any](b *base, ctx context.Context, recv func(context.Context) (T, error), h func(context.Context, T) error) error {
+	if h == nil {
+		return b.opError("run", invalidArg("nil handler"))
+	}
+	return serve(b, ctx, b.o.concurrency, skipMalformed(b, recv), func(ctx context.Context, m T) {
+		_ = b.call(func() error { return h(ctx, m) }) // reported by call
+	})
+}
+
 // skipMalformed wraps a receive for serve: a malformed message is reported
 // (it was counted by recv) and the next one received.
 func skipMalformed[T any](b *base, recv func(context.Context) (T, error)) func(context.Context) (T, error) {

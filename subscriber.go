@@ -137,12 +137,7 @@ func (s *Subscriber) Receive(ctx context.Context) (Message, error) {
 // undecoded: for publishers that send raw or multi-frame messages (the
 // Guide's [topic, body] envelopes). It waits as Receive does.
 func (s *Subscriber) ReceiveFrames(ctx context.Context) ([][]byte, error) {
-	frames, err := s.sock.RecvMessage(ctx)
-	if err != nil {
-		return nil, s.opError("receive", err)
-	}
-	s.stats.received.Add(1)
-	return frames, nil
+	return s.receiveFrames(ctx, s.sock.RecvMessage)
 }
 
 // Run receives messages and calls h for each until ctx ends (returning an
@@ -152,12 +147,7 @@ func (s *Subscriber) ReceiveFrames(ctx context.Context) ([][]byte, error) {
 // messages are counted and sent to the error callback, and Run goes on. Run
 // returns only after every handler call has returned.
 func (s *Subscriber) Run(ctx context.Context, h MessageHandler) error {
-	if h == nil {
-		return s.opError("run", invalidArg("nil handler"))
-	}
-	return serve(&s.base, ctx, s.o.concurrency, skipMalformed(&s.base, s.Receive), func(ctx context.Context, m Message) {
-		_ = s.call(func() error { return h(ctx, m) }) // reported by call
-	})
+	return runHandler(&s.base, ctx, s.Receive, h)
 }
 
 // Codec returns the Subscriber's codec, whose encoding and types it uses.

@@ -290,6 +290,25 @@ static int cb_recv_n(cb_run *run, void *s, size_t size, int64_t count, int64_t *
 }
 
 /* cb_warmup_pushpull sends one untimed message, once PUSH has a peer. */
+/* cb_stream times count messages of size bytes (buf) sent on out by a
+ * sender thread and received on in by this one, each received frame
+ * checked to be want bytes: from the sender's first send to the last
+ * receive, into r->ns. The sockets are linked and warmed up. */
+static int cb_stream(cb_run *run, void *out, void *in, char *buf, int size, int want, int64_t count, cb_result *r)
+{
+	cb_sender sd = {.run = run, .sock = out, .buf = buf, .size = (size_t)size, .count = count};
+	pthread_t th;
+	int64_t t1;
+
+	if (cb_spawn(run, &th, cb_send_loop, &sd) == -1)
+		return -1;
+	int rc = cb_recv_n(run, in, (size_t)want, count, &t1);
+	pthread_join(th, NULL);
+	if (rc == 0)
+		r->ns = t1 - sd.t0;
+	return rc;
+}
+
 static int cb_warmup_pushpull(cb_run *run, void *push, void *pull)
 {
 	zmq_msg_t m;
@@ -313,10 +332,6 @@ static int cb_warmup_pushpull(cb_run *run, void *push, void *pull)
 int cb_pushpull(const char *bind_ep, int size, int want, int64_t count, cb_result *r)
 {
 	cb_run run = {.mu = PTHREAD_MUTEX_INITIALIZER};
-	cb_sender sd;
-	pthread_t th;
-	int started = 0;
-	int64_t t1;
 	char *buf = NULL;
 	void *push, *pull;
 
@@ -332,18 +347,8 @@ int cb_pushpull(const char *bind_ep, int size, int want, int64_t count, cb_resul
 	    (pull = cb_socket(&run, ZMQ_PULL, "PULL")) == NULL ||
 	    cb_link(&run, push, pull, bind_ep, r) == -1 || cb_warmup_pushpull(&run, push, pull) == -1)
 		goto out;
-	sd = (cb_sender){.run = &run, .sock = push, .buf = buf, .size = (size_t)size, .count = count};
-	if (cb_spawn(&run, &th, cb_send_loop, &sd) == -1)
-		goto out;
-	started = 1;
-	if (cb_recv_n(&run, pull, (size_t)want, count, &t1) == 0) {
-		pthread_join(th, NULL);
-		started = 0;
-		r->ns = t1 - sd.t0;
-	}
+	cb_stream(&run, push, pull, buf, size, want, count, r);
 out:
-	if (started)
-		pthread_join(th, NULL);
 	free(buf);
 	return cb_close(&run, r);
 }
@@ -424,10 +429,6 @@ static int cb_warmup_pubsub(cb_run *run, void *pub, void *sub)
 int cb_pubsub(const char *bind_ep, int size, int want, int64_t count, cb_result *r)
 {
 	cb_run run = {.mu = PTHREAD_MUTEX_INITIALIZER};
-	cb_sender sd;
-	pthread_t th;
-	int started = 0;
-	int64_t t1;
 	char *buf = NULL;
 	void *pub, *sub;
 	size_t head = strlen(cb_frame_head);
@@ -458,18 +459,8 @@ int cb_pubsub(const char *bind_ep, int size, int want, int64_t count, cb_result 
 	}
 	if (cb_link(&run, pub, sub, bind_ep, r) == -1 || cb_warmup_pubsub(&run, pub, sub) == -1)
 		goto out;
-	sd = (cb_sender){.run = &run, .sock = pub, .buf = buf, .size = (size_t)size, .count = count};
-	if (cb_spawn(&run, &th, cb_send_loop, &sd) == -1)
-		goto out;
-	started = 1;
-	if (cb_recv_n(&run, sub, (size_t)want, count, &t1) == 0) {
-		pthread_join(th, NULL);
-		started = 0;
-		r->ns = t1 - sd.t0;
-	}
+	cb_stream(&run, pub, sub, buf, size, want, count, r);
 out:
-	if (started)
-		pthread_join(th, NULL);
 	free(buf);
 	return cb_close(&run, r);
 }

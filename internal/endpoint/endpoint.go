@@ -7,9 +7,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"syscall"
-
-	zmq "github.com/pebbe/zmq4"
 )
 
 // ErrInvalid is the sentinel every parse error wraps. The root package
@@ -22,26 +19,17 @@ type Endpoint struct {
 	Addr string // transport://address, without the prefix
 }
 
-// Error is a failure to bind or connect one endpoint. Err keeps the libzmq
-// errno, so both errors.Is(err, syscall.EADDRINUSE) and zmq4.AsErrno work.
+// Error is a failure to bind or connect one endpoint, as zsock reports
+// it; the root package turns it into its EndpointError.
 type Error struct {
 	Op       string // "bind" or "connect"
 	Endpoint string
-	Err      error
+	Err      error // libzmq's errno
 }
 
-func (e *Error) Error() string {
-	return fmt.Sprintf("zmqkit: %s %q: %v", e.Op, e.Endpoint, e.Err)
-}
+func (e *Error) Error() string { return e.Op + " " + e.Endpoint + ": " + e.Err.Error() }
 
 func (e *Error) Unwrap() error { return e.Err }
-
-// Is lets errors.Is match a syscall.Errno such as syscall.EADDRINUSE:
-// libzmq's errno arrives as a zmq4.Errno, which is a different type.
-func (e *Error) Is(target error) bool {
-	errno, ok := target.(syscall.Errno)
-	return ok && zmq.AsErrno(e.Err) == zmq.Errno(errno)
-}
 
 // Parse splits a comma-separated list of endpoints, each optionally prefixed
 // with @ (bind) or > (connect); an unprefixed one takes defaultBind.

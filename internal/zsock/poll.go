@@ -191,11 +191,7 @@ func (b *blocking) block(ctx context.Context, st waitState, hot bool) (waitState
 		// The role came free: retry holding it before polling.
 		st.poller = true
 	case !st.poller:
-		ready := st.ready
-		if hot {
-			ready = backoff() // libzmq contradicts itself: do not spin
-		}
-		if err := s.park(ctx, ready); err != nil {
+		if err := s.parkRetry(ctx, st.ready, hot); err != nil {
 			return st, err
 		}
 		st.ready = s.waitChan()

@@ -25,11 +25,7 @@ func (w *netpoll) leave(waitState)  {}
 func (w *netpoll) block(ctx context.Context, st waitState, hot bool) (waitState, error) {
 	s := w.s
 	if st.ready != nil {
-		ready := st.ready
-		if hot {
-			ready = backoff() // libzmq contradicts itself: do not spin
-		}
-		if err := s.park(ctx, ready); err != nil {
+		if err := s.parkRetry(ctx, st.ready, hot); err != nil {
 			return st, err
 		}
 	}

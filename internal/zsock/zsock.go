@@ -469,6 +469,16 @@ type waiter interface {
 	close()
 }
 
+// parkRetry parks until a retry is worth it: ready fires, or, after a try
+// that found libzmq's events ready yet failed (hot), a millisecond passes,
+// as no edge may come then (libzmq contradicts itself: do not spin).
+func (s *Socket) parkRetry(ctx context.Context, ready <-chan struct{}, hot bool) error {
+	if hot {
+		ready = backoff()
+	}
+	return s.park(ctx, ready)
+}
+
 // park waits on ready, ctx and the socket's closing.
 func (s *Socket) park(ctx context.Context, ready <-chan struct{}) error {
 	s.parked.Add(1)
