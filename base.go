@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
+
+	zmq "github.com/pebbe/zmq4"
 
 	"github.com/zmqkit/zmqkit/internal/endpoint"
 	"github.com/zmqkit/zmqkit/internal/zsock"
@@ -24,10 +27,14 @@ type Stats struct {
 	// error (a message over WithMaxMessageSize, a peer that does not speak
 	// ZMTP) and zmqkit made again (see ErrConnectionDropped).
 	ProtocolErrors uint64
+	// AuthFailures counts CURVE connections refused: on a server, clients
+	// its policy denied and handshakes that failed (a plain client, a
+	// wrong server key); on a client, refusals and failed handshakes.
+	AuthFailures uint64
 }
 
 type counters struct {
-	sent, received, malformed, handlerErrors, handlerPanics, dropped, protocolErrors atomic.Uint64
+	sent, received, malformed, handlerErrors, handlerPanics, dropped, protocolErrors, authFailures atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -40,6 +47,7 @@ func (c *counters) snapshot() Stats {
 		Dropped:       c.dropped.Load(),
 
 		ProtocolErrors: c.protocolErrors.Load(),
+		AuthFailures:   c.authFailures.Load(),
 	}
 }
 
@@ -52,6 +60,8 @@ type base struct {
 	conn  conn            // never nil once the object is made
 	done  <-chan struct{} // closed when the object closes
 	stats counters
+	zap   *zapHandler // a CURVE server's Context's, with o.zapDomain
+	ready atomic.Bool // conn is set (for goroutines that may run before)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -89,13 +99,24 @@ func (b *base) open(self closer, k kind, endpoints string, defaultBind bool, opt
 		}
 	}
 	b.kind, b.o, b.zctx = k, o, zctx
+	if c := o.curve; c != nil && c.server {
+		// The handler runs before the socket exists: without one, libzmq
+		// would admit any client.
+		if b.zap, err = zctx.zapHandler(); err != nil {
+			return err
+		}
+		b.o.zapDomain = b.zap.register(&zapDomain{policy: c.policy, deny: b.denied})
+	}
 	c, err := dial(eps)
 	if err != nil {
+		b.unregisterZAP()
 		return endpointError(err)
 	}
 	b.conn, b.done = c, c.Done()
+	b.ready.Store(true)
 	if err := zctx.register(self); err != nil {
 		_ = c.Close() // the Context closed meanwhile
+		b.unregisterZAP()
 		return err
 	}
 	b.o.logger.Debug("zmqkit: open", "kind", k, "endpoints", c.Endpoints())
@@ -109,10 +130,8 @@ func (b *base) openSocket(self closer, k kind, endpoints string, defaultBind boo
 	err := b.open(self, k, endpoints, defaultBind, opts, func(eps []endpoint.Endpoint) (conn, error) {
 		cfg.Options = append(b.o.socketOptions(), cfg.Options...)
 		cfg.Endpoints = eps
-		if b.o.maxMsgSize > 0 && hasConnect(eps) {
-			// An oversize message makes libzmq drop the connection for good.
-			cfg.Redial, cfg.OnRedial = true, b.redialed
-		}
+		cfg.Monitor = b.securityMonitor()
+		cfg.Redial, cfg.OnRedial = b.redial(eps)
 		var err error
 		if sock, err = b.zctx.newSocket(cfg); err != nil {
 			return nil, err
@@ -125,6 +144,7 @@ func (b *base) openSocket(self closer, k kind, endpoints string, defaultBind boo
 func (b *base) close(self closer) error {
 	b.closeOnce.Do(func() {
 		b.closeErr = b.conn.Close()
+		b.unregisterZAP()
 		b.zctx.untrack(self)
 		b.o.logger.Debug("zmqkit: closed", "kind", b.kind)
 	})
@@ -195,12 +215,83 @@ func (b *base) single(msg []byte, err error) ([]byte, error) {
 	return msg, err
 }
 
+// redial says whether zsock must make again the connections libzmq drops
+// for good: after a message over WithMaxMessageSize, or a CURVE client's
+// failed handshake (libzmq does not retry those).
+func (b *base) redial(eps []endpoint.Endpoint) (bool, func(string, bool)) {
+	if !hasConnect(eps) || (b.o.maxMsgSize <= 0 && (b.o.curve == nil || b.o.curve.server)) {
+		return false, nil
+	}
+	return true, b.redialed
+}
+
 // redialed counts and reports a connection zsock made again after libzmq
-// dropped it for a protocol error.
-func (b *base) redialed(ep string) {
+// dropped it for a protocol error; a failed handshake was reported as an
+// AuthError already.
+func (b *base) redialed(ep string, handshakeFailed bool) {
+	if handshakeFailed {
+		b.o.logger.Debug("zmqkit: connecting again after a failed handshake", "kind", b.kind, "endpoint", ep)
+		return
+	}
 	b.report(&OpError{Kind: b.kind.String(), Op: "receive", Endpoint: ep,
 		Err: fmt.Errorf("%w (a message over WithMaxMessageSize, or a peer that does not speak ZMTP); connecting again", ErrConnectionDropped)})
 	b.stats.protocolErrors.Add(1)
+}
+
+// securityMonitor watches a CURVE object's handshakes (nil for a plain
+// one): each failure is counted and reported as an *AuthError. A server
+// leaves its ZAP denials to the handler, which knows who was denied.
+func (b *base) securityMonitor() *zsock.Monitor {
+	c := b.o.curve
+	if c == nil {
+		return nil
+	}
+	events := zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+	if !c.server {
+		events |= zmq.EVENT_HANDSHAKE_FAILED_AUTH
+	}
+	return &zsock.Monitor{Events: events, On: func(ev zsock.Event) {
+		b.stats.authFailures.Add(1)
+		b.report(&AuthError{Endpoint: ev.Endpoint, Reason: handshakeFailure(ev, c.server)})
+	}}
+}
+
+// handshakeFailure says why a CURVE handshake failed, in the words of the
+// side that saw it.
+func handshakeFailure(ev zsock.Event, server bool) string {
+	switch {
+	case ev.Kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+		return fmt.Sprintf("the server refused this client (ZAP status %d)", ev.Value)
+	case ev.Value == 0x11000002: // ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
+		if server {
+			return "handshake failed: the client does not use CURVE"
+		}
+		return "handshake failed: the server does not use CURVE"
+	case ev.Value == 0x11000001, ev.Value == 0x10000003: // CRYPTOGRAPHIC, KEY_EXCHANGE
+		if server {
+			return "handshake failed: the client's keys do not fit (a wrong server key?)"
+		}
+		return "handshake failed: the server's key is not the one given"
+	case ev.Kind == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+		return fmt.Sprintf("handshake failed: protocol error %#x", ev.Value)
+	}
+	return fmt.Sprintf("handshake failed (errno %d)", ev.Value)
+}
+
+// denied counts and reports a client the ZAP handler refused.
+func (b *base) denied(address, publicKey, reason string) {
+	b.stats.authFailures.Add(1)
+	ep := ""
+	if b.ready.Load() { // the handler may ask while the socket binds
+		ep = strings.Join(b.conn.Endpoints(), ",")
+	}
+	b.report(&AuthError{Endpoint: ep, PeerAddress: address, PublicKey: publicKey, Reason: "client refused: " + reason})
+}
+
+func (b *base) unregisterZAP() {
+	if b.zap != nil && b.o.zapDomain != "" {
+		b.zap.unregister(b.o.zapDomain)
+	}
 }
 
 func hasConnect(eps []endpoint.Endpoint) bool {

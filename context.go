@@ -22,6 +22,9 @@ type Context struct {
 	omu    sync.Mutex // guards objs
 	objs   map[closer]struct{}
 
+	zapMu sync.Mutex
+	zap   *zapHandler // started for the first CURVE server; see zap.go
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -132,6 +135,13 @@ func (c *Context) Close() error {
 				errs = append(errs, err)
 			}
 		}
+		// The ZAP handler stops after the last secured socket closed:
+		// libzmq admits any client while none is bound.
+		c.zapMu.Lock()
+		if c.zap != nil {
+			c.zap.stop()
+		}
+		c.zapMu.Unlock()
 		if err := c.zc.Term(); err != nil {
 			errs = append(errs, err)
 		}
@@ -169,4 +179,23 @@ func (c *Context) untrack(obj closer) {
 	c.omu.Lock()
 	delete(c.objs, obj)
 	c.omu.Unlock()
+}
+
+// zapHandler returns the Context's ZAP handler, starting it on first use.
+func (c *Context) zapHandler() (*zapHandler, error) {
+	c.mu.RLock() // Close stops the handler only after marking c closed
+	defer c.mu.RUnlock()
+	if c.closed {
+		return nil, ErrClosed
+	}
+	c.zapMu.Lock()
+	defer c.zapMu.Unlock()
+	if c.zap == nil {
+		h, err := startZAP(c.zc)
+		if err != nil {
+			return nil, err
+		}
+		c.zap = h
+	}
+	return c.zap, nil
 }

@@ -233,3 +233,13 @@ func testServerStop(t *testing.T, mk func(t *testing.T) serverStop) {
 		})
 	}
 }
+
+// closeDefaultContext returns a cleanup that closes the default Context,
+// whose reactor (and ZAP handler) would otherwise outlive the test.
+func closeDefaultContext(t testing.TB) func() {
+	return func() {
+		d, err := DefaultContext()
+		require.NoError(t, err)
+		require.NoError(t, d.Close())
+	}
+}

@@ -94,6 +94,8 @@ var optionKinds = map[string]kind{
 	"WithConcurrency":       kindSubscriber | kindRRServer | kindPuller | kindPairServer | kindPairClient,
 	"WithErrorHandler":      kindSubscriber | kindRRServer | kindRRClient | kindPuller | kindPairServer | kindPairClient,
 	"WithRetries":           kindRRClient,
+	"WithCurveServer":       allKinds,
+	"WithCurveClient":       allKinds,
 }
 
 func option(name string, set func(*options) error) Option {
@@ -127,6 +129,11 @@ type options struct {
 	// Request/reply (rrclient.go).
 	tries      int           // 1: no retries
 	tryTimeout time.Duration // per-try time-out when tries > 1
+
+	// Security (curve.go): nil for a plain object. zapDomain is the
+	// object's ZAP domain, set when a CURVE server opens.
+	curve     *curveConfig
+	zapDomain string
 }
 
 func defaultOptions() options {
@@ -493,6 +500,26 @@ func (o *options) socketOptions() []zsock.Option {
 				return err
 			}
 			return s.SetHeartbeatTtl(ms(o.heartbeatTTL))
+		}})
+	}
+	if c := o.curve; c != nil {
+		opts = append(opts, zsock.Option{Name: "CURVE keys", Set: func(s *zmq.Socket) error {
+			if c.server {
+				if err := s.SetZapDomain(o.zapDomain); err != nil {
+					return err
+				}
+				if err := s.SetCurveServer(1); err != nil {
+					return err
+				}
+				return s.SetCurveSecretkey(c.keys.Secret)
+			}
+			if err := s.SetCurveServerkey(c.serverKey); err != nil {
+				return err
+			}
+			if err := s.SetCurvePublickey(c.keys.Public); err != nil {
+				return err
+			}
+			return s.SetCurveSecretkey(c.keys.Secret)
 		}})
 	}
 	if o.maxMsgSize > 0 {

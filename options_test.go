@@ -5,6 +5,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"io/fs"
 	"log/slog"
 	"math"
 	"strings"
@@ -160,6 +161,8 @@ var validOptions = map[string]Option{
 	"WithConcurrency":       WithConcurrency(2),
 	"WithErrorHandler":      WithErrorHandler(func(error) {}),
 	"WithRetries":           WithRetries(2, time.Second),
+	"WithCurveServer":       WithCurveServer(KeyPair{}, nil), // refused first
+	"WithCurveClient":       WithCurveClient(KeyPair{}, ""),  // refused first
 }
 
 // An option given to a type it does not apply to is refused, naming the
@@ -183,30 +186,32 @@ func TestInapplicableOptionsAreRefused(t *testing.T) {
 // constructors use says: docs and behaviour cannot drift.
 func TestOptionDocsMatchTheTable(t *testing.T) {
 	fset := token.NewFileSet()
-	f, err := parser.ParseFile(fset, "options.go", nil, parser.ParseComments)
+	pkgs, err := parser.ParseDir(fset, ".", func(fi fs.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, parser.ParseComments)
 	require.NoError(t, err)
 	seen := map[string]bool{}
-	for _, d := range f.Decls {
-		fn, ok := d.(*ast.FuncDecl)
-		if !ok || fn.Recv != nil || !strings.HasPrefix(fn.Name.Name, "With") || fn.Type.Results == nil {
-			continue
+	for _, f := range pkgs["zmqkit"].Files {
+		for _, d := range f.Decls {
+			fn, ok := d.(*ast.FuncDecl)
+			if !ok || fn.Recv != nil || !strings.HasPrefix(fn.Name.Name, "With") || fn.Type.Results == nil {
+				continue
+			}
+			name := fn.Name.Name
+			if res, ok := fn.Type.Results.List[0].Type.(*ast.Ident); !ok || res.Name != "Option" {
+				continue
+			}
+			seen[name] = true
+			kinds, ok := optionKinds[name]
+			require.True(t, ok, "%s is not in optionKinds", name)
+			want := "Applies to: " + kinds.list() + "."
+			if kinds == allKinds {
+				want = "Applies to every type."
+			}
+			doc := strings.TrimSpace(fn.Doc.Text())
+			lines := strings.Split(doc, "\n")
+			assert.Equal(t, want, lines[len(lines)-1], "the last line of %s's doc", name)
 		}
-		name := fn.Name.Name
-		if res, ok := fn.Type.Results.List[0].Type.(*ast.Ident); !ok || res.Name != "Option" {
-			continue
-		}
-		seen[name] = true
-		kinds, ok := optionKinds[name]
-		require.True(t, ok, "%s is not in optionKinds", name)
-		want := "Applies to: " + kinds.list() + "."
-		if kinds == allKinds {
-			want = "Applies to every type."
-		}
-		doc := strings.TrimSpace(fn.Doc.Text())
-		lines := strings.Split(doc, "\n")
-		assert.Equal(t, want, lines[len(lines)-1], "the last line of %s's doc", name)
 	}
 	for name := range optionKinds {
-		assert.True(t, seen[name], "optionKinds has %s, options.go has no such option", name)
+		assert.True(t, seen[name], "optionKinds has %s, the package has no such option", name)
 	}
 }

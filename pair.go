@@ -24,7 +24,9 @@ func (b *base) openLink(self closer, k kind, endpoints string, defaultBind bool,
 		link, err = pairlink.New(pairlink.Config{
 			Endpoints: eps,
 			NewSocket: func(typ zmq.Type, eps []endpoint.Endpoint, mon *zsock.Monitor) (*zsock.Socket, error) {
-				return zctx.newSocket(zsock.Config{Type: typ, Options: b.o.socketOptions(), Endpoints: eps, Monitor: mon})
+				redial, onRedial := b.redial(eps)
+				return zctx.newSocket(zsock.Config{Type: typ, Options: b.o.socketOptions(), Endpoints: eps,
+					Monitor: joinMonitors(mon, b.securityMonitor()), Redial: redial, OnRedial: onRedial})
 			},
 			OnRestart: func(gen uint64) {
 				b.o.logger.Info("zmqkit: pair peer left; socket reopened", "kind", k, "generation", gen)
@@ -37,6 +39,25 @@ func (b *base) openLink(self closer, k kind, endpoints string, defaultBind bool,
 		return link, nil
 	})
 	return link, err
+}
+
+// joinMonitors returns one monitor that calls each of a and b (either may
+// be nil) for the events it asked for.
+func joinMonitors(a, b *zsock.Monitor) *zsock.Monitor {
+	switch {
+	case a == nil:
+		return b
+	case b == nil:
+		return a
+	}
+	return &zsock.Monitor{Events: a.Events | b.Events, On: func(ev zsock.Event) {
+		if ev.Kind&a.Events != 0 {
+			a.On(ev)
+		}
+		if ev.Kind&b.Events != 0 {
+			b.On(ev)
+		}
+	}}
 }
 
 // receiveOne receives one single-frame message on link, with the

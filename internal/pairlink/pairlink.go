@@ -130,7 +130,8 @@ func (l *Link) open(eps []endpoint.Endpoint, monitored bool, n uint64) (*generat
 	if monitored {
 		g.events = make(chan zsock.Event, 64)
 		mon = &zsock.Monitor{
-			Events: zmq.EVENT_ACCEPTED | zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED,
+			Events: zmq.EVENT_ACCEPTED | zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED |
+				zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH,
 			On: func(ev zsock.Event) {
 				select {
 				case g.events <- ev:
@@ -167,10 +168,13 @@ func (l *Link) supervise(ctx context.Context, g *generation) {
 
 // awaitPeerGone reads g's events until the peer it talks to disconnects
 // (true) or the link closes (false). The peer is the first connection
-// accepted or made; a second one, which PAIR refuses to serve, may come and
-// go without consequence.
+// accepted or made whose handshake did not fail: a second one, which PAIR
+// refuses to serve, and one refused in its handshake (a CURVE client the
+// server denied), may come and go without consequence. (Handshake events
+// carry no descriptor: a failure before the first success is taken to be
+// the first connection's.)
 func (l *Link) awaitPeerGone(ctx context.Context, g *generation) bool {
-	peer := -1
+	peer, confirmed := -1, false
 	for {
 		var ev zsock.Event
 		select {
@@ -181,7 +185,13 @@ func (l *Link) awaitPeerGone(ctx context.Context, g *generation) bool {
 		switch ev.Kind {
 		case zmq.EVENT_ACCEPTED, zmq.EVENT_CONNECTED:
 			if peer < 0 {
-				peer = ev.Value // the connection's descriptor
+				peer, confirmed = ev.Value, false // the connection's descriptor
+			}
+		case zmq.EVENT_HANDSHAKE_SUCCEEDED:
+			confirmed = true
+		case zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+			if !confirmed {
+				peer = -1
 			}
 		case zmq.EVENT_DISCONNECTED:
 			if ev.Value == peer {

@@ -39,8 +39,13 @@ const closeEvents = zmq.EVENT_CLOSED | zmq.EVENT_CLOSE_FAILED
 
 // redialAfter is how long a disconnected endpoint may go without libzmq
 // announcing a reconnection (it does so at once: CONNECT_RETRIED, or
-// CONNECT_DELAYED) before zsock concludes libzmq gave up on it.
-const redialAfter = 250 * time.Millisecond
+// CONNECT_DELAYED) before zsock concludes libzmq gave up on it. Each redial
+// of an endpoint whose handshake has not succeeded since doubles the wait,
+// up to redialMax: a server that refuses a client (CURVE) is not hammered.
+const (
+	redialAfter = 250 * time.Millisecond
+	redialMax   = 10 * time.Second
+)
 
 // monitor reads the events of one socket on an inproc PAIR, in its own
 // goroutine, for as long as the socket lives.
@@ -53,8 +58,10 @@ type monitor struct {
 	// Redial (see Config.Redial): endpoints disconnected and when they are
 	// due to be made again; used by the monitor's goroutine only.
 	redial   bool
-	onRedial func(string)
+	onRedial func(endpoint string, handshakeFailed bool)
 	due      map[string]time.Time
+	tries    map[string]int  // redials since the endpoint's last handshake
+	failed   map[string]bool // its last connection failed its handshake
 
 	mu      sync.Mutex
 	closed  map[string]bool // listeners reported closed
@@ -73,11 +80,16 @@ func (s *Socket) startMonitor(cfg *Monitor) error {
 
 // redialEvents are the events that tell a connection down for good from
 // one libzmq is reconnecting.
-const redialEvents = zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_CONNECT_DELAYED | zmq.EVENT_CONNECTED
+const redialEvents = zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_CONNECT_DELAYED | zmq.EVENT_CONNECTED |
+	zmq.EVENT_HANDSHAKE_SUCCEEDED | handshakeFailed
+
+// handshakeFailed are the events of a connection whose ZMTP handshake
+// failed (a mechanism mismatch, CURVE keys, a ZAP denial).
+const handshakeFailed = zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH
 
 // startMonitorLocked is startMonitor for a caller that holds s.zc.mu for
 // reading (and not s.mu).
-func (s *Socket) startMonitorLocked(cfg *Monitor, redial bool, onRedial func(string)) error {
+func (s *Socket) startMonitorLocked(cfg *Monitor, redial bool, onRedial func(string, bool)) error {
 	addr := fmt.Sprintf("inproc://zmqkit-monitor-%d", s.zc.seq.Add(1))
 	// The reader connects first: inproc allows it, and no event is lost.
 	reader, err := newLocked(s.zc, Config{Type: zmq.PAIR, Endpoints: []endpoint.Endpoint{{Addr: addr}}})
@@ -85,7 +97,7 @@ func (s *Socket) startMonitorLocked(cfg *Monitor, redial bool, onRedial func(str
 		return fmt.Errorf("zmqkit: monitor: %w", err)
 	}
 	m := &monitor{s: s, reader: reader, done: make(chan struct{}), closed: map[string]bool{}, changed: make(chan struct{}),
-		redial: redial, onRedial: onRedial, due: map[string]time.Time{}}
+		redial: redial, onRedial: onRedial, due: map[string]time.Time{}, tries: map[string]int{}, failed: map[string]bool{}}
 	if cfg != nil {
 		m.cfg = *cfg
 	}
@@ -132,9 +144,14 @@ func (m *monitor) run() {
 		if m.redial {
 			switch ev.Kind {
 			case zmq.EVENT_DISCONNECTED:
-				m.due[ev.Endpoint] = time.Now().Add(redialAfter)
+				wait := redialAfter << min(m.tries[ev.Endpoint], 6)
+				m.due[ev.Endpoint] = time.Now().Add(min(wait, redialMax))
 			case zmq.EVENT_CONNECT_RETRIED, zmq.EVENT_CONNECT_DELAYED, zmq.EVENT_CONNECTED:
 				delete(m.due, ev.Endpoint) // libzmq is on it
+			case zmq.EVENT_HANDSHAKE_SUCCEEDED:
+				delete(m.tries, ev.Endpoint)
+			case zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+				m.failed[ev.Endpoint] = true
 			}
 		}
 		if m.cfg.On != nil && ev.Kind&m.cfg.Events != 0 {
@@ -168,8 +185,11 @@ func (m *monitor) redialDue() {
 			continue
 		}
 		delete(m.due, ep)
+		m.tries[ep]++
+		failed := m.failed[ep]
+		delete(m.failed, ep)
 		if m.s.redial(ep) && m.onRedial != nil {
-			m.onRedial(ep)
+			m.onRedial(ep, failed)
 		}
 	}
 }

@@ -87,9 +87,11 @@ type Config struct {
 	// libzmq does not reconnect after a protocol error (a message over
 	// ZMQ_MAXMSGSIZE, a peer that does not speak ZMTP), so such a
 	// connection would stay down for good. OnRedial, if set, is called
-	// with the endpoint each time (from the monitor's goroutine).
+	// with the endpoint each time (from the monitor's goroutine), and
+	// whether the connection had failed its handshake (rather than, say,
+	// received a message over ZMQ_MAXMSGSIZE).
 	Redial   bool
-	OnRedial func(endpoint string)
+	OnRedial func(endpoint string, handshakeFailed bool)
 }
 
 // Socket is a libzmq socket that many goroutines may use at once.
