@@ -106,9 +106,9 @@ func (h *zapHandler) answer(msg [][]byte) [][]byte {
 	if len(req) < 6 || string(req[0]) != "1.0" {
 		return reply("400", "malformed ZAP request", "")
 	}
-	domain, address, mechanism, creds := string(req[2]), string(req[3]), string(req[5]), req[6:]
+	address, mechanism, creds := string(req[3]), string(req[5]), req[6:]
 	h.mu.RLock()
-	d := h.domains[domain]
+	d := h.domains[string(req[2])]
 	h.mu.RUnlock()
 	switch {
 	case h.stopping.Load():
