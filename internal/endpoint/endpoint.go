@@ -89,8 +89,16 @@ func ParseOne(raw string, defaultBind bool) (Endpoint, error) {
 }
 
 func checkTCP(addr string, bind bool, bad func(string) (Endpoint, error)) error {
+	if strings.ContainsAny(addr, " \t\r\n") {
+		_, err := bad("address contains white space")
+		return err
+	}
 	// A connect may name a source first: tcp://src;dst.
 	if i := strings.LastIndexByte(addr, ';'); i >= 0 && !bind {
+		if i == 0 {
+			_, err := bad("empty source address before ';'")
+			return err
+		}
 		addr = addr[i+1:]
 	}
 	host, port, err := net.SplitHostPort(addr)

@@ -47,6 +47,7 @@ type Config struct {
 	NewSocket NewSocketFunc
 	// OnRestart is called (from the link's goroutine) after the socket was
 	// replaced; OnError for a failure to replace it, which is retried.
+	// Neither may call Close: Close waits for that goroutine.
 	OnRestart func(gen uint64)
 	OnError   func(error)
 }
@@ -79,33 +80,54 @@ type Link struct {
 	closeOnce sync.Once
 	closeErr  error
 	stop      context.CancelFunc
-	superDone chan struct{}
+	superCtx  context.Context // ends when the link closes
+	super     sync.WaitGroup  // the supervisor, once the link is watched
+	watched   bool            // guarded by mu: the supervisor runs
 }
 
 // New opens the first socket and, unless every endpoint is inproc (where
 // peers cannot restart behind a socket's back), starts watching it.
 func New(cfg Config) (*Link, error) {
 	l := &Link{cfg: cfg, changed: make(chan struct{}), done: make(chan struct{})}
-	monitored := false
+	l.superCtx, l.stop = context.WithCancel(context.Background())
+	watched := false
 	for _, ep := range cfg.Endpoints {
 		if !strings.HasPrefix(ep.Addr, "inproc://") {
-			monitored = true
+			watched = true
 		}
 	}
-	g, err := l.open(cfg.Endpoints, monitored, 1)
+	g, err := l.open(cfg.Endpoints, watched, 1)
 	if err != nil {
+		l.stop()
 		return nil, err
 	}
 	l.reopenTo = resolve(cfg.Endpoints, g.sock.Bound())
 	l.cur, l.gen = g, 1
-	ctx, cancel := context.WithCancel(context.Background())
-	l.stop, l.superDone = cancel, make(chan struct{})
-	if monitored {
-		go l.supervise(ctx, g)
-	} else {
-		close(l.superDone)
+	if watched {
+		l.watched = true
+		l.super.Add(1)
+		go l.supervise(l.superCtx, g)
 	}
 	return l, nil
+}
+
+// watch starts watching a link made with inproc endpoints only, which one
+// more endpoint of another transport now needs: a monitor on the socket in
+// service, before the endpoint is attached, and the supervisor. l.mu is
+// held.
+func (l *Link) watch(g *generation) error {
+	if l.watched {
+		return nil
+	}
+	g.events = make(chan zsock.Event, 64)
+	if err := g.sock.Monitor(g.monitor()); err != nil {
+		g.events = nil
+		return err
+	}
+	l.watched = true
+	l.super.Add(1)
+	go l.supervise(l.superCtx, g)
+	return nil
 }
 
 // resolve returns eps with each bound endpoint's address replaced by the
@@ -129,16 +151,7 @@ func (l *Link) open(eps []endpoint.Endpoint, monitored bool, n uint64) (*generat
 	var mon *zsock.Monitor
 	if monitored {
 		g.events = make(chan zsock.Event, 64)
-		mon = &zsock.Monitor{
-			Events: zmq.EVENT_ACCEPTED | zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED |
-				zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH,
-			On: func(ev zsock.Event) {
-				select {
-				case g.events <- ev:
-				case <-g.gone: // retired: nobody reads any more
-				}
-			},
-		}
+		mon = g.monitor()
 	}
 	s, err := l.cfg.NewSocket(zmq.PAIR, eps, mon)
 	if err != nil {
@@ -148,10 +161,25 @@ func (l *Link) open(eps []endpoint.Endpoint, monitored bool, n uint64) (*generat
 	return g, nil
 }
 
+// monitor is what a generation's socket is monitored with: its peer's
+// comings and goings, sent to g.events.
+func (g *generation) monitor() *zsock.Monitor {
+	return &zsock.Monitor{
+		Events: zmq.EVENT_ACCEPTED | zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED |
+			zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH,
+		On: func(ev zsock.Event) {
+			select {
+			case g.events <- ev:
+			case <-g.gone: // retired: nobody reads any more
+			}
+		},
+	}
+}
+
 // supervise runs for the link's life: it waits for the current peer to go,
 // then replaces the socket.
 func (l *Link) supervise(ctx context.Context, g *generation) {
-	defer close(l.superDone)
+	defer l.super.Done()
 	for {
 		if !l.awaitPeerGone(ctx, g) {
 			return
@@ -345,14 +373,9 @@ func (l *Link) Send(ctx context.Context, msg [][]byte, gen uint64) (uint64, erro
 // kept is left.
 func (l *Link) Recv(ctx context.Context, gen uint64) ([][]byte, uint64, error) {
 	for {
-		l.mu.Lock()
-		if len(l.carry) > 0 {
-			c := l.carry[0]
-			l.carry = l.carry[1:]
-			l.mu.Unlock()
+		if c, ok := l.takeCarried(gen); ok {
 			return c.msg, c.gen, nil
 		}
-		l.mu.Unlock()
 		s, n, changed := l.current()
 		if gen != 0 && n != gen {
 			return nil, n, ErrReset
@@ -374,6 +397,21 @@ func (l *Link) Recv(ctx context.Context, gen uint64) ([][]byte, uint64, error) {
 	}
 }
 
+// takeCarried takes the oldest kept message of a replaced socket; a caller
+// pinned to generation gen takes only that generation's, leaving the
+// others to unpinned callers.
+func (l *Link) takeCarried(gen uint64) (carried, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, c := range l.carry {
+		if gen == 0 || c.gen == gen {
+			l.carry = append(l.carry[:i:i], l.carry[i+1:]...)
+			return c, true
+		}
+	}
+	return carried{}, false
+}
+
 // Attach binds or connects one more endpoint, on the socket in service
 // and on every socket that replaces it.
 func (l *Link) Attach(ep endpoint.Endpoint) error {
@@ -384,6 +422,18 @@ func (l *Link) Attach(ep endpoint.Endpoint) error {
 				return err
 			}
 			continue
+		}
+		if !strings.HasPrefix(ep.Addr, "inproc://") {
+			l.mu.Lock()
+			g := l.cur
+			var err error
+			if g != nil && g.sock == s {
+				err = l.watch(g)
+			}
+			l.mu.Unlock()
+			if err != nil {
+				return err
+			}
 		}
 		before := len(s.Bound())
 		if err := s.Attach(ep); err != nil {
@@ -413,12 +463,16 @@ func (l *Link) Endpoints() []string {
 	l.mu.Lock()
 	g := l.cur
 	l.mu.Unlock()
-	if g == nil {
+	if g == nil { // as zsock lists them: bound first, then connected
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		out := make([]string, len(l.reopenTo))
-		for i, ep := range l.reopenTo {
-			out[i] = ep.Addr
+		out := make([]string, 0, len(l.reopenTo))
+		for _, bind := range []bool{true, false} {
+			for _, ep := range l.reopenTo {
+				if ep.Bind == bind {
+					out = append(out, ep.Addr)
+				}
+			}
 		}
 		return out
 	}
@@ -434,7 +488,7 @@ func (l *Link) Close() error {
 	l.closeOnce.Do(func() {
 		close(l.done)
 		l.stop()
-		<-l.superDone
+		l.super.Wait()
 		l.mu.Lock()
 		g := l.cur
 		l.cur = nil

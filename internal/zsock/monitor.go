@@ -68,6 +68,18 @@ type monitor struct {
 	changed chan struct{}   // closed and replaced when closed grows
 }
 
+// Monitor starts monitoring an open socket that has no monitor yet: m.On
+// is called for the events m asks for from now on.
+func (s *Socket) Monitor(m *Monitor) error {
+	s.mu.Lock()
+	busy := s.mon != nil || s.closed
+	s.mu.Unlock()
+	if busy {
+		return errors.New("zmqkit: socket closed or monitored already")
+	}
+	return s.startMonitor(m)
+}
+
 // startMonitor starts monitoring s with cfg; its caller holds no lock.
 func (s *Socket) startMonitor(cfg *Monitor) error {
 	s.zc.mu.RLock() // libzmq makes a socket: see newLocked
