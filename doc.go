@@ -135,6 +135,23 @@
 // are gone and every address it bound is free to be bound again;
 // messages already queued get the linger time to leave.
 //
+// # Security
+//
+// WithCurveServer and WithCurveClient make any object a CURVE server or
+// client: every message is encrypted, the server proves its key to its
+// clients, and a ClientPolicy (AllowKeys, or AllowAnyClient said out loud)
+// decides which clients the server admits, checked by a ZAP handler that
+// each Context runs in its own libzmq context. It fails closed: no policy
+// is a construction error, and the handler denies what it does not know.
+// Refusals are counted (Stats.AuthFailures) and reported as *AuthError.
+// Keys come from NewKeyPair or from certificate files that pyzmq and CZMQ
+// also read and write (KeyPair.Save, LoadKeyPair, LoadPublicKeys).
+//
+// CURVE protects the content and integrity of messages and the identity of
+// the peers; it does not hide who talks to whom, when, or how much, and
+// anyone holding a secret key file is that peer. There is no TLS: libzmq's
+// wss transport is a draft in libzmq 4.3.
+//
 // # Delivery and back-pressure
 //
 // ZeroMQ queues messages per peer up to a high-water mark (WithSendHWM,
