@@ -36,7 +36,9 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	waitForSubscription(ctx, pub, sub)
+	if err := pub.WaitForSubscribers(ctx, 1); err != nil { // no slow joiner
+		log.Fatal(err)
+	}
 
 	if err := pub.Publish(ctx, "Hello World"); err != nil {
 		log.Fatal(err)
@@ -152,7 +154,9 @@ func ExampleSubscriber_Run() {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	waitForSubscription(ctx, pub, sub)
+	if err := pub.WaitForSubscribers(ctx, 1); err != nil { // no slow joiner
+		log.Fatal(err)
+	}
 
 	done := make(chan error, 1)
 	go func() {
@@ -211,7 +215,9 @@ func ExampleSubscriber() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	waitForSubscription(ctx, pub, sub)
+	if err := pub.WaitForSubscribers(ctx, 1); err != nil { // no slow joiner
+		log.Fatal(err)
+	}
 	for _, m := range []zmqkit.Message{
 		{ID: 10001, Type: zmqkit.TypeText, Body: []byte("not for us")},
 		{ID: 1000, Type: zmqkit.TypeText, Body: []byte("for us")},
@@ -243,7 +249,9 @@ func ExamplePublisher() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	waitForSubscription(ctx, pub, sub)
+	if err := pub.WaitForSubscribers(ctx, 1); err != nil { // no slow joiner
+		log.Fatal(err)
+	}
 	type reading struct {
 		City  string  `json:"city"`
 		TempC float64 `json:"temp_c"`

@@ -2,6 +2,9 @@ package zmqkit
 
 import (
 	"context"
+	"strconv"
+	"strings"
+	"sync"
 
 	zmq "github.com/pebbe/zmq4"
 
@@ -9,7 +12,8 @@ import (
 )
 
 // Publisher broadcasts "<msgid> <msgtype> <body>" frames to every connected
-// Subscriber (a ZeroMQ PUB socket). It binds by default.
+// Subscriber (a ZeroMQ PUB socket on the wire; an XPUB inside, which lets
+// it see subscriptions). It binds by default.
 //
 // A Publisher is safe for concurrent use by multiple goroutines.
 //
@@ -17,8 +21,8 @@ import (
 //   - Slow joiners: a subscriber receives only what is published after its
 //     connection and subscription have reached the publisher, which takes
 //     some milliseconds after both sides exist. Messages published before
-//     then are lost. Synchronise first (have subscribers announce themselves,
-//     or publish until a first message is seen) when the start matters.
+//     then are lost. WaitForSubscribers waits for them when the start
+//     matters.
 //   - At the high-water mark (WithSendHWM, 1000 per subscriber by default),
 //     a PUB socket drops messages for that subscriber silently; Publish
 //     never blocks on a slow subscriber.
@@ -28,6 +32,58 @@ type Publisher struct {
 	sock  *zsock.Socket
 	codec *Codec
 	msgID int
+	subs  subscriptions
+}
+
+// subscriptions are the subscriptions that reached a Publisher, counted by
+// filter: its XPUB passes every subscribe and unsubscribe on
+// (ZMQ_XPUB_VERBOSER), the reactor reads them (zsock's Incoming) and
+// WaitForSubscribers waits on them.
+type subscriptions struct {
+	mu      sync.Mutex
+	count   map[string]int
+	changed chan struct{} // closed and replaced on every change
+}
+
+// note records one XPUB message: \x01 + filter subscribes, \x00 + filter
+// unsubscribes.
+func (s *subscriptions) note(msg [][]byte) {
+	if len(msg) != 1 || len(msg[0]) == 0 || msg[0][0] > 1 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.count == nil {
+		s.count = map[string]int{}
+	}
+	topic := string(msg[0][1:])
+	if msg[0][0] == 1 {
+		s.count[topic]++
+	} else if s.count[topic]--; s.count[topic] <= 0 {
+		delete(s.count, topic)
+	}
+	if s.changed != nil {
+		close(s.changed)
+		s.changed = nil
+	}
+}
+
+// matching counts the subscriptions whose filter matches frames that start
+// with prefix (or, longer, start with it), and returns a channel closed at
+// the next change.
+func (s *subscriptions) matching(prefix string) (int, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for topic, c := range s.count {
+		if strings.HasPrefix(prefix, topic) || strings.HasPrefix(topic, prefix) {
+			n += c
+		}
+	}
+	if s.changed == nil {
+		s.changed = make(chan struct{})
+	}
+	return n, s.changed
 }
 
 // NewPublisher binds (or, with ">", connects) the endpoints and returns a
@@ -37,7 +93,11 @@ type Publisher struct {
 func NewPublisher(endpoints string, opts ...Option) (*Publisher, error) {
 	p := &Publisher{}
 	var err error
-	if p.sock, err = p.openSocket(p, kindPublisher, endpoints, true, opts, zsock.Config{Type: zmq.PUB}); err != nil {
+	// An XPUB is a PUB on the wire that also passes the subscriptions it
+	// receives on, for WaitForSubscribers.
+	verbose := zsock.Option{Name: "ZMQ_XPUB_VERBOSER", Set: func(z *zmq.Socket) error { return z.SetXpubVerboser(1) }}
+	cfg := zsock.Config{Type: zmq.XPUB, Options: []zsock.Option{verbose}, Incoming: p.subs.note}
+	if p.sock, err = p.openSocket(p, kindPublisher, endpoints, true, opts, cfg); err != nil {
 		return nil, err
 	}
 	if p.codec, err = p.o.newCodec(); err != nil {
@@ -91,6 +151,40 @@ func (p *Publisher) send(ctx context.Context, encode func(hdr []byte) (hdr2, wir
 // frame is needed.
 func (p *Publisher) PublishFrames(ctx context.Context, frames ...[]byte) error {
 	return p.sendFrames(ctx, "publish", frames, sockSend(p.sock))
+}
+
+// WaitForSubscribers waits until n subscriptions that match the
+// Publisher's msgid (WithMsgID) have reached it, so that a message
+// published next is delivered to n subscribers, or until ctx ends (an
+// error matching ctx's) or the Publisher is closed (ErrClosed). It beats
+// the slow joiner: a subscriber is counted once its connection is up and
+// its subscription has been applied, which is what makes it receive.
+//
+// A subscription matches when its filter is a prefix of "<msgid> " (a
+// Subscriber made without WithMsgIDs subscribes to "", WithMsgIDs(1000) to
+// "1000 "; the Python module's Subscriber to "1000"), or starts with it.
+// Subscribers of any implementation count: a pyzmq SUB, the Python module,
+// a zmqkit Subscriber. One subscriber with two matching filters counts
+// twice, and one that leaves stops counting. Publishing is not slowed by
+// it: the subscriptions are read in the background.
+func (p *Publisher) WaitForSubscribers(ctx context.Context, n int) error {
+	if n < 0 {
+		return p.opError("wait for subscribers", invalidArg("%d subscribers", n))
+	}
+	prefix := strconv.Itoa(p.msgID) + " "
+	for {
+		have, changed := p.subs.matching(prefix)
+		if have >= n {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return p.opError("wait for subscribers", ctx.Err())
+		case <-p.done:
+			return p.opError("wait for subscribers", ErrClosed)
+		}
+	}
 }
 
 // AddEndpoint binds (or, with ">", connects) one more endpoint.

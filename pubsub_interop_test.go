@@ -185,3 +185,34 @@ func TestInteropPublisherToPythonSubscriber(t *testing.T) {
 		})
 	}
 }
+
+// pySUBOnce subscribes a pyzmq SUB to everything, says "ready", then prints
+// the first message it receives.
+const pySUBOnce = `
+import sys, zmq
+ctx = zmq.Context()
+s = ctx.socket(zmq.SUB)
+s.setsockopt(zmq.LINGER, 0)
+s.setsockopt(zmq.RCVTIMEO, 10000)
+s.setsockopt(zmq.SUBSCRIBE, b"1000")
+s.connect(sys.argv[1])
+print("ready")
+print(s.recv().decode())
+s.close()
+ctx.term()
+`
+
+// A pyzmq SUB (subscribing to "1000", as the Python module does) counts
+// for WaitForSubscribers, and gets the first message published after it.
+func TestWaitForSubscribersPyzmq(t *testing.T) {
+	zctx := newTestContext(t)
+	pub, err := NewPublisher(bindEndpoint(t, "tcp"), WithZMQContext(zctx))
+	require.NoError(t, err)
+	closeOnCleanup(t, pub)
+	p := startPython(t, pySUBOnce, pub.Endpoints()[0])
+	require.Equal(t, "ready", p.Line(t))
+	require.NoError(t, pub.WaitForSubscribers(testCtx(t), 1))
+	require.NoError(t, pub.Publish(testCtx(t), "first"))
+	assert.Equal(t, "1000 text first", p.Line(t))
+	p.Wait(t)
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
@@ -343,5 +344,86 @@ func TestConcurrentPublishersAllAccountedFor(t *testing.T) {
 			}
 			assert.GreaterOrEqual(t, pub.Stats().Sent, uint64(goroutines*each))
 		})
+	}
+}
+
+// WaitForSubscribers beats the slow joiner: with three subscribers joining
+// at random moments, the first message published after it returns reaches
+// all three, every time.
+func TestWaitForSubscribers(t *testing.T) {
+	for _, tr := range []string{"tcp", "ipc", "inproc"} {
+		t.Run(tr, func(t *testing.T) {
+			zctx := newTestContext(t)
+			ctx := testCtx(t)
+			rounds := 50
+			if tr == "inproc" {
+				rounds = 20
+			}
+			for round := 0; round < rounds; round++ {
+				pub, err := NewPublisher(bindEndpoint(t, tr), WithZMQContext(zctx))
+				require.NoError(t, err)
+				ep := pub.Endpoints()[0]
+				subs := make(chan *Subscriber, 3)
+				for i := 0; i < 3; i++ {
+					go func() {
+						time.Sleep(time.Duration(rand.IntN(3000)) * time.Microsecond) // joining at random moments
+						opts := []Option{WithZMQContext(zctx)}
+						if i == 1 {
+							opts = append(opts, WithMsgIDs(1000, 7))
+						}
+						sub, err := NewSubscriber(ep, opts...)
+						if err != nil {
+							t.Error(err)
+						}
+						subs <- sub
+					}()
+				}
+				require.NoError(t, pub.WaitForSubscribers(ctx, 3))
+				require.NoError(t, pub.Publish(ctx, fmt.Sprintf("round %d", round)))
+				for i := 0; i < 3; i++ {
+					sub := <-subs
+					rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+					m, err := sub.Receive(rctx)
+					cancel()
+					require.NoError(t, err, "round %d: a subscriber missed the first message", round)
+					assert.Equal(t, fmt.Sprintf("round %d", round), m.Text())
+					require.NoError(t, sub.Close())
+				}
+				require.NoError(t, pub.Close())
+			}
+		})
+	}
+}
+
+// WaitForSubscribers ends by ctx when nobody comes, by Close, and counts a
+// subscriber that left no more.
+func TestWaitForSubscribersEnds(t *testing.T) {
+	zctx := newTestContext(t)
+	pub, err := NewPublisher(bindEndpoint(t, "tcp"), WithZMQContext(zctx))
+	require.NoError(t, err)
+	require.NoError(t, pub.WaitForSubscribers(testCtx(t), 0))
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, pub.WaitForSubscribers(ctx, 1), context.DeadlineExceeded)
+	require.ErrorIs(t, pub.WaitForSubscribers(ctx, -1), ErrInvalidArgument)
+
+	sub, err := NewSubscriber(pub.Endpoints()[0], WithZMQContext(zctx), WithMsgIDs(999)) // another msgid: does not count
+	require.NoError(t, err)
+	ok, err := NewSubscriber(pub.Endpoints()[0], WithZMQContext(zctx))
+	require.NoError(t, err)
+	require.NoError(t, pub.WaitForSubscribers(testCtx(t), 1))
+	require.NoError(t, ok.Close())
+	require.Eventually(t, func() bool { n, _ := pub.subs.matching("1000 "); return n == 0 }, 5*time.Second, time.Millisecond,
+		"the subscriber that left still counts")
+	require.NoError(t, sub.Close())
+
+	errc := make(chan error, 1)
+	go func() { errc <- pub.WaitForSubscribers(context.Background(), 5) }()
+	require.NoError(t, pub.Close())
+	select {
+	case err := <-errc:
+		require.ErrorIs(t, err, ErrClosed)
+	case <-time.After(5 * time.Second):
+		t.Fatal("WaitForSubscribers did not end on Close")
 	}
 }

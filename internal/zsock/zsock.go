@@ -92,6 +92,13 @@ type Config struct {
 	// received a message over ZMQ_MAXMSGSIZE).
 	Redial   bool
 	OnRedial func(endpoint string, handshakeFailed bool)
+	// Incoming, for a socket whose callers only send (an XPUB, whose
+	// incoming messages are subscriptions), takes the messages that
+	// arrive: the reactor reads them when it processes the socket's
+	// commands, within pumpDelay of their arrival even while the socket is
+	// busy, and hands each to Incoming under the socket's lock (it must
+	// be quick, and must not call the socket).
+	Incoming func(msg [][]byte)
 }
 
 // Socket is a libzmq socket that many goroutines may use at once.
@@ -106,7 +113,8 @@ type Socket struct {
 	recv   receiver
 	sc     scratch // the one-call multi-frame paths' buffer
 	w      waiter
-	mon    *monitor // nil unless monitored
+	mon    *monitor           // nil unless monitored
+	in     func(msg [][]byte) // Config.Incoming
 
 	done      chan struct{} // closed by Close: waiters return ErrClosed
 	closeOnce sync.Once
@@ -147,7 +155,7 @@ func newLocked(zc *Context, cfg Config) (*Socket, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Socket{zc: zc, sock: sock, typ: cfg.Type, done: make(chan struct{}), recv: newReceiver(sock)}
+	s := &Socket{zc: zc, sock: sock, typ: cfg.Type, done: make(chan struct{}), recv: newReceiver(sock), in: cfg.Incoming}
 	zc.sockets.Add(1)
 	fail := func(err error) (*Socket, error) {
 		if errors.Is(err, zmq.ETERM) {
@@ -592,10 +600,29 @@ const pumpDelay = 5 * time.Millisecond
 // does) and wakes waiters they let go.
 func (s *Socket) pump() {
 	s.mu.Lock()
-	if !s.closed {
-		s.observeNow(false)
+	defer s.mu.Unlock()
+	if s.closed {
+		return
 	}
-	s.mu.Unlock()
+	if s.in == nil {
+		s.observeNow(false)
+		return
+	}
+	for {
+		ev, err := s.recv.events(s.sock)
+		if err != nil {
+			return
+		}
+		s.w.observe(ev, false)
+		if ev&zmq.POLLIN == 0 {
+			return
+		}
+		msg, err := s.recvMessage(s.sock)
+		if err != nil {
+			return
+		}
+		s.in(msg)
+	}
 }
 
 // backoff is the wait channel of a try that found libzmq's events ready
