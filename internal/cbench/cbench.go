@@ -14,9 +14,15 @@
 //   - [PushPull]: PUSH binds, PULL connects, default high-water marks (1000).
 //     A sender thread sends count messages with zmq_send; the calling thread
 //     receives them with zmq_msg_recv.
-//   - [PubSub]: PUB binds, SUB connects, no high-water mark either side, SUB
-//     subscribed to "1000 "; frames are "1000 text xxx…". As PushPull
-//     otherwise; a lost message is an error, not a hang.
+//   - [PubSub]: PUB binds, SUB connects, no high-water mark on the
+//     messages' way (PUB's ZMQ_SNDHWM and SUB's ZMQ_RCVHWM are 0; the
+//     subscriptions' way keeps the default), SUB subscribed to "1000 ";
+//     frames are "1000 text xxx…". As PushPull otherwise; a lost message is
+//     an error, not a hang. With no mark the publisher never waits, so when
+//     it is faster than the subscriber (at 1 KiB over tcp, say) it runs
+//     ahead and the backlog, up to count frames, queues in memory without
+//     bound (about 150 MB for the 150,000 frames of a 1 s run at 1 KiB): the
+//     time measured is the subscriber's, with that backlog growing beside it.
 //   - [DealerRouter]: an echo thread on the ROUTER sends each request's
 //     frames back; the calling thread's DEALER keeps inflight requests
 //     [8-byte id, "", body] outstanding and checks every reply in order.
@@ -199,9 +205,10 @@ func pushPullAt(ep string, size, want, count int) (time.Duration, error) {
 
 // PubSub publishes count frames of size bytes ("1000 text xxx…", so size
 // is at least 10) from PUB to SUB over transport tr in C and returns the
-// time from the first send to the last receive. Neither side has a
-// high-water mark; a message that does not arrive within 10 s of the one
-// before is reported as lost.
+// time from the first send to the last receive. Neither PUB's sends nor
+// SUB's receives have a high-water mark, so up to count frames may queue
+// (see the package documentation); a message that does not arrive within
+// 10 s of the one before is reported as lost.
 func PubSub(tr string, size, count int) (time.Duration, error) {
 	if size < len(frameHead) {
 		return 0, fmt.Errorf("%w: pubsub: size %d is shorter than %q", ErrInvalid, size, frameHead)
