@@ -6,64 +6,121 @@ import (
 
 	zmq "github.com/pebbe/zmq4"
 	"github.com/stretchr/testify/require"
+
+	"github.com/zmqkit/zmqkit/internal/cbench"
 )
 
-// BenchmarkPushPull compares a zmqkit PPPusher→PPPuller with a hand-written
-// pebbe/zmq4 PUSH→PULL loop, in the same run and with the same settings
-// (libzmq's default high-water marks of 1000, so the pusher blocks rather
-// than drops). One op is one message pushed and pulled, Push in one
-// goroutine and Pull in another. make bench prints the ratio of their
-// msgs/s.
+// pushPullSizes are the push/pull benchmarks' message sizes.
+var pushPullSizes = []size{size16B, size64B, size1KiB, size64KiB, size1MiB}
+
+// BenchmarkPushPull compares a zmqkit PPPusher→PPPuller (impl=zmqkit) with
+// a hand-written pebbe/zmq4 PUSH→PULL loop (impl=pebbe) and C libzmq's
+// (impl=c, cbench.PushPull), all with libzmq's default high-water marks of
+// 1000, so the pusher blocks rather than drops. One op is one message
+// pushed and pulled, Push in one goroutine (thread, in C) and Pull in
+// another.
 func BenchmarkPushPull(b *testing.B) {
 	for _, tr := range []string{"inproc", "tcp"} {
-		for _, size := range benchSizes {
-			b.Run(tr+"/"+size.name+"/zmqkit", func(b *testing.B) { benchZmqkitPushPull(b, tr, size.n) })
-			b.Run(tr+"/"+size.name+"/pebbe", func(b *testing.B) { benchPebbePushPull(b, tr, size.n) })
+		for _, sz := range pushPullSizes {
+			name := "tr=" + tr + "/size=" + sz.name + "/impl="
+			b.Run(name+"zmqkit", func(b *testing.B) { measureStream(b, sz.n, zmqkitPushPull(b, tr, sz.n)) })
+			b.Run(name+"pebbe", func(b *testing.B) { measureStream(b, sz.n, pebbePushPull(b, tr, sz.n)) })
+			b.Run(name+"c", func(b *testing.B) {
+				d, err := cbench.PushPull(tr, sz.n, b.N)
+				reportC(b, sz.n, d, err, "msgs/s")
+			})
 		}
 	}
 }
 
-func benchZmqkitPushPull(b *testing.B, tr string, size int) {
+// zmqkitPushPull is a PPPusher bound on tr and a PPPuller connected to it.
+func zmqkitPushPull(b *testing.B, tr string, size int) stream {
 	push, pull := newPushPull(b, tr, nil, nil)
 	ctx := context.Background()
 	msg := make([]byte, size)
-	measureStream(b, size, func() error {
-		return push.Push(ctx, msg)
-	}, func() error {
-		got, err := pull.Receive(ctx)
-		return wantLen(len(got), size, err)
-	})
+	return stream{
+		send: func() error { return push.Push(ctx, msg) },
+		recv: func() error {
+			got, err := pull.Receive(ctx)
+			return wantLen(len(got), size, err)
+		},
+	}
 }
 
-func benchPebbePushPull(b *testing.B, tr string, size int) {
-	zctx, err := zmq.NewContext()
-	require.NoError(b, err)
-	push, err := zctx.NewSocket(zmq.PUSH)
-	require.NoError(b, err)
-	pull, err := zctx.NewSocket(zmq.PULL)
-	require.NoError(b, err)
-	defer func() {
-		for _, s := range []*zmq.Socket{push, pull} {
-			require.NoError(b, s.SetLinger(0))
-			require.NoError(b, s.Close())
-		}
-		require.NoError(b, zctx.Term())
-	}()
-	for _, s := range []*zmq.Socket{push, pull} {
-		require.NoError(b, s.SetSndhwm(DefaultHWM))
-		require.NoError(b, s.SetRcvhwm(DefaultHWM))
-	}
+// pebbePushPull is the hand-written loop's PUSH bound on tr and PULL
+// connected to it, on their own pebbe context, closed by b's cleanup.
+func pebbePushPull(b *testing.B, tr string, size int) stream {
+	// zmqkit sets both marks on both sockets, to libzmq's default.
+	hwm := setAll(sndHWM(DefaultHWM), rcvHWM(DefaultHWM))
+	push, pull := pebbePair(b, zmq.PUSH, zmq.PULL, hwm, hwm)
 	require.NoError(b, push.Bind(bindEndpoint(b, tr)))
 	ep, err := push.GetLastEndpoint()
 	require.NoError(b, err)
 	require.NoError(b, pull.Connect(ep))
-
 	msg := make([]byte, size)
-	measureStream(b, size, func() error {
-		_, err := push.SendBytes(msg, 0)
-		return err
-	}, func() error {
-		got, err := pull.RecvBytes(0)
-		return wantLen(len(got), size, err)
+	return stream{
+		send: func() error {
+			_, err := push.SendBytes(msg, 0)
+			return err
+		},
+		recv: func() error {
+			got, err := pull.RecvBytes(0)
+			return wantLen(len(got), size, err)
+		},
+	}
+}
+
+// pebbePair makes two sockets of types bindT and connT on a new pebbe
+// context and applies setBind and setConn (high-water marks, CURVE keys) to
+// them, before they bind or connect. b's cleanup closes them with linger 0
+// and terminates the context; whatever goroutine used them must have
+// stopped by then.
+func pebbePair(b *testing.B, bindT, connT zmq.Type, setBind, setConn func(*zmq.Socket) error) (bound, conn *zmq.Socket) {
+	b.Helper()
+	zctx, err := zmq.NewContext()
+	require.NoError(b, err)
+	var socks []*zmq.Socket
+	b.Cleanup(func() {
+		for _, s := range socks {
+			require.NoError(b, s.SetLinger(0))
+			require.NoError(b, s.Close())
+		}
+		require.NoError(b, zctx.Term())
 	})
+	for _, st := range []struct {
+		t   zmq.Type
+		set func(*zmq.Socket) error
+	}{{bindT, setBind}, {connT, setConn}} {
+		s, err := zctx.NewSocket(st.t)
+		require.NoError(b, err)
+		socks = append(socks, s)
+		if st.set != nil {
+			require.NoError(b, st.set(s))
+		}
+	}
+	return socks[0], socks[1]
+}
+
+// setAll applies each of sets that is not nil, in order.
+func setAll(sets ...func(*zmq.Socket) error) func(*zmq.Socket) error {
+	return func(s *zmq.Socket) error {
+		for _, set := range sets {
+			if set == nil {
+				continue
+			}
+			if err := set(s); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// sndHWM and rcvHWM set a socket's high-water marks.
+func sndHWM(n int) func(*zmq.Socket) error {
+	return func(s *zmq.Socket) error { return s.SetSndhwm(n) }
+}
+
+func rcvHWM(n int) func(*zmq.Socket) error {
+	return func(s *zmq.Socket) error { return s.SetRcvhwm(n) }
 }
