@@ -32,7 +32,8 @@ var pubSubSizes = []size{size64B, size1KiB}
 // backlog (up to b.N frames: about 150 MB in a 1 s run of the C loop at 1
 // KiB over tcp) queues in libzmq and competes with the receiver for the
 // cores. A faster publisher builds a bigger backlog, so these rows compare
-// how each implementation copes with that, not bare costs per message.
+// how each implementation copes with that, not bare costs per message;
+// BenchmarkPaced compares them at a rate both keep up with.
 func BenchmarkPubSub(b *testing.B) {
 	for _, tr := range []string{"inproc", "tcp", "tcp+curve"} {
 		sizes := pubSubSizes
