@@ -31,10 +31,21 @@ type Stats struct {
 	// its policy denied and handshakes that failed (a plain client, a
 	// wrong server key); on a client, refusals and failed handshakes.
 	AuthFailures uint64
+
+	// Connection counters, kept when the object has WithEvents (they come
+	// from libzmq's socket monitor, which runs only when asked; inproc
+	// connections have none).
+	Connects          uint64 // connections accepted or made
+	Disconnects       uint64 // connections ended
+	HandshakeFailures uint64 // connections whose handshake failed
+	Peers             int64  // connections open now
+	EventsDropped     uint64 // events the WithEvents callback fell too far behind to get
 }
 
 type counters struct {
 	sent, received, malformed, handlerErrors, handlerPanics, dropped, protocolErrors, authFailures atomic.Uint64
+	connects, disconnects, handshakeFailures, eventsDropped                                        atomic.Uint64
+	peers                                                                                          atomic.Int64
 }
 
 func (c *counters) snapshot() Stats {
@@ -48,6 +59,12 @@ func (c *counters) snapshot() Stats {
 
 		ProtocolErrors: c.protocolErrors.Load(),
 		AuthFailures:   c.authFailures.Load(),
+
+		Connects:          c.connects.Load(),
+		Disconnects:       c.disconnects.Load(),
+		HandshakeFailures: c.handshakeFailures.Load(),
+		Peers:             c.peers.Load(),
+		EventsDropped:     c.eventsDropped.Load(),
 	}
 }
 
@@ -60,8 +77,9 @@ type base struct {
 	conn  conn            // never nil once the object is made
 	done  <-chan struct{} // closed when the object closes
 	stats counters
-	zap   *zapHandler // a CURVE server's Context's, with o.zapDomain
-	ready atomic.Bool // conn is set (for goroutines that may run before)
+	zap   *zapHandler   // a CURVE server's Context's, with o.zapDomain
+	ev    *eventMonitor // with WithEvents
+	ready atomic.Bool   // conn is set (for goroutines that may run before)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -107,9 +125,13 @@ func (b *base) open(self closer, k kind, endpoints string, defaultBind bool, opt
 		}
 		b.o.zapDomain = b.zap.register(&zapDomain{policy: c.policy, deny: b.denied})
 	}
+	if o.onEvent != nil {
+		b.ev = newEventMonitor(b, o.onEvent)
+	}
 	c, err := dial(eps)
 	if err != nil {
 		b.unregisterZAP()
+		b.stopEvents()
 		return endpointError(err)
 	}
 	b.conn, b.done = c, c.Done()
@@ -117,20 +139,23 @@ func (b *base) open(self closer, k kind, endpoints string, defaultBind bool, opt
 	if err := zctx.register(self); err != nil {
 		_ = c.Close() // the Context closed meanwhile
 		b.unregisterZAP()
+		b.stopEvents()
 		return err
 	}
 	b.o.logger.Debug("zmqkit: open", "kind", k, "endpoints", c.Endpoints())
 	return nil
 }
 
-// openSocket is open for the types on one zsock socket, which cfg describes
-// (its type, wait and extra options); it returns the socket.
-func (b *base) openSocket(self closer, k kind, endpoints string, defaultBind bool, opts []Option, cfg zsock.Config) (*zsock.Socket, error) {
+// openSocket is open for the types on one zsock socket, which mk describes
+// (its type, wait, extra options and monitor), once the options are
+// applied (b.o); it returns the socket.
+func (b *base) openSocket(self closer, k kind, endpoints string, defaultBind bool, opts []Option, mk func() zsock.Config) (*zsock.Socket, error) {
 	var sock *zsock.Socket
 	err := b.open(self, k, endpoints, defaultBind, opts, func(eps []endpoint.Endpoint) (conn, error) {
+		cfg := mk()
 		cfg.Options = append(b.o.socketOptions(), cfg.Options...)
 		cfg.Endpoints = eps
-		cfg.Monitor = b.securityMonitor()
+		cfg.Monitor = b.monitor(cfg.Monitor)
 		cfg.Redial, cfg.OnRedial = b.redial(eps)
 		var err error
 		if sock, err = b.zctx.newSocket(cfg); err != nil {
@@ -143,8 +168,9 @@ func (b *base) openSocket(self closer, k kind, endpoints string, defaultBind boo
 
 func (b *base) close(self closer) error {
 	b.closeOnce.Do(func() {
-		b.closeErr = b.conn.Close()
+		b.closeErr = b.conn.Close() // stops the socket's monitor
 		b.unregisterZAP()
+		b.stopEvents()
 		b.zctx.untrack(self)
 		b.o.logger.Debug("zmqkit: closed", "kind", b.kind)
 	})
@@ -278,6 +304,23 @@ func handshakeFailure(ev zsock.Event, server bool) string {
 	return fmt.Sprintf("handshake failed (errno %d)", ev.Value)
 }
 
+// monitor is what one of the object's sockets is monitored with: the
+// socket's own needs (own, from pairlink), the CURVE handshakes and the
+// connection events, those that apply; nil for none.
+func (b *base) monitor(own *zsock.Monitor) *zsock.Monitor {
+	m := joinMonitors(own, b.securityMonitor())
+	if b.ev != nil {
+		m = joinMonitors(m, b.ev.monitor())
+	}
+	return m
+}
+
+func (b *base) stopEvents() {
+	if b.ev != nil {
+		b.ev.stop()
+	}
+}
+
 // denied counts and reports a client the ZAP handler refused.
 func (b *base) denied(address, publicKey, reason string) {
 	b.stats.authFailures.Add(1)
@@ -306,9 +349,15 @@ func hasConnect(eps []endpoint.Endpoint) bool {
 // report sends an asynchronous failure to the error callback and the log.
 func (b *base) report(err error) {
 	b.o.logger.Warn("zmqkit: "+b.kind.String(), "err", err)
-	if b.o.onError != nil {
-		b.o.onError(err)
+	if b.o.onError == nil {
+		return
 	}
+	defer func() {
+		if r := recover(); r != nil {
+			b.o.logger.Error("zmqkit: the error callback panicked", "kind", b.kind, "panic", r, "err", err)
+		}
+	}()
+	b.o.onError(err)
 }
 
 // call runs a handler, turning a panic into a *HandlerError, counting and

@@ -127,7 +127,7 @@ func openRaw(t testing.TB, typ zmq.Type, endpoints string, opts ...Option) *rawO
 	t.Helper()
 	r := &rawObject{}
 	var err error
-	r.sock, err = r.b.openSocket(r, kindPusher, endpoints, false, opts, zsock.Config{Type: typ})
+	r.sock, err = r.b.openSocket(r, kindPusher, endpoints, false, opts, func() zsock.Config { return zsock.Config{Type: typ} })
 	require.NoError(t, err)
 	return r
 }

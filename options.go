@@ -92,10 +92,11 @@ var optionKinds = map[string]kind{
 	"WithRecvHWM":           kindSubscriber | kindRRServer | kindRRClient | kindPuller | kindPairServer | kindPairClient,
 	"WithMaxMessageSize":    kindSubscriber | kindRRServer | kindRRClient | kindPuller | kindPairServer | kindPairClient,
 	"WithConcurrency":       kindSubscriber | kindRRServer | kindPuller | kindPairServer | kindPairClient,
-	"WithErrorHandler":      kindSubscriber | kindRRServer | kindRRClient | kindPuller | kindPairServer | kindPairClient,
+	"WithErrorHandler":      allKinds,
 	"WithRetries":           kindRRClient,
 	"WithCurveServer":       allKinds,
 	"WithCurveClient":       allKinds,
+	"WithEvents":            allKinds,
 }
 
 func option(name string, set func(*options) error) Option {
@@ -134,6 +135,8 @@ type options struct {
 	// object's ZAP domain, set when a CURVE server opens.
 	curve     *curveConfig
 	zapDomain string
+
+	onEvent func(Event) // events.go
 }
 
 func defaultOptions() options {
@@ -305,12 +308,14 @@ func WithLogger(l *slog.Logger) Option {
 // WithErrorHandler sets a callback for failures that have no caller to
 // return to: malformed messages and handler errors and panics met by Run, a
 // server's replies that could not be sent, a connection dropped and made
-// again (ErrConnectionDropped), a pair link that could not be reopened. It
-// is called from the object's goroutines, possibly concurrently, and must
-// not block for long. Default: none (the failures are still counted in
-// Stats and logged at the Warn level).
+// again (ErrConnectionDropped), a pair link that could not be reopened, a
+// CURVE client refused (*AuthError), a WithEvents callback that panicked.
+// It is called from the object's goroutines, possibly concurrently, and
+// must not block for long; a panic in it is recovered and logged. Default:
+// none (the failures are still counted in Stats and logged at the Warn
+// level).
 //
-// Applies to: Subscriber, RRServer, RRClient, PPPuller, PairServer, PairClient.
+// Applies to every type.
 func WithErrorHandler(f func(error)) Option {
 	return option("WithErrorHandler", func(o *options) error {
 		if f == nil {
@@ -450,7 +455,13 @@ func WithMaxMessageSize(n int64) Option {
 // matching ErrNoReply. The request's ctx still bounds the whole call. Use it
 // only for idempotent requests: a server may receive, and answer, a
 // request more than once. Each resend goes to the next connected server when
-// there are several. Default: off (one try, bounded only by ctx).
+// there are several. With retries on, a server seen to disconnect (closed,
+// crashed, or, with WithHeartbeat, frozen) ends every try in flight at once
+// and its request is sent again, without waiting for the per-try time-out;
+// as the client cannot tell which server had which request, requests being
+// handled by a server still up may be handled twice (the first reply wins;
+// a second is dropped and counted). Default: off (one try, bounded only by
+// ctx).
 //
 // Applies to: RRClient.
 func WithRetries(tries int, perTry time.Duration) Option {

@@ -163,6 +163,7 @@ var validOptions = map[string]Option{
 	"WithRetries":           WithRetries(2, time.Second),
 	"WithCurveServer":       WithCurveServer(KeyPair{}, nil), // refused first
 	"WithCurveClient":       WithCurveClient(KeyPair{}, ""),  // refused first
+	"WithEvents":            WithEvents(func(Event) {}),
 }
 
 // An option given to a type it does not apply to is refused, naming the

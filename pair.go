@@ -26,7 +26,7 @@ func (b *base) openLink(self closer, k kind, endpoints string, defaultBind bool,
 			NewSocket: func(typ zmq.Type, eps []endpoint.Endpoint, mon *zsock.Monitor) (*zsock.Socket, error) {
 				redial, onRedial := b.redial(eps)
 				return zctx.newSocket(zsock.Config{Type: typ, Options: b.o.socketOptions(), Endpoints: eps,
-					Monitor: joinMonitors(mon, b.securityMonitor()), Redial: redial, OnRedial: onRedial})
+					Monitor: b.monitor(mon), Redial: redial, OnRedial: onRedial})
 			},
 			OnRestart: func(gen uint64) {
 				b.o.logger.Info("zmqkit: pair peer left; socket reopened", "kind", k, "generation", gen)

@@ -97,7 +97,7 @@ func NewPublisher(endpoints string, opts ...Option) (*Publisher, error) {
 	// receives on, for WaitForSubscribers.
 	verbose := zsock.Option{Name: "ZMQ_XPUB_VERBOSER", Set: func(z *zmq.Socket) error { return z.SetXpubVerboser(1) }}
 	cfg := zsock.Config{Type: zmq.XPUB, Options: []zsock.Option{verbose}, Incoming: p.subs.note}
-	if p.sock, err = p.openSocket(p, kindPublisher, endpoints, true, opts, cfg); err != nil {
+	if p.sock, err = p.openSocket(p, kindPublisher, endpoints, true, opts, func() zsock.Config { return cfg }); err != nil {
 		return nil, err
 	}
 	if p.codec, err = p.o.newCodec(); err != nil {

@@ -37,7 +37,7 @@ type PPPusher struct {
 func NewPPPusher(endpoints string, opts ...Option) (*PPPusher, error) {
 	p := &PPPusher{}
 	var err error
-	if p.sock, err = p.openSocket(p, kindPusher, endpoints, true, opts, zsock.Config{Type: zmq.PUSH}); err != nil {
+	if p.sock, err = p.openSocket(p, kindPusher, endpoints, true, opts, func() zsock.Config { return zsock.Config{Type: zmq.PUSH} }); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -110,7 +110,7 @@ type PPPuller struct {
 func NewPPPuller(endpoints string, opts ...Option) (*PPPuller, error) {
 	p := &PPPuller{}
 	var err error
-	if p.sock, err = p.openSocket(p, kindPuller, endpoints, false, opts, zsock.Config{Type: zmq.PULL}); err != nil {
+	if p.sock, err = p.openSocket(p, kindPuller, endpoints, false, opts, func() zsock.Config { return zsock.Config{Type: zmq.PULL} }); err != nil {
 		return nil, err
 	}
 	return p, nil

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -786,4 +787,39 @@ func TestRRLoad64InFlight(t *testing.T) {
 			assert.EqualValues(t, total, srv.Stats().Sent)
 		})
 	}
+}
+
+// With retries and heartbeats, a request whose server froze (SIGSTOP) is
+// sent again as soon as the heartbeat finds it gone, to a server that is
+// up, not after the per-try time-out.
+func TestRRRetryOnServerLost(t *testing.T) {
+	p := startPython(t, pyREP, "tcp://127.0.0.1:0", "1")
+	frozenEp := p.Line(t)
+	zctx := newTestContext(t)
+	cli := newClient(t, zctx, frozenEp, WithRetries(3, 10*time.Second), WithHeartbeat(100*time.Millisecond, 300*time.Millisecond))
+	reply, err := cli.Request(testCtx(t), []byte("one"))
+	require.NoError(t, err)
+	require.Equal(t, "rep:one", string(reply))
+
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGSTOP))
+	t.Cleanup(func() { _ = p.cmd.Process.Signal(syscall.SIGCONT) })
+	srv, err := NewRRServer(bindEndpoint(t, "tcp"), echo, WithZMQContext(zctx))
+	require.NoError(t, err)
+	closeOnCleanup(t, srv)
+	runServer(t, srv)
+	done := make(chan struct{})
+	var got []byte
+	start := time.Now()
+	go func() {
+		defer close(done)
+		got, err = cli.Request(testCtx(t), []byte("two")) // to the frozen server: it is the only one
+	}()
+	require.Eventually(t, func() bool { return cli.Stats().Sent >= 2 }, 5*time.Second, time.Millisecond)
+	require.NoError(t, cli.AddEndpoint(srv.Endpoints()[0]))
+	<-done
+	require.NoError(t, err)
+	assert.Equal(t, "reply:two", string(got))
+	took := time.Since(start)
+	t.Logf("answered after %v", took)
+	assert.Less(t, took, 5*time.Second, "resent when the frozen server was found gone, not after the 10 s per-try time-out")
 }

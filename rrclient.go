@@ -48,6 +48,7 @@ type RRClient struct {
 
 	mu      sync.Mutex
 	pending map[uint64]chan rrReply
+	trying  map[uint64]context.CancelCauseFunc // tries in flight, with retries
 
 	// reader is a one-slot semaphore: the waiting Request that holds it
 	// receives from the socket for every request and hands each reply to
@@ -63,11 +64,20 @@ type rrReply struct {
 // NewRRClient connects (or, with "@", binds) the endpoints and returns an
 // RRClient; it does not wait for a server.
 func NewRRClient(endpoints string, opts ...Option) (*RRClient, error) {
-	c := &RRClient{pending: map[uint64]chan rrReply{}, reader: make(chan struct{}, 1)}
+	c := &RRClient{pending: map[uint64]chan rrReply{}, trying: map[uint64]context.CancelCauseFunc{}, reader: make(chan struct{}, 1)}
 	immediate := zsock.Option{Name: "ZMQ_IMMEDIATE", Set: func(z *zmq.Socket) error { return z.SetImmediate(true) }}
+	mk := func() zsock.Config {
+		cfg := zsock.Config{Type: zmq.DEALER, Wait: zsock.Blocking, Options: []zsock.Option{immediate}}
+		if c.o.tries > 1 {
+			// A server seen to disconnect ends the tries at once, not at
+			// their time-out (a server that froze seems alive without
+			// heartbeats: WithHeartbeat finds it).
+			cfg.Monitor = &zsock.Monitor{Events: zmq.EVENT_DISCONNECTED, On: c.serverLost}
+		}
+		return cfg
+	}
 	var err error
-	if c.sock, err = c.openSocket(c, kindRRClient, endpoints, false, opts,
-		zsock.Config{Type: zmq.DEALER, Wait: zsock.Blocking, Options: []zsock.Option{immediate}}); err != nil {
+	if c.sock, err = c.openSocket(c, kindRRClient, endpoints, false, opts, mk); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -96,9 +106,10 @@ func (c *RRClient) Request(ctx context.Context, req []byte) ([]byte, error) {
 	for try := 1; ; try++ {
 		tctx, cancel := ctx, context.CancelFunc(nil)
 		if c.o.tryTimeout > 0 {
-			tctx, cancel = context.WithTimeout(ctx, c.o.tryTimeout)
+			tctx, cancel = c.tryContext(ctx, id)
 		}
 		r, err := c.try(tctx, idb[:], req, ch)
+		lost := cancel != nil && errors.Is(context.Cause(tctx), errServerLost)
 		if cancel != nil {
 			cancel()
 		}
@@ -107,12 +118,45 @@ func (c *RRClient) Request(ctx context.Context, req []byte) ([]byte, error) {
 			return r.body, r.err
 		case ctx.Err() != nil:
 			return nil, c.opError("request", ctx.Err())
-		case !errors.Is(err, context.DeadlineExceeded):
+		case !lost && !errors.Is(err, context.DeadlineExceeded):
 			return nil, c.opError("request", err)
 		case try >= tries:
 			return nil, c.opError("request", fmt.Errorf("%w after %d tries of %v", ErrNoReply, tries, c.o.tryTimeout))
 		}
-		c.o.logger.Debug("zmqkit: rrclient retry", "try", try+1, "of", tries)
+		c.o.logger.Debug("zmqkit: rrclient retry", "try", try+1, "of", tries, "server lost", lost)
+	}
+}
+
+// errServerLost ends a try early: a server the client was connected to
+// disconnected, and the request may have been in it.
+var errServerLost = errors.New("zmqkit: a server disconnected")
+
+// tryContext is one try's ctx with retries on: it ends after the per-try
+// time-out, or at once, with errServerLost as its cause, when a server
+// disconnects. The returned function releases it.
+func (c *RRClient) tryContext(ctx context.Context, id uint64) (context.Context, context.CancelFunc) {
+	lostCtx, lose := context.WithCancelCause(ctx)
+	tctx, cancel := context.WithTimeout(lostCtx, c.o.tryTimeout)
+	c.mu.Lock()
+	c.trying[id] = lose
+	c.mu.Unlock()
+	return tctx, func() {
+		c.mu.Lock()
+		delete(c.trying, id)
+		c.mu.Unlock()
+		cancel()
+		lose(nil)
+	}
+}
+
+// serverLost ends every try in flight with errServerLost (from the
+// monitor's goroutine): we cannot tell which server had which request, so
+// every one is sent again.
+func (c *RRClient) serverLost(zsock.Event) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, lose := range c.trying {
+		lose(errServerLost)
 	}
 }
 

@@ -72,7 +72,9 @@ func NewRRServer(endpoints string, h RequestHandler, opts ...Option) (*RRServer,
 	}
 	s := &RRServer{handler: h}
 	var err error
-	if s.sock, err = s.openSocket(s, kindRRServer, endpoints, true, opts, zsock.Config{Type: zmq.ROUTER, Wait: zsock.Blocking}); err != nil {
+	if s.sock, err = s.openSocket(s, kindRRServer, endpoints, true, opts, func() zsock.Config {
+		return zsock.Config{Type: zmq.ROUTER, Wait: zsock.Blocking}
+	}); err != nil {
 		return nil, err
 	}
 	return s, nil

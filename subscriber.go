@@ -47,7 +47,9 @@ func NewSubscriber(endpoints string, opts ...Option) (*Subscriber, error) {
 		return nil
 	}}
 	var err error
-	if s.sock, err = s.openSocket(s, kindSubscriber, endpoints, false, opts, zsock.Config{Type: zmq.SUB, Options: []zsock.Option{sub}}); err != nil {
+	if s.sock, err = s.openSocket(s, kindSubscriber, endpoints, false, opts, func() zsock.Config {
+		return zsock.Config{Type: zmq.SUB, Options: []zsock.Option{sub}}
+	}); err != nil {
 		return nil, err
 	}
 	if s.codec, err = s.o.newCodec(); err != nil {
