@@ -5,11 +5,14 @@ GO      ?= go
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PKGS    := libzmq3-dev pkg-config python3-zmq
 BENCH   ?= .
-COUNT   ?= 3
+COUNT   ?= 6
+BENCHTIME ?= 1s
+BENCHOUT := .bench/bench.txt
 FUZZTIME ?= 30s
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+BENCHSTAT := golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 
-.PHONY: all deps check-go check-zmq test lint bench fuzz demo examples clean
+.PHONY: all deps check-go check-zmq test lint bench bench-report fuzz demo examples clean
 
 all: lint test
 
@@ -37,13 +40,43 @@ lint: check-zmq
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-# Each benchmark runs zmqkit and the hand-written pebbe/zmq4 loop side by
-# side; benchratio prints their ratio (medians). The test binary is built
-# once and run COUNT times, so the two sides' runs interleave and see the
-# same machine. BENCH=PubSub narrows it.
+# make bench: every side-by-side benchmark (sub-benchmarks named
+# .../impl=zmqkit, impl=pebbe for the hand-written pebbe/zmq4 loop, impl=c
+# for C libzmq's) from one test binary run COUNT times, so each
+# implementation's runs interleave with the others' and see the same
+# machine; the raw output goes to $(BENCHOUT), and benchstat prints medians
+# with 95% confidence intervals and the difference from the base column
+# ("~" when it is not significant). BENCH=PubSub narrows it, COUNT=10
+# repeats more (benchstat gives no interval below 6), BENCHTIME=100x runs
+# shorter; make bench-report prints the tables again from $(BENCHOUT).
 bench: check-zmq
 	@mkdir -p .bench && $(GO) test -c -o .bench/zmqkit.test .
-	@for i in $$(seq $(COUNT)); do ./.bench/zmqkit.test -test.run '^$$' -test.bench '$(BENCH)' -test.benchmem || exit 1; done | $(GO) run ./internal/cmd/benchratio
+	@rm -f $(BENCHOUT); for i in $$(seq $(COUNT)); do \
+		echo "make: bench run $$i of $(COUNT) >> $(BENCHOUT)"; \
+		./.bench/zmqkit.test -test.run '^$$' -test.bench '$(BENCH)' -test.benchtime $(BENCHTIME) -test.benchmem >>$(BENCHOUT) \
+			|| { tail -n 30 $(BENCHOUT); exit 1; }; \
+	done
+	@$(MAKE) --no-print-directory bench-report
+
+# Each table is printed when $(BENCHOUT) has its rows (BENCH= may leave
+# some out).
+bench-report: check-go
+	@test -s $(BENCHOUT) || { echo "make: no $(BENCHOUT): run make bench first"; exit 1; }
+	@if grep -q 'impl=pebbe' $(BENCHOUT); then \
+		echo; echo "== zmqkit beside the hand-written pebbe/zmq4 loop (base: pebbe; vs base: zmqkit's difference, ~ when not significant)"; \
+		$(GO) run $(BENCHSTAT) -col '/impl@(pebbe zmqkit)' $(BENCHOUT); fi
+	@if grep -q 'impl=c-' $(BENCHOUT); then \
+		echo; echo "== zmqkit beside C libzmq (base: C; allocations left out: the Go runtime sees none of C's)"; \
+		$(GO) run $(BENCHSTAT) -col '/impl@(c zmqkit)' -filter '/tr:(inproc OR tcp) -/op:handler-1ms -.unit:(B/op OR allocs/op)' $(BENCHOUT); fi
+	@if grep -q 'tr=tcp+curve' $(BENCHOUT); then \
+		echo; echo "== CURVE's cost (base: plain tcp)"; \
+		$(GO) run $(BENCHSTAT) -col '/tr@(tcp tcp+curve)' -filter '/impl:(zmqkit OR pebbe) (.name:PubSub OR /op:roundtrip) /size:64B -.unit:(B/op OR allocs/op)' $(BENCHOUT); fi
+	@if grep -q 'op=roundtrip-paired' $(BENCHOUT); then \
+		echo; echo "== Round trip, zmqkit and pebbe timed in alternating batches within each run"; \
+		$(GO) run $(BENCHSTAT) -filter '/op:roundtrip-paired .unit:(pebbe-ns/rt OR zmqkit-ns/rt OR zmqkit/pebbe)' paired=$(BENCHOUT); fi
+	@if grep -q 'ReceiveWakeup' $(BENCHOUT); then \
+		echo; echo "== zmqkit alone"; \
+		$(GO) run $(BENCHSTAT) -filter '.name:ReceiveWakeup' zmqkit=$(BENCHOUT); fi
 
 fuzz: check-zmq
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) .
