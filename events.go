@@ -72,7 +72,7 @@ func (e Event) String() string {
 // falls that far behind, later events are dropped and counted in
 // Stats.EventsDropped. inproc connections have no events.
 //
-// Applies to every type.
+// Applies to every type and Proxy.
 func WithEvents(f func(Event)) Option {
 	return option("WithEvents", func(o *options) error {
 		if f == nil {

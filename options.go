@@ -44,12 +44,14 @@ const (
 	kindPuller
 	kindPairServer
 	kindPairClient
+	kindProxy
 
+	// allKinds are the eight types; a Proxy is not one of them.
 	allKinds = kindPublisher | kindSubscriber | kindRRServer | kindRRClient | kindPusher | kindPuller | kindPairServer | kindPairClient
 )
 
 // kindNames are the exported type names, in kind bit order.
-var kindNames = [...]string{"Publisher", "Subscriber", "RRServer", "RRClient", "PPPusher", "PPPuller", "PairServer", "PairClient"}
+var kindNames = [...]string{"Publisher", "Subscriber", "RRServer", "RRClient", "PPPusher", "PPPuller", "PairServer", "PairClient", "Proxy"}
 
 // String returns the type's name as errors and logs use it: "publisher".
 func (k kind) String() string { return strings.ToLower(k.typeName()) }
@@ -64,8 +66,15 @@ func (k kind) typeName() string {
 	return fmt.Sprintf("kind(%#x)", uint16(k))
 }
 
-// list names the types in k: "Publisher, Subscriber".
+// list names the types in k: "Publisher, Subscriber", or "every type"
+// (and Proxy).
 func (k kind) list() string {
+	if k&allKinds == allKinds {
+		if k&kindProxy != 0 {
+			return "every type and Proxy"
+		}
+		return "every type"
+	}
 	var names []string
 	for i, n := range kindNames {
 		if k&(1<<i) != 0 {
@@ -79,24 +88,25 @@ func (k kind) list() string {
 // constructors refuse the others, and a test checks every option's
 // "Applies to" line against it.
 var optionKinds = map[string]kind{
-	"WithZMQContext":        allKinds,
-	"WithLogger":            allKinds,
-	"WithLinger":            allKinds,
-	"WithReconnectInterval": allKinds,
-	"WithHeartbeat":         allKinds,
+	"WithZMQContext":        allKinds | kindProxy,
+	"WithLogger":            allKinds | kindProxy,
+	"WithLinger":            allKinds | kindProxy,
+	"WithReconnectInterval": allKinds | kindProxy,
+	"WithHeartbeat":         allKinds | kindProxy,
 	"WithMsgID":             kindPublisher,
 	"WithMsgIDs":            kindSubscriber,
 	"WithEncoding":          kindPublisher | kindSubscriber,
 	"WithBodyCodec":         kindPublisher | kindSubscriber,
-	"WithSendHWM":           kindPublisher | kindRRServer | kindRRClient | kindPusher | kindPairServer | kindPairClient,
-	"WithRecvHWM":           kindSubscriber | kindRRServer | kindRRClient | kindPuller | kindPairServer | kindPairClient,
-	"WithMaxMessageSize":    kindSubscriber | kindRRServer | kindRRClient | kindPuller | kindPairServer | kindPairClient,
+	"WithSendHWM":           kindPublisher | kindRRServer | kindRRClient | kindPusher | kindPairServer | kindPairClient | kindProxy,
+	"WithRecvHWM":           kindSubscriber | kindRRServer | kindRRClient | kindPuller | kindPairServer | kindPairClient | kindProxy,
+	"WithMaxMessageSize":    kindSubscriber | kindRRServer | kindRRClient | kindPuller | kindPairServer | kindPairClient | kindProxy,
 	"WithConcurrency":       kindSubscriber | kindRRServer | kindPuller | kindPairServer | kindPairClient,
-	"WithErrorHandler":      allKinds,
+	"WithErrorHandler":      allKinds | kindProxy,
 	"WithRetries":           kindRRClient,
 	"WithCurveServer":       allKinds,
 	"WithCurveClient":       allKinds,
-	"WithEvents":            allKinds,
+	"WithEvents":            allKinds | kindProxy,
+	"WithCapture":           kindProxy,
 }
 
 func option(name string, set func(*options) error) Option {
@@ -137,6 +147,8 @@ type options struct {
 	zapDomain string
 
 	onEvent func(Event) // events.go
+
+	capture func(toBack bool, frames [][]byte) // proxy.go
 }
 
 func defaultOptions() options {
@@ -208,7 +220,7 @@ func checkMillis(name, what string, d time.Duration) error {
 // default Context (see DefaultContext). inproc:// endpoints connect only
 // objects on the same Context.
 //
-// Applies to every type.
+// Applies to every type and Proxy.
 func WithZMQContext(zctx *Context) Option {
 	return option("WithZMQContext", func(o *options) error {
 		if zctx == nil {
@@ -294,7 +306,7 @@ func WithBodyCodec(typ string, bc BodyCodec) Option {
 // WithLogger sets where the object logs (opening, closing, failures at the
 // Warn level). Default: nowhere.
 //
-// Applies to every type.
+// Applies to every type and Proxy.
 func WithLogger(l *slog.Logger) Option {
 	return option("WithLogger", func(o *options) error {
 		if l == nil {
@@ -315,7 +327,7 @@ func WithLogger(l *slog.Logger) Option {
 // none (the failures are still counted in Stats and logged at the Warn
 // level).
 //
-// Applies to every type.
+// Applies to every type and Proxy.
 func WithErrorHandler(f func(error)) Option {
 	return option("WithErrorHandler", func(o *options) error {
 		if f == nil {
@@ -329,7 +341,7 @@ func WithErrorHandler(f func(error)) Option {
 // WithSendHWM sets ZMQ_SNDHWM, the messages queued per peer before a PUB
 // drops or a PUSH, DEALER or PAIR blocks. 0 means no limit. Default 1000.
 //
-// Applies to: Publisher, RRServer, RRClient, PPPusher, PairServer, PairClient.
+// Applies to: Publisher, RRServer, RRClient, PPPusher, PairServer, PairClient, Proxy.
 func WithSendHWM(n int) Option {
 	return option("WithSendHWM", func(o *options) error {
 		if err := checkCount("WithSendHWM", n); err != nil {
@@ -343,7 +355,7 @@ func WithSendHWM(n int) Option {
 // WithRecvHWM sets ZMQ_RCVHWM, the messages queued per peer on the receive
 // side. 0 means no limit. Default 1000.
 //
-// Applies to: Subscriber, RRServer, RRClient, PPPuller, PairServer, PairClient.
+// Applies to: Subscriber, RRServer, RRClient, PPPuller, PairServer, PairClient, Proxy.
 func WithRecvHWM(n int) Option {
 	return option("WithRecvHWM", func(o *options) error {
 		if err := checkCount("WithRecvHWM", n); err != nil {
@@ -358,7 +370,7 @@ func WithRecvHWM(n int) Option {
 // rounded up to a whole millisecond; 0 drops them at once. Default 200 ms.
 // An unbounded linger is not offered: it is what makes libzmq hang.
 //
-// Applies to every type.
+// Applies to every type and Proxy.
 func WithLinger(d time.Duration) Option {
 	return option("WithLinger", func(o *options) error {
 		if err := checkMillis("WithLinger", "linger", d); err != nil {
@@ -389,7 +401,7 @@ func WithConcurrency(n int) Option {
 // back-off (ZMQ_RECONNECT_IVL_MAX; 0 for none). Default: libzmq's 100 ms,
 // no back-off.
 //
-// Applies to every type.
+// Applies to every type and Proxy.
 func WithReconnectInterval(ivl, max time.Duration) Option {
 	return option("WithReconnectInterval", func(o *options) error {
 		if ivl <= 0 {
@@ -414,7 +426,7 @@ func WithReconnectInterval(ivl, max time.Duration) Option {
 // ZMQ_HEARTBEAT_TIMEOUT; ZMQ_HEARTBEAT_TTL is set to timeout). Default: no
 // heartbeats, so a peer that vanishes without closing TCP goes unnoticed.
 //
-// Applies to every type.
+// Applies to every type and Proxy.
 func WithHeartbeat(ivl, timeout time.Duration) Option {
 	return option("WithHeartbeat", func(o *options) error {
 		if ivl <= 0 || timeout <= 0 {
@@ -438,7 +450,7 @@ func WithHeartbeat(ivl, timeout time.Duration) Option {
 // endpoint); zmqkit connects again, counts it in Stats.ProtocolErrors and
 // reports ErrConnectionDropped to the error callback. Default: no limit.
 //
-// Applies to: Subscriber, RRServer, RRClient, PPPuller, PairServer, PairClient.
+// Applies to: Subscriber, RRServer, RRClient, PPPuller, PairServer, PairClient, Proxy.
 func WithMaxMessageSize(n int64) Option {
 	return option("WithMaxMessageSize", func(o *options) error {
 		if n <= 0 {

@@ -1,0 +1,228 @@
+package zmqkit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	zmq "github.com/pebbe/zmq4"
+
+	"github.com/zmqkit/zmqkit/internal/endpoint"
+	"github.com/zmqkit/zmqkit/internal/zsock"
+)
+
+// Proxy moves messages between two endpoints, as ZeroMQ's built-in
+// proxies do, so that many peers meet at one address instead of knowing
+// each other: a forwarder for pub/sub, a queue for request/reply, a
+// streamer for pipelines. Publishers, subscribers, clients, servers,
+// pushers and pullers reach a proxy with ">" endpoints, unchanged: an
+// RRServer connecting to a queue's back end is one of its workers.
+//
+// Both endpoints bind by default ("@" and ">" as for every type), and may
+// be lists. A Proxy is safe for concurrent use by multiple goroutines; Run
+// it once. It adds no broker and keeps nothing: what ZeroMQ's proxies
+// would lose (messages queued for a peer that leaves, a PUB's drops at its
+// high-water mark), it loses too.
+type Proxy struct {
+	base
+	kind    string // "forwarder", "queue", "streamer"
+	front   *zsock.Socket
+	back    *zsock.Socket
+	both    bool // messages go back to the front too
+	running atomic.Bool
+
+	toBack, toFront counters
+}
+
+// ProxyStats are a Proxy's counters, by direction: Received counts what it
+// took from one side, Sent what it gave the other, Dropped what it took
+// and could not give (the proxy was closed meanwhile).
+type ProxyStats struct {
+	FrontToBack Stats
+	BackToFront Stats
+}
+
+// NewForwarder returns a pub/sub forwarder: an XSUB at front, where
+// publishers connect, and an XPUB at back, where subscribers connect.
+// Messages go front to back; subscriptions go back to front, so that each
+// publisher sends only what some subscriber wants. A Publisher upstream
+// sees the forwarder as one subscriber per filter (WaitForSubscribers
+// counts it once).
+func NewForwarder(front, back string, opts ...Option) (*Proxy, error) {
+	return newProxy("forwarder", zmq.XSUB, zmq.XPUB, front, back, true, opts)
+}
+
+// NewQueue returns a request/reply queue: a ROUTER at front, where clients
+// (RRClient, REQ) connect, and a DEALER at back, where servers (RRServer,
+// REP) connect as workers. Requests are dealt to the workers in turn, and
+// each reply returns to the client that asked.
+func NewQueue(front, back string, opts ...Option) (*Proxy, error) {
+	return newProxy("queue", zmq.ROUTER, zmq.DEALER, front, back, true, opts)
+}
+
+// NewStreamer returns a pipeline streamer: a PULL at front, where pushers
+// connect, and a PUSH at back, where pullers connect. Messages go front to
+// back, dealt to the pullers in turn; when no puller can take one, the
+// streamer waits and its pushers' queues fill, as a PUSH does.
+func NewStreamer(front, back string, opts ...Option) (*Proxy, error) {
+	return newProxy("streamer", zmq.PULL, zmq.PUSH, front, back, false, opts)
+}
+
+func newProxy(kind string, ft, bt zmq.Type, front, back string, both bool, opts []Option) (*Proxy, error) {
+	p := &Proxy{kind: kind, both: both}
+	backEps, err := endpoint.Parse(back, true)
+	if err != nil {
+		return nil, err
+	}
+	err = p.open(p, kindProxy, front, true, opts, func(frontEps []endpoint.Endpoint) (conn, error) {
+		cfg := func(t zmq.Type, eps []endpoint.Endpoint) zsock.Config {
+			return zsock.Config{Type: t, Options: p.o.socketOptions(), Endpoints: eps, Monitor: p.monitor(nil)}
+		}
+		var err error
+		if p.front, err = p.zctx.newSocket(cfg(ft, frontEps)); err != nil {
+			return nil, err
+		}
+		if p.back, err = p.zctx.newSocket(cfg(bt, backEps)); err != nil {
+			_ = p.front.Close()
+			return nil, err
+		}
+		return proxyConn{p.front, p.back}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// proxyConn is a Proxy's two sockets as one conn.
+type proxyConn struct{ front, back *zsock.Socket }
+
+func (c proxyConn) Endpoints() []string {
+	return append(c.front.Endpoints(), c.back.Endpoints()...)
+}
+
+func (c proxyConn) Attach(endpoint.Endpoint) error {
+	return errors.New("zmqkit: a proxy's endpoints are fixed when it is made")
+}
+
+func (c proxyConn) Done() <-chan struct{} { return c.front.Done() }
+func (c proxyConn) Waiters() int          { return c.front.Waiters() + c.back.Waiters() }
+func (c proxyConn) Close() error          { return errors.Join(c.front.Close(), c.back.Close()) }
+
+// WithCapture has a Proxy call f with every message it moves, before it
+// moves it: toBack tells the direction. f runs on the proxy's goroutine
+// for that direction, so a slow f slows the proxy; it must neither keep
+// nor change frames. A panic in f is recovered and reported, and the
+// message still moves.
+//
+// Applies to: Proxy.
+func WithCapture(f func(toBack bool, frames [][]byte)) Option {
+	return option("WithCapture", func(o *options) error {
+		if f == nil {
+			return invalid("WithCapture", "nil func")
+		}
+		o.capture = f
+		return nil
+	})
+}
+
+// Run moves messages until ctx ends (returning an error matching ctx's) or
+// the Proxy is closed (returning ErrClosed), and returns once it has
+// stopped moving them. A message taken from one side when Run stops is
+// given to the other if it can be within the linger time, or dropped and
+// counted.
+func (p *Proxy) Run(ctx context.Context) error {
+	if !p.running.CompareAndSwap(false, true) {
+		return p.opError("run", invalidArg("the %s is running already", p.kind))
+	}
+	defer p.running.Store(false)
+	runCtx, release := p.runContext(ctx)
+	defer release()
+	errc := make(chan error, 2)
+	var wg sync.WaitGroup
+	move := func(src, dst *zsock.Socket, toBack bool, c *counters) {
+		defer wg.Done()
+		errc <- p.move(runCtx, src, dst, toBack, c)
+	}
+	wg.Add(1)
+	go move(p.front, p.back, true, &p.toBack)
+	if p.both {
+		wg.Add(1)
+		go move(p.back, p.front, false, &p.toFront)
+	}
+	wg.Wait()
+	close(errc)
+	select {
+	case <-p.done:
+		return ErrClosed
+	default:
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for err := range errc {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// move is one direction of Run: receive a whole message from src, show it
+// to the capture, send it whole to dst.
+func (p *Proxy) move(ctx context.Context, src, dst *zsock.Socket, toBack bool, c *counters) error {
+	for {
+		msg, err := src.RecvMessage(ctx)
+		if err != nil {
+			if stopped(ctx, err) {
+				return nil
+			}
+			return p.opError("receive", err)
+		}
+		c.received.Add(1)
+		if p.o.capture != nil {
+			p.capture(toBack, msg)
+		}
+		sctx, cancel := p.replyContext(ctx)
+		err = dst.SendMessage(sctx, msg...)
+		cancel()
+		if err != nil {
+			c.dropped.Add(1)
+			if stopped(sctx, err) {
+				return nil
+			}
+			return p.opError("send", err)
+		}
+		c.sent.Add(1)
+	}
+}
+
+func (p *Proxy) capture(toBack bool, msg [][]byte) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.report(&HandlerError{Err: fmt.Errorf("capture panicked: %v", r), Panic: r})
+		}
+	}()
+	p.o.capture(toBack, msg)
+}
+
+// Endpoints returns the front's endpoints, then the back's, bound ones
+// with their ephemeral ports resolved.
+func (p *Proxy) Endpoints() []string { return p.conn.Endpoints() }
+
+// Front returns the front's endpoints; Back the back's.
+func (p *Proxy) Front() []string { return p.front.Endpoints() }
+
+// Back returns the back's endpoints.
+func (p *Proxy) Back() []string { return p.back.Endpoints() }
+
+// Stats returns the Proxy's counters, by direction.
+func (p *Proxy) Stats() ProxyStats {
+	return ProxyStats{FrontToBack: p.toBack.snapshot(), BackToFront: p.toFront.snapshot()}
+}
+
+// Close closes both sides at once: Run returns ErrClosed, and messages it
+// had taken but not given are dropped and counted. Close is idempotent.
+func (p *Proxy) Close() error { return p.close(p) }
