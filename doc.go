@@ -152,13 +152,31 @@
 // anyone holding a secret key file is that peer. There is no TLS: libzmq's
 // wss transport is a draft in libzmq 4.3.
 //
+// # Running in production
+//
+// WithEvents gives an object's connection events (and Stats its
+// Connects, Disconnects, HandshakeFailures and Peers), from a libzmq
+// monitor that runs only when asked, on a goroutine that never holds the
+// object up. WithHeartbeat finds peers that froze: no answer within the
+// time-out, and the connection is dropped and reported. An RRClient with
+// retries resends at once the requests of a server that disconnected.
+// Publisher.WaitForSubscribers waits until n subscriptions have reached a
+// publisher, so that the next message is not lost to a slow joiner.
+//
+// Proxies let many peers meet at one address, as ZeroMQ's own topologies
+// do, with no broker: NewForwarder (publishers to subscribers), NewQueue
+// (clients to servers, which connect to its back end as workers) and
+// NewStreamer (pushers to pullers), each stopping on ctx or Close, with
+// stats per direction and an optional capture. The same code spreads over
+// machines by changing endpoints only (see examples/cluster).
+//
 // # Delivery and back-pressure
 //
 // ZeroMQ queues messages per peer up to a high-water mark (WithSendHWM,
 // WithRecvHWM; 1000). What happens beyond it depends on the pattern and is
 // documented on each type: a Publisher drops, a pusher blocks. A subscriber
 // misses what was published before its subscription reached the publisher
-// (the "slow joiner"): synchronise first when the start matters.
+// (the "slow joiner"): Publisher.WaitForSubscribers when the start matters.
 // WithMaxMessageSize drops the connection of a peer that sends more, and
 // zmqkit connects again (ErrConnectionDropped), which libzmq alone would not.
 //
