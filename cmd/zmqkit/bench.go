@@ -93,7 +93,7 @@ terminal.`,
 	f.IntVar(&b.inflight, "inflight", 16, "thr reqrep: requests in flight at once on the --connect side")
 	f.IntVar(&b.concurrency, "concurrency", 1, "reqrep: requests the echo server handles at once")
 	f.DurationVar(&b.warmup, "warmup", 250*time.Millisecond, "thr pubsub: warm-up before the timed messages, so that the subscription arrives")
-	f.DurationVar(&b.idle, "idle", 2*time.Second, "thr pubsub: the receiver ends after this long without a message")
+	f.DurationVar(&b.idle, "idle", 2*time.Second, "thr: the receiver ends after this long without a message, and reports what was lost")
 	cmd.RunE = runner("bench", b.wrap(b.run))
 	return cmd
 }
@@ -153,7 +153,10 @@ func (b *benchCmd) run(ctx context.Context, args []string) error {
 	var err error
 	switch {
 	case b.pattern == "reqrep" && bind:
-		res, err = b.echoServer(ctx, eps[0])
+		var r *thrResult
+		if r, err = b.echoServer(ctx, eps[0]); r != nil {
+			res = r // lat's echo server reports nothing
+		}
 	case b.pattern == "reqrep":
 		res, err = b.reqrepClient(ctx, eps[0])
 	case b.mode == "thr" && bind:
@@ -235,7 +238,7 @@ func (b *benchCmd) streamSender(ep string) (sendFunc, func() error, error) {
 		return nil, nil, err
 	}
 	b.printBound(ep, true, push.Endpoints())
-	return push.Push, push.Close, nil
+	return push.Push, func() error { b.log.Debug("pusher", "stats", push.Stats()); return push.Close() }, nil
 }
 
 // streamReceiver opens the receiving end of a stream.
@@ -261,7 +264,7 @@ func (b *benchCmd) streamReceiver(ep string) (recvFunc, func() error, error) {
 		return nil, nil, err
 	}
 	b.printBound(ep, false, pull.Endpoints())
-	return pull.Receive, pull.Close, nil
+	return pull.Receive, func() error { b.log.Debug("puller", "stats", pull.Stats()); return pull.Close() }, nil
 }
 
 // thrResult is what bench thr reports.
@@ -298,15 +301,12 @@ func (b *benchCmd) thrReceiver(ctx context.Context, ep string) (*thrResult, erro
 	defer closeFn()
 	prog := b.startProgress(b.count, "receiving")
 	defer prog.finish()
-	rctx := ctx
-	if b.pattern == "pubsub" {
-		// Messages may be lost: end after --idle without one.
-		var cancel context.CancelFunc
-		rctx, cancel = context.WithCancel(ctx)
-		defer cancel()
-		stopWatch := prog.watchIdle(b.idle, cancel)
-		defer stopWatch()
-	}
+	// Messages may be lost (pubsub drops; a sender that dies takes its
+	// queue with it): end after --idle without one, and report the loss.
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stopWatch := prog.watchIdle(b.idle, cancel)
+	defer stopWatch()
 	var first, last time.Time
 	n := 0
 	for n < b.count {
@@ -381,6 +381,7 @@ func (b *benchCmd) thrSender(ctx context.Context, ep string) error {
 	}
 	prog.finish()
 	fmt.Fprintf(b.e.stderr, "sent %d messages of %d bytes in %v\n", b.count, b.size, time.Since(start).Round(time.Millisecond))
+	b.settle(ctx, ep, false)
 	return closeFn()
 }
 
@@ -405,11 +406,13 @@ func (b *benchCmd) latEcho(ctx context.Context, out, back string) error {
 		if err := b.checkSize(m); err != nil {
 			return err
 		}
+		if m[0] == kindEnd {
+			// Not echoed: the timing side may be gone, and a push to
+			// nobody waits.
+			break
+		}
 		if err := send(ctx, m); err != nil {
 			return err
-		}
-		if m[0] == kindEnd {
-			break
 		}
 	}
 	if err := closeSend(); err != nil {
@@ -517,7 +520,8 @@ func (b *benchCmd) latTimer(ctx context.Context, out, back string) (*latResult, 
 	if err := send(ctx, b.message(kindEnd)); err != nil {
 		return nil, err
 	}
-	// The echo side ends on the end message; its echo is not awaited.
+	// The echo side ends on the end message, which it does not echo.
+	b.settle(ctx, out, false)
 	return res, nil
 }
 

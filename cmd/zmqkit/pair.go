@@ -59,6 +59,7 @@ func (p *pairCmd) run(ctx context.Context, args []string) error {
 	defer pc.Close()
 	p.printBound(args[0], false, pc.Endpoints())
 
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sendErr := make(chan error, 1)
@@ -84,6 +85,7 @@ func (p *pairCmd) run(ctx context.Context, args []string) error {
 	if err1 != nil && !stopped(ctx, err1) && !errors.Is(err1, context.Canceled) {
 		return err1
 	}
+	p.settle(parent, args[0], false)
 	return pc.Close()
 }
 

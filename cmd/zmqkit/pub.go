@@ -141,6 +141,7 @@ func (p *pubCmd) run(ctx context.Context, args []string) error {
 		}
 	}
 	p.log.Debug("published", "stats", pub.Stats())
+	p.settle(ctx, args[0], true)
 	if err := pub.Close(); err != nil {
 		return err
 	}

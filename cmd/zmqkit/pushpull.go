@@ -85,6 +85,7 @@ func (p *pushCmd) run(ctx context.Context, args []string) error {
 		}
 	}
 	p.log.Debug("pushed", "stats", push.Stats())
+	p.settle(ctx, args[0], true)
 	return push.Close()
 }
 
