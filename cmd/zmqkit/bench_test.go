@@ -1,0 +1,132 @@
+package main
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Figures from the README's make bench table (the 2-core CI machine): the
+// two processes' figures must be of the same order, within a factor of 10
+// either way (two processes on two cores, a loaded machine, a -race-free
+// build).
+const (
+	refPushPullMsgsPerSec = 1547950 // PushPull tcp 64 B
+	refRoundTripUs        = 54.6    // ReqRep round trip, tcp 64 B
+)
+
+var (
+	benchBinOnce sync.Once
+	benchBinPath string
+	benchBinErr  error
+)
+
+// benchBin is the command built without -race: figures under the race
+// detector say nothing about the library.
+func benchBin(t *testing.T) string {
+	t.Helper()
+	if !raceEnabled {
+		return binPath
+	}
+	benchBinOnce.Do(func() {
+		benchBinPath = filepath.Join(binDir, "zmqkit-norace")
+		benchBinErr = goBuild(benchBinPath, false)
+	})
+	require.NoError(t, benchBinErr)
+	return benchBinPath
+}
+
+// runBench runs bench's --bind side, then its --connect side, and returns
+// the reporting side's stdout.
+func runBench(t *testing.T, mode string, bindEP string, args ...string) string {
+	t.Helper()
+	bin := benchBin(t)
+	nEPs := strings.Count(bindEP, ",") + 1
+	bind := startBin(t, bin, nil, append([]string{"bench", mode, "--bind", bindEP}, args...)...)
+	conn := startBin(t, bin, nil, append([]string{"bench", mode, "--connect", bind.bound(nEPs)}, args...)...)
+	code, connOut := conn.wait()
+	require.Equal(t, 0, code, "%q", conn.errLines())
+	code, bindOut := bind.wait()
+	require.Equal(t, 0, code, "%q", bind.errLines())
+	if mode == "thr" { // the receiving side reports, as libzmq's local_thr
+		require.Empty(t, connOut)
+		return strings.Join(bindOut, "\n")
+	}
+	require.Empty(t, bindOut) // lat: the timing side reports, as remote_lat
+	return strings.Join(connOut, "\n")
+}
+
+func TestBenchThroughput(t *testing.T) {
+	for _, tc := range []struct {
+		pattern string
+		count   string
+		compare bool
+	}{
+		{"pushpull", "200000", true},
+		{"pubsub", "100000", false},
+		{"reqrep", "5000", false},
+	} {
+		t.Run(tc.pattern, func(t *testing.T) {
+			out := runBench(t, "thr", "tcp://127.0.0.1:*", "--pattern", tc.pattern, "--count", tc.count, "--json")
+			var r thrResult
+			require.NoError(t, json.Unmarshal([]byte(out), &r), out)
+			t.Logf("%s", out)
+			assert.Equal(t, tc.pattern, r.Pattern)
+			assert.Equal(t, 64, r.Size)
+			assert.Equal(t, tc.count, strconv.Itoa(r.Count))
+			assert.Greater(t, r.Received, 0)
+			if tc.pattern != "pubsub" {
+				assert.Equal(t, r.Count, r.Received)
+			}
+			assert.InDelta(t, r.MsgsPerSec*64/1e6, r.MBPerSec, 1e-6)
+			if tc.compare {
+				assert.Greater(t, r.MsgsPerSec, refPushPullMsgsPerSec/10.0)
+				assert.Less(t, r.MsgsPerSec, refPushPullMsgsPerSec*10.0)
+			}
+		})
+	}
+}
+
+func TestBenchLatency(t *testing.T) {
+	for _, tc := range []struct {
+		pattern string
+		bind    string
+		compare bool
+	}{
+		{"reqrep", "tcp://127.0.0.1:*", true},
+		{"pushpull", "tcp://127.0.0.1:*,tcp://127.0.0.1:*", false},
+		{"pubsub", "tcp://127.0.0.1:*,tcp://127.0.0.1:*", false},
+	} {
+		t.Run(tc.pattern, func(t *testing.T) {
+			out := runBench(t, "lat", tc.bind, "--pattern", tc.pattern, "--count", "2000", "--json")
+			var r latResult
+			require.NoError(t, json.Unmarshal([]byte(out), &r), out)
+			t.Logf("%s", out)
+			assert.Equal(t, tc.pattern, r.Pattern)
+			assert.Equal(t, 2000, r.Count)
+			assert.Positive(t, r.P50us)
+			assert.LessOrEqual(t, r.P50us, r.P90us)
+			assert.LessOrEqual(t, r.P90us, r.P99us)
+			assert.LessOrEqual(t, r.P99us, r.P999us)
+			if tc.compare {
+				assert.Greater(t, r.P50us, refRoundTripUs/10)
+				assert.Less(t, r.P50us, refRoundTripUs*10)
+			}
+		})
+	}
+}
+
+// Without --json, the results are a table.
+func TestBenchTable(t *testing.T) {
+	out := runBench(t, "thr", "ipc://"+filepath.Join(t.TempDir(), "thr"), "--count", "10000")
+	lines := strings.Split(out, "\n")
+	require.Len(t, lines, 2, out)
+	assert.Equal(t, []string{"pattern", "size", "(B)", "count", "received", "lost", "elapsed", "(s)", "msgs/s", "MB/s"}, strings.Fields(lines[0]))
+	assert.Equal(t, []string{"pushpull", "64", "10000", "10000", "0"}, strings.Fields(lines[1])[:5])
+}

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// keygenFor makes a key pair with the command and returns its public key.
+func keygenFor(t *testing.T, dir, name string) string {
+	t.Helper()
+	code, out, errText := runCmd(t, "", "keygen", name, "--dir", dir)
+	require.Equal(t, 0, code, errText)
+	return strings.TrimSpace(out)
+}
+
+// keygen's files load in pyzmq, with the keys keygen printed.
+func TestKeygenFilesLoadInPyzmq(t *testing.T) {
+	requirePyzmq(t)
+	dir := t.TempDir()
+	public := keygenFor(t, dir, "server")
+	py := startPython(t, `
+import sys, zmq.auth
+pub, sec = zmq.auth.load_certificate(sys.argv[1] + ".key_secret")
+pub2, none = zmq.auth.load_certificate(sys.argv[1] + ".key")
+assert none is None and pub == pub2 and len(sec) == 40
+print(pub.decode())
+`, filepath.Join(dir, "server"))
+	assert.Equal(t, public, py.line())
+	code, _ := py.wait()
+	assert.Equal(t, 0, code, "%q", py.errLines())
+}
+
+// keygen's files secure a pub/sub pair: an allowed client gets the
+// messages; the pub (the CURVE server) admits only the keys in its
+// --curve-allow directory.
+func TestCurvePubSub(t *testing.T) {
+	dir := t.TempDir()
+	keygenFor(t, filepath.Join(dir, "server"), "server")
+	keygenFor(t, filepath.Join(dir, "clients"), "alice")
+	keygenFor(t, filepath.Join(dir, "others"), "mallory")
+
+	pub := start(t, "pub", "tcp://127.0.0.1:*",
+		"--curve-server-key", filepath.Join(dir, "server", "server.key_secret"),
+		"--curve-allow", filepath.Join(dir, "clients"))
+	ep := pub.bound(1)
+	alice := start(t, "sub", ep, "--count", "1",
+		"--curve-client-key", filepath.Join(dir, "clients", "alice.key_secret"),
+		"--curve-server-key", filepath.Join(dir, "server", "server.key"))
+	mallory := start(t, "sub", ep,
+		"--curve-client-key", filepath.Join(dir, "others", "mallory.key_secret"),
+		"--curve-server-key", filepath.Join(dir, "server", "server.key"))
+
+	writeUntil(t, pub, "secret", func() bool {
+		select {
+		case <-alice.exited:
+			return true
+		case <-time.After(10 * time.Millisecond):
+			return false
+		}
+	})
+	code, lines := alice.wait()
+	assert.Equal(t, 0, code, "%q", alice.errLines())
+	assert.Equal(t, []string{"1000 text secret"}, lines)
+
+	// mallory was refused while alice got in: her sub reports the
+	// failed handshakes (the error callback) and prints no message.
+	mallory.interrupt()
+	code, lines = mallory.wait()
+	assert.Equal(t, 0, code)
+	assert.Empty(t, lines)
+	code, _ = pub.wait()
+	assert.Equal(t, 0, code, "%q", pub.errLines())
+}
