@@ -443,8 +443,7 @@ func (p *pacer) wait(ctx context.Context) error {
 // lineWriter writes one message per line to stdout and flushes each, so a
 // reader sees it at once (a pipe to grep, a test).
 type lineWriter struct {
-	w   *bufio.Writer
-	err error
+	w *bufio.Writer
 }
 
 func newLineWriter(w io.Writer) *lineWriter { return &lineWriter{w: bufio.NewWriter(w)} }

@@ -19,7 +19,6 @@ type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	execArgv       []string
-	execGiven      bool
 }
 
 // newRootCmd builds the command tree.

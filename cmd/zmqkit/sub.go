@@ -258,7 +258,7 @@ func (s *subCmd) rawLine(frames [][]byte) []byte {
 
 // escapeNewlines keeps a message on one output line.
 func escapeNewlines(b []byte) []byte {
-	if bytes.IndexAny(b, "\r\n") < 0 {
+	if !bytes.ContainsAny(b, "\r\n") {
 		return b
 	}
 	b = bytes.ReplaceAll(b, []byte("\n"), []byte(`\n`))
