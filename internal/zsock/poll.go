@@ -99,6 +99,14 @@ func (b *blocking) observe(ev zmq.State, poller bool) {
 // nothing cannot miss the next message (see try).
 func (b *blocking) trustsEmptyRecv() bool { return true }
 
+// interrupt wakes the poller out of poll(2), and the parked waiters.
+func (b *blocking) interrupt() {
+	b.s.notifyChans()
+	if b.busy.Load() {
+		b.wake()
+	}
+}
+
 // edge leaves a poller to poll(2), which sees ZMQ_FD itself; parked
 // waiters are woken to take the role if nobody holds it.
 func (b *blocking) edge() {

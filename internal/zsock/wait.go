@@ -53,7 +53,8 @@ func (w *netpoll) observe(ev zmq.State, _ bool) {
 // reading are what observe compares the next ones with.
 func (w *netpoll) trustsEmptyRecv() bool { return false }
 
-func (w *netpoll) edge() { w.s.notifyChans() }
+func (w *netpoll) edge()      { w.s.notifyChans() }
+func (w *netpoll) interrupt() { w.s.notifyChans() }
 
 // close has nothing to release: parked waiters select on done.
 func (w *netpoll) close() {}

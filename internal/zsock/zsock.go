@@ -132,6 +132,9 @@ type Socket struct {
 	waiting atomic.Int32
 	parked  atomic.Int32
 
+	// Set by Interrupt, taken by Wait.
+	interrupted atomic.Bool
+
 	// The pump (see edge): operations run so far, as the reactor last saw
 	// them, and whether a delayed pump is pending.
 	ops       atomic.Uint64
@@ -310,30 +313,33 @@ func (s *Socket) SendMessage(ctx context.Context, parts ...[]byte) error {
 	if len(parts) == 0 {
 		return errors.New("zmqkit: empty message")
 	}
-	return s.attempt(ctx, sending, func(z *zmq.Socket) error {
+	return s.attempt(ctx, sending, func(z *zmq.Socket) error { return s.sendMessage(z, parts) })
+}
+
+// sendMessage sends parts without waiting; mu is held.
+func (s *Socket) sendMessage(z *zmq.Socket, parts [][]byte) error {
+	if s.recv.raw != nil {
+		if ok, err := s.recv.sendMessage(&s.sc, parts); ok {
+			return err
+		}
+	}
+	last := len(parts) - 1
+	for i, p := range parts {
+		var err error
 		if s.recv.raw != nil {
-			if ok, err := s.recv.sendMessage(&s.sc, parts); ok {
-				return err
-			}
+			err = s.recv.sendFrame(p, i < last)
+		} else { // pebbe retries signals too
+			_, err = z.SendBytes(p, zmq.DONTWAIT|moreIf(i < last))
 		}
-		last := len(parts) - 1
-		for i, p := range parts {
-			var err error
-			if s.recv.raw != nil {
-				err = s.recv.sendFrame(p, i < last)
-			} else { // pebbe retries signals too
-				_, err = z.SendBytes(p, zmq.DONTWAIT|moreIf(i < last))
-			}
-			switch {
-			case err == nil:
-			case i == 0:
-				return err
-			default: // libzmq takes a whole message once it took its first frame
-				return fmt.Errorf("zmqkit: send frame %d of %d: %w", i+1, last+1, err)
-			}
+		switch {
+		case err == nil:
+		case i == 0:
+			return err
+		default: // libzmq takes a whole message once it took its first frame
+			return fmt.Errorf("zmqkit: send frame %d of %d: %w", i+1, last+1, err)
 		}
-		return nil
-	})
+	}
+	return nil
 }
 
 func moreIf(more bool) zmq.Flag {
@@ -428,22 +434,34 @@ func (s *Socket) attempt(ctx context.Context, d dir, op func(*zmq.Socket) error)
 		return err
 	}
 	st := s.w.enter()
+	// Say what this call waits for before its first try: a Blocking poller
+	// goes from that try straight into poll(2), and an operation of
+	// another goroutine (or the reactor's pump) in between may take the
+	// signal it would wait for; observe then wakes it only if it knows
+	// what the poller wants.
+	s.w.waitBegin(d)
 	again, hot, err := s.try(op, d, 0, st.poller)
 	if again {
+		if h := testHookAfterFirstTry.Load(); h != nil {
+			(*h)(s)
+		}
 		s.waiting.Add(1)
-		s.w.waitBegin(d)
 		for again {
 			if st, err = s.w.block(ctx, st, hot); err != nil {
 				break
 			}
 			again, hot, err = s.try(op, d, 1, st.poller)
 		}
-		s.w.waitEnd(d)
 		s.waiting.Add(-1)
 	}
+	s.w.waitEnd(d)
 	s.w.leave(st)
 	return err
 }
+
+// testHookAfterFirstTry, nil outside tests, is called when a call's first
+// try found the socket not ready, before it waits.
+var testHookAfterFirstTry atomic.Pointer[func(*Socket)]
 
 // waitState is one waiting call's state between its tries.
 type waitState struct {
@@ -474,6 +492,8 @@ type waiter interface {
 	trustsEmptyRecv() bool
 	// edge is called by the reactor when ZMQ_FD fired while calls wait.
 	edge()
+	// interrupt wakes the waiters so that they retry (see Interrupt).
+	interrupt()
 	// close wakes every waiter for good and releases what the waiter
 	// holds; closed is set and done closed already.
 	close()
@@ -689,4 +709,76 @@ func (s *Socket) TryRecvMessage() (msg [][]byte, ok bool, err error) {
 		return nil, false, nil
 	}
 	return msg, err == nil, err
+}
+
+// Wait blocks until the socket is ready to receive (in) or to send (out),
+// Interrupt is called, ctx ends (its error) or the socket closes
+// (ErrClosed). It is for a goroutine that owns a socket's traffic (it
+// alone sends and receives, with Try operations) and others that hand it
+// work: they call Interrupt, and no operation of theirs can take the
+// signal the owner waits for.
+func (s *Socket) Wait(ctx context.Context, in, out bool) error {
+	want := zmq.State(0)
+	if in {
+		want |= zmq.POLLIN
+	}
+	if out {
+		want |= zmq.POLLOUT
+	}
+	d := receiving
+	if !in {
+		d = sending
+	}
+	return s.attempt(ctx, d, func(*zmq.Socket) error {
+		if s.interrupted.Swap(false) {
+			return nil
+		}
+		ev, err := s.recv.events(s.sock)
+		if err != nil {
+			return err
+		}
+		if ev&want != 0 {
+			return nil
+		}
+		return zmq.Errno(syscall.EAGAIN)
+	})
+}
+
+// ErrInterrupted is RecvMessageOrInterrupt's error when Interrupt was
+// called.
+var ErrInterrupted = errors.New("zmqkit: interrupted")
+
+// RecvMessageOrInterrupt is RecvMessage that also returns, with
+// ErrInterrupted, when Interrupt is called (see Wait): for the goroutine
+// that owns a socket's traffic, while it has nothing to send.
+func (s *Socket) RecvMessageOrInterrupt(ctx context.Context) ([][]byte, error) {
+	var out [][]byte
+	err := s.attempt(ctx, receiving, func(z *zmq.Socket) error {
+		if s.interrupted.Swap(false) {
+			return ErrInterrupted
+		}
+		var err error
+		out, err = s.recvMessage(z)
+		return err
+	})
+	return out, err
+}
+
+// Interrupt makes a Wait or RecvMessageOrInterrupt in progress, or the
+// next one, return.
+func (s *Socket) Interrupt() {
+	s.interrupted.Store(true)
+	// Not only when s.waiting says so: a poller counts itself only after
+	// its first try, and would then poll(2) past the flag.
+	s.w.interrupt()
+}
+
+// TrySendMessage sends a multi-frame message if the socket can take it
+// now; ok is false when it cannot (nothing was sent).
+func (s *Socket) TrySendMessage(parts ...[]byte) (ok bool, err error) {
+	again, _, err := s.try(func(z *zmq.Socket) error { return s.sendMessage(z, parts) }, sending, 0, false)
+	if again {
+		return false, nil
+	}
+	return err == nil, err
 }
