@@ -288,7 +288,13 @@ func TestRRRequestEndsByContextAndClose(t *testing.T) {
 			errc <- err
 		}()
 	}
-	awaitBlocked(t, cli.sock, 2)
+	// Both requests queued, one of them the reader, waiting on the socket.
+	awaitBlocked(t, cli.sock, 1)
+	require.Eventually(t, func() bool {
+		cli.mu.Lock()
+		defer cli.mu.Unlock()
+		return len(cli.outbox) == 2
+	}, 5*time.Second, time.Millisecond)
 	require.NoError(t, cli.Close())
 	requireAllReturn(t, errc, 2, ErrClosed)
 	require.NoError(t, cli.Close(), "Close is idempotent")
@@ -822,4 +828,49 @@ func TestRRRetryOnServerLost(t *testing.T) {
 	took := time.Since(start)
 	t.Logf("answered after %v", took)
 	assert.Less(t, took, 5*time.Second, "resent when the frozen server was found gone, not after the 10 s per-try time-out")
+}
+
+// Requests that end at every stage (before sending, while queued, while
+// the server works, as the reply arrives) alongside requests that succeed:
+// every reply a Request returns is its own, never another's, late or
+// reused.
+func TestRRRequestsEndingAtEveryStage(t *testing.T) {
+	h := func(ctx context.Context, req []byte) ([]byte, error) {
+		if req[len(req)-1]%3 == 0 {
+			time.Sleep(time.Duration(req[len(req)-1]%7) * 10 * time.Microsecond)
+		}
+		return echo(ctx, req)
+	}
+	_, cli := newRR(t, "inproc", h, []Option{WithConcurrency(4)}, nil)
+	ctx := testCtx(t)
+	awaitServer(t, cli)
+	var (
+		wg      sync.WaitGroup
+		ok, end atomic.Int64
+	)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 300; i++ {
+				req := fmt.Sprintf("g%d-%d", g, i)
+				rctx, cancel := context.WithTimeout(ctx, time.Duration(i%5)*20*time.Microsecond)
+				if i%5 == 4 {
+					rctx, cancel = context.WithCancel(ctx) // these succeed
+				}
+				rep, err := cli.Request(rctx, []byte(req))
+				cancel()
+				if err != nil {
+					assert.ErrorIs(t, err, context.DeadlineExceeded)
+					end.Add(1)
+					continue
+				}
+				ok.Add(1)
+				assert.Equal(t, "reply:"+req, string(rep))
+			}
+		}()
+	}
+	wg.Wait()
+	assert.GreaterOrEqual(t, ok.Load(), int64(8*60), "the requests without a deadline all succeed")
+	t.Logf("%d answered, %d ended first", ok.Load(), end.Load())
 }

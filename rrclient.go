@@ -49,12 +49,25 @@ type RRClient struct {
 	mu      sync.Mutex
 	pending map[uint64]chan rrReply
 	trying  map[uint64]context.CancelCauseFunc // tries in flight, with retries
+	outbox  []outgoing                         // requests for the reader to send
 
 	// reader is a one-slot semaphore: the waiting Request that holds it
-	// receives from the socket for every request and hands each reply to
-	// its owner, so the client needs no goroutine of its own.
+	// is the only goroutine that uses the socket: it sends every request
+	// (the others queue theirs in outbox and interrupt its wait), receives
+	// every reply and hands each to its owner. So the client needs no
+	// goroutine of its own, and no operation of another goroutine can take
+	// the readiness signal the reader waits for.
 	reader chan struct{}
 }
+
+// outgoing is a request waiting in the outbox.
+type outgoing struct {
+	id  uint64
+	idb [8]byte
+	req []byte
+}
+
+var replyChans = sync.Pool{New: func() any { return make(chan rrReply, 1) }}
 
 type rrReply struct {
 	body []byte
@@ -96,11 +109,12 @@ func (c *RRClient) Request(ctx context.Context, req []byte) ([]byte, error) {
 	id := c.nextID.Add(1)
 	var idb [8]byte
 	binary.BigEndian.PutUint64(idb[:], id)
-	ch := make(chan rrReply, 1)
+	ch := replyChans.Get().(chan rrReply)
 	c.mu.Lock()
 	c.pending[id] = ch
 	c.mu.Unlock()
-	defer c.forget(id, ch)
+	answered := false
+	defer func() { c.forget(id, ch, answered) }()
 
 	tries := c.o.tries
 	for try := 1; ; try++ {
@@ -108,13 +122,14 @@ func (c *RRClient) Request(ctx context.Context, req []byte) ([]byte, error) {
 		if c.o.tryTimeout > 0 {
 			tctx, cancel = c.tryContext(ctx, id)
 		}
-		r, err := c.try(tctx, idb[:], req, ch)
+		r, err := c.try(tctx, id, idb, req, ch)
 		lost := cancel != nil && errors.Is(context.Cause(tctx), errServerLost)
 		if cancel != nil {
 			cancel()
 		}
 		switch {
 		case err == nil:
+			answered = true
 			return r.body, r.err
 		case ctx.Err() != nil:
 			return nil, c.opError("request", ctx.Err())
@@ -160,12 +175,14 @@ func (c *RRClient) serverLost(zsock.Event) {
 	}
 }
 
-// try sends the request once and waits for a reply to it.
-func (c *RRClient) try(ctx context.Context, idb, req []byte, ch chan rrReply) (rrReply, error) {
-	if err := c.sock.SendMessage(ctx, idb, nil, req); err != nil {
-		return rrReply{}, err
-	}
-	c.stats.sent.Add(1)
+// try sends the request once and waits for a reply to it: it queues the
+// request for the reader and, while no reader is there, is the reader.
+func (c *RRClient) try(ctx context.Context, id uint64, idb [8]byte, req []byte, ch chan rrReply) (rrReply, error) {
+	c.mu.Lock()
+	c.outbox = append(c.outbox, outgoing{id: id, idb: idb, req: req})
+	c.mu.Unlock()
+	c.sock.Interrupt() // the reader sends it
+	defer c.unqueue(id)
 	for {
 		select {
 		case r := <-ch:
@@ -189,8 +206,9 @@ func (c *RRClient) try(ctx context.Context, idb, req []byte, ch chan rrReply) (r
 	}
 }
 
-// read receives replies for every waiting request until ch's own arrives
-// (done) or ctx ends. Only the holder of c.reader calls it.
+// read is the reader: it sends the queued requests and receives replies
+// for every waiting request, until ch's own reply arrives (done) or ctx
+// ends. Only the holder of c.reader calls it.
 func (c *RRClient) read(ctx context.Context, ch chan rrReply) (rrReply, bool, error) {
 	for {
 		select {
@@ -198,12 +216,77 @@ func (c *RRClient) read(ctx context.Context, ch chan rrReply) (rrReply, bool, er
 			return r, true, nil
 		default:
 		}
-		msg, err := c.sock.RecvMessage(ctx)
+		blocked, err := c.send()
 		if err != nil {
 			return rrReply{}, false, err
 		}
-		c.stats.received.Add(1)
-		c.dispatch(msg)
+		if blocked {
+			// Requests wait for room (no server yet, or its queue full):
+			// wait for that too, or for a reply, or a request queued.
+			msg, ok, err := c.sock.TryRecvMessage()
+			switch {
+			case err != nil:
+				return rrReply{}, false, err
+			case ok:
+				c.stats.received.Add(1)
+				c.dispatch(msg)
+			default:
+				if err := c.sock.Wait(ctx, true, true); err != nil {
+					return rrReply{}, false, err
+				}
+			}
+			continue
+		}
+		// Wait for a reply, or a request queued.
+		msg, err := c.sock.RecvMessageOrInterrupt(ctx)
+		switch {
+		case errors.Is(err, zsock.ErrInterrupted):
+		case err != nil:
+			return rrReply{}, false, err
+		default:
+			c.stats.received.Add(1)
+			c.dispatch(msg)
+		}
+	}
+}
+
+// send sends the queued requests, as many as the socket takes now; blocked
+// reports that some must wait for room. c.mu is held throughout, so a try
+// that ends takes its request back before it can be sent (its caller may
+// reuse req).
+func (c *RRClient) send() (blocked bool, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	sent := 0
+	defer func() {
+		if sent > 0 {
+			c.outbox = append(c.outbox[:0], c.outbox[sent:]...)
+		}
+	}()
+	for i := range c.outbox {
+		o := &c.outbox[i]
+		ok, err := c.sock.TrySendMessage(o.idb[:], nil, o.req)
+		if err != nil {
+			return false, err
+		}
+		if !ok {
+			return true, nil
+		}
+		sent++
+		c.stats.sent.Add(1)
+	}
+	return false, nil
+}
+
+// unqueue takes a request back from the outbox if it was not sent.
+func (c *RRClient) unqueue(id uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range c.outbox {
+		if c.outbox[i].id == id {
+			c.outbox = append(c.outbox[:i], c.outbox[i+1:]...)
+			return
+		}
 	}
 }
 
@@ -240,10 +323,19 @@ func (c *RRClient) dispatch(msg [][]byte) {
 
 // forget removes a finished request; a reply that reached it too late is
 // counted as dropped.
-func (c *RRClient) forget(id uint64, ch chan rrReply) {
+func (c *RRClient) forget(id uint64, ch chan rrReply, answered bool) {
 	c.mu.Lock()
+	_, waiting := c.pending[id]
 	delete(c.pending, id)
 	c.mu.Unlock()
+	if answered || waiting {
+		// Its one reply was taken, or no reply can come now: ch is empty
+		// for good, and another request may use it.
+		replyChans.Put(ch)
+		return
+	}
+	// dispatch took the request: its reply is late, dropped, and may still
+	// be on its way to ch, which is therefore not reused.
 	select {
 	case <-ch:
 		c.stats.dropped.Add(1)
