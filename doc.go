@@ -27,8 +27,10 @@
 // ErrInvalidArgument at the call that takes it.
 //
 // Run blocks on the caller's goroutine and calls the handler n at a time
-// (WithConcurrency, default 1: one at a time, in order), in goroutines it
-// starts as messages need them and joins before it returns. A handler that
+// (WithConcurrency, default 1: one at a time, in order). Above 1 the
+// goroutine that receives a message handles it, and hands receiving on to
+// another (started if need be) when a call lasts more than about 50µs;
+// Run joins them all before it returns. A handler that
 // returns an error or panics is recovered, counted in Stats and reported to
 // WithErrorHandler's callback; it never stops Run. A server's handler error
 // becomes an error reply (ErrorReplyPrefix + the message), which RRClient

@@ -382,8 +382,12 @@ func WithLinger(d time.Duration) Option {
 }
 
 // WithConcurrency sets how many handler calls Run makes at once, from 1 to
-// MaxConcurrency; goroutines are started only as messages need them. With
-// 1, the default, messages are handled one at a time in order.
+// MaxConcurrency. With 1, the default, messages are handled one at a time
+// in order, on Run's goroutine. With more, order is not kept: the
+// goroutine that receives a message handles it, and if the call is still
+// running after about 50µs another goroutine takes over receiving; so
+// quick handlers cost no hand-over between goroutines, and goroutines are
+// started only as slow calls need them.
 //
 // Applies to: Subscriber, RRServer, PPPuller, PairServer, PairClient.
 func WithConcurrency(n int) Option {
