@@ -106,3 +106,15 @@ func TestServeCrewWaitsForHandlers(t *testing.T) {
 	require.ErrorIs(t, <-errc, context.Canceled)
 	assert.Equal(t, int64(2), <-atReturn, "handlers returned before serve did")
 }
+
+// A receive that fails because the object is closing ends Run with
+// ErrClosed, even before Close has closed done.
+func TestServeClosingIsErrClosed(t *testing.T) {
+	for _, n := range []int{1, 4} {
+		b := &base{done: make(chan struct{})}
+		err := serve(b, testCtx(t), n, func(context.Context) (int, error) {
+			return 0, b.opError("receive", ErrClosed)
+		}, func(context.Context, int) { t.Error("handler called") })
+		require.ErrorIs(t, err, ErrClosed, "n=%d", n)
+	}
+}
