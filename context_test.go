@@ -2,6 +2,7 @@ package zmqkit
 
 import (
 	"context"
+	"fmt"
 	"errors"
 	"strings"
 	"syscall"
@@ -208,7 +209,7 @@ func TestContextSocketLimit(t *testing.T) {
 	}
 	assert.Equal(t, 5, made)
 	require.ErrorIs(t, err, ErrSocketLimit)
-	assert.Contains(t, err.Error(), "socket limit 5 of this Context reached")
+	assert.Equal(t, "zmqkit: socket limit reached: the Context holds at most 5 sockets (an object takes 1 to 3; raise it with WithMaxSockets)", err.Error())
 
 	for _, n := range []int{0, -1, 1<<20 + 1} {
 		_, err := NewContext(WithMaxSockets(n))
@@ -227,5 +228,61 @@ func TestContextSocketLimit(t *testing.T) {
 	}
 	for _, o := range objs {
 		require.NoError(t, o.Close())
+	}
+}
+
+// At small limits every type fails cleanly with ErrSocketLimit (also when
+// the place runs out for a monitor, not the object's own socket); a place
+// freed by Close is usable at once; and the Context then closes. Before,
+// a monitor refused by libzmq left a pending inproc connection, and libzmq
+// aborted the process in zmq_ctx_term (ctx.cpp:169).
+func TestContextSocketLimitEveryType(t *testing.T) {
+	for _, tr := range []string{"tcp", "inproc"} {
+		for _, lc := range lifecycles {
+			for _, limit := range []int{1, 2, 3, 4} {
+				t.Run(fmt.Sprintf("%s/%s/%d", lc.name, tr, limit), func(t *testing.T) {
+					zctx, err := NewContext(WithMaxSockets(limit))
+					require.NoError(t, err)
+					var objs []closer
+					defer func() {
+						for _, o := range objs {
+							require.NoError(t, o.Close())
+						}
+						require.NoError(t, zctx.Close())
+					}()
+					opts := []Option{WithZMQContext(zctx), WithEvents(func(Event) {})} // a monitor more
+					var eps []string
+					for len(objs) <= limit {
+						ep := bindEndpoint(t, tr)
+						if !lc.bind {
+							ep = "@" + ep
+						}
+						o, err2 := lc.open(ep, opts...)
+						if err2 != nil {
+							err = err2
+							break
+						}
+						objs = append(objs, o)
+						real := o.(interface{ Endpoints() []string }).Endpoints()[0] // the port really bound
+						if !lc.bind {
+							real = "@" + real
+						}
+						eps = append(eps, real)
+					}
+					require.ErrorIs(t, err, ErrSocketLimit, "%d objects", len(objs))
+					assert.Equal(t, 1, strings.Count(err.Error(), "zmqkit:"), err.Error())
+					assert.Contains(t, err.Error(), fmt.Sprintf("at most %d sockets", limit))
+					if len(objs) == 0 {
+						return
+					}
+					last, ep := objs[len(objs)-1], eps[len(eps)-1]
+					objs = objs[:len(objs)-1]
+					require.NoError(t, last.Close())
+					o, err := lc.open(ep, opts...)
+					require.NoError(t, err, "reopening %s right after Close at the limit", ep)
+					objs = append(objs, o)
+				})
+			}
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	zmq "github.com/pebbe/zmq4"
 )
@@ -32,7 +33,13 @@ type Context struct {
 	r       *reactor
 	max     int
 	sockets atomic.Int64 // open Sockets
-	seq     atomic.Uint64
+	// used counts the libzmq sockets made and not closed: the Sockets,
+	// and the socket libzmq makes for each monitor. A socket is made only
+	// once a place is reserved here, so the limit is found without asking
+	// libzmq (whose failure leaves pending inproc connections that abort
+	// its context's termination at the limit).
+	used atomic.Int64
+	seq  atomic.Uint64
 }
 
 // NewContext makes a libzmq context that holds at most max sockets (0:
@@ -77,26 +84,79 @@ func (c *Context) Term() error {
 	return nil
 }
 
-// newZMQSocket makes a libzmq socket, telling the socket limit apart from
-// the process's descriptor limit, which libzmq both report as EMFILE.
+// reserve takes n places under the socket limit, or fails with
+// ErrSocketLimit; release gives them back.
+func (c *Context) reserve(n int) error {
+	for {
+		u := c.used.Load()
+		if u+int64(n) > int64(c.max) {
+			return c.limitError()
+		}
+		if c.used.CompareAndSwap(u, u+int64(n)) {
+			return nil
+		}
+	}
+}
+
+func (c *Context) release(n int) { c.used.Add(-int64(n)) }
+
+func (c *Context) limitError() error {
+	return fmt.Errorf("%w: the Context holds at most %d sockets (an object takes 1 to 3; raise it with WithMaxSockets)", ErrSocketLimit, c.max)
+}
+
+// reapWait bounds how long a socket is retried when libzmq refuses it for
+// the limit although a place was reserved: a closed socket's place is
+// freed by libzmq's reaper thread a little after zmq_close returns.
+const reapWait = time.Second
+
+// retryReaped calls make until it succeeds, fails other than with EMFILE
+// for the socket limit, or reapWait has passed.
+func retryReaped(make func() error) error {
+	deadline := time.Now().Add(reapWait)
+	for pause := 100 * time.Microsecond; ; pause = min(2*pause, 20*time.Millisecond) {
+		err := make()
+		if err == nil || zmq.AsErrno(err) != zmq.Errno(syscall.EMFILE) || fdsExhausted() || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(pause)
+	}
+}
+
+// newZMQSocket makes a libzmq socket in a place it reserves, telling the
+// socket limit apart from the process's descriptor limit, which libzmq
+// both report as EMFILE.
 func (c *Context) newZMQSocket(typ zmq.Type) (*zmq.Socket, error) {
 	if c.term { // the caller holds mu for reading
 		return nil, ErrClosed
 	}
-	sock, err := c.zctx.NewSocket(typ)
+	if err := c.reserve(1); err != nil {
+		return nil, err
+	}
+	var sock *zmq.Socket
+	err := retryReaped(func() error {
+		var err error
+		sock, err = c.zctx.NewSocket(typ)
+		if err != nil && sock != nil {
+			_ = sock.Close() // NewSocket on a terminated context returns both
+		}
+		return err
+	})
 	if err == nil {
 		return sock, nil
 	}
-	if sock != nil {
-		_ = sock.Close() // NewSocket on a terminated context returns both
-	}
+	c.release(1)
+	return nil, c.socketError(fmt.Sprintf("new %s socket", typ), err)
+}
+
+// socketError is the error of a libzmq call that makes a socket.
+func (c *Context) socketError(what string, err error) error {
 	switch {
 	case errors.Is(err, zmq.ETERM):
-		return nil, ErrClosed
+		return ErrClosed
 	case zmq.AsErrno(err) == zmq.Errno(syscall.EMFILE) && !fdsExhausted():
-		return nil, fmt.Errorf("%w: socket limit %d of this Context reached (raise it with the Context's max sockets option)", ErrSocketLimit, c.max)
+		return c.limitError() // sockets this package does not count
 	}
-	return nil, fmt.Errorf("zmqkit: new %s socket: %w", typ, err)
+	return fmt.Errorf("zmqkit: %s: %w", what, err)
 }
 
 // fdsExhausted reports whether the process is at (or very near) its limit

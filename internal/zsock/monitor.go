@@ -103,10 +103,15 @@ const handshakeFailed = zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHA
 // reading (and not s.mu).
 func (s *Socket) startMonitorLocked(cfg *Monitor, redial bool, onRedial func(string, bool)) error {
 	addr := fmt.Sprintf("inproc://zmqkit-monitor-%d", s.zc.seq.Add(1))
-	// The reader connects first: inproc allows it, and no event is lost.
-	reader, err := newLocked(s.zc, Config{Type: zmq.PAIR, Endpoints: []endpoint.Endpoint{{Addr: addr}}})
+	// Three steps, so that a failure leaves nothing behind: the reader's
+	// socket is made, then libzmq's monitor (its socket binds addr), then
+	// the reader connects. A reader that connected first and then found
+	// no monitor would leave a pending inproc connection, which aborts
+	// the context's termination when the socket limit is reached. Events
+	// libzmq raises before the reader connects wait for it.
+	reader, err := newLocked(s.zc, Config{Type: zmq.PAIR})
 	if err != nil {
-		return fmt.Errorf("zmqkit: monitor: %w", err)
+		return monitorError(err)
 	}
 	m := &monitor{s: s, reader: reader, done: make(chan struct{}), closed: map[string]bool{}, changed: make(chan struct{}),
 		redial: redial, onRedial: onRedial, due: map[string]time.Time{}, tries: map[string]int{}, failed: map[string]bool{}}
@@ -117,19 +122,50 @@ func (s *Socket) startMonitorLocked(cfg *Monitor, redial bool, onRedial func(str
 	if redial {
 		events |= redialEvents
 	}
+	if err := s.zc.reserve(1); err != nil { // libzmq's monitor socket
+		_ = reader.Close()
+		return err
+	}
 	s.mu.Lock()
-	err = s.sock.Monitor(addr, events)
+	err = retryReaped(func() error { return s.sock.Monitor(addr, events) })
 	if err == nil {
 		s.mon = m
 	}
 	s.mu.Unlock()
 	if err != nil {
+		s.zc.release(1)
 		_ = reader.Close()
-		return fmt.Errorf("zmqkit: monitor: %w", err)
+		return monitorError(s.zc.socketError("monitor", err))
+	}
+	if err := reader.attachLocked(endpoint.Endpoint{Addr: addr}); err != nil {
+		s.mu.Lock()
+		s.mon = nil
+		_ = s.sock.Monitor("", 0)
+		s.mu.Unlock()
+		s.zc.release(1)
+		_ = reader.Close()
+		return monitorError(err)
 	}
 	go m.run()
 	return nil
 }
+
+// monitorError names the monitor in err, unless err is the socket limit
+// or a closed context, which are not the monitor's own.
+func monitorError(err error) error {
+	if errors.Is(err, ErrSocketLimit) || errors.Is(err, ErrClosed) {
+		return err
+	}
+	return &monitorErr{err}
+}
+
+type monitorErr struct{ err error }
+
+func (e *monitorErr) Error() string {
+	return "zmqkit: monitor: " + strings.TrimPrefix(e.err.Error(), "zmqkit: ")
+}
+
+func (e *monitorErr) Unwrap() error { return e.err }
 
 func (m *monitor) run() {
 	defer close(m.done)
@@ -320,6 +356,7 @@ func (s *Socket) stopMonitor() {
 	if m == nil {
 		return
 	}
+	s.zc.release(1) // libzmq's monitor socket
 	_ = m.reader.Close()
 	<-m.done
 }

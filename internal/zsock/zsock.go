@@ -177,6 +177,7 @@ func newLocked(zc *Context, cfg Config) (*Socket, error) {
 		_ = sock.Close()
 		s.recv.free()
 		zc.sockets.Add(-1)
+		zc.release(1)
 		return nil, err
 	}
 	for _, o := range cfg.Options {
@@ -693,6 +694,7 @@ func (s *Socket) Close() error {
 		s.closeErr = s.sock.Close()
 		s.recv.free()
 		s.zc.sockets.Add(-1)
+		s.zc.release(1)
 	})
 	return s.closeErr
 }
