@@ -2,8 +2,8 @@ package zmqkit
 
 import (
 	"context"
-	"fmt"
 	"errors"
+	"fmt"
 	"strings"
 	"syscall"
 	"testing"
