@@ -82,7 +82,7 @@ func (r *receiver) recvMessage(sc *scratch, z *zmq.Socket) ([][]byte, error) {
 // sendMessage sends parts as one message without waiting when it fits the
 // scratch buffer; ok is false when it does not, and nothing was sent. The
 // caller holds mu and r.raw is set.
-func (r *receiver) sendMessage(sc *scratch, parts [][]byte) (ok bool, err error) {
+func (r *receiver) sendMessage(sc *scratch, parts [][]byte, lb bool) (ok bool, err error) {
 	if len(parts) > maxFrames {
 		return false, nil
 	}
@@ -96,7 +96,11 @@ func (r *receiver) sendMessage(sc *scratch, parts [][]byte) (ok bool, err error)
 		off += len(p)
 		sizes[i] = C.int(len(p))
 	}
-	res := C.zk_sendm(r.raw, (*C.char)(unsafe.Pointer(&buf[0])), &sizes[0], C.int(len(parts)))
+	clb := C.int(0)
+	if lb {
+		clb = 1
+	}
+	res := C.zk_sendm(r.raw, (*C.char)(unsafe.Pointer(&buf[0])), &sizes[0], C.int(len(parts)), clb)
 	switch {
 	case res.err == 0:
 		return true, nil

@@ -109,12 +109,27 @@ zk_mresult zk_recvm(void *s, zmq_msg_t *held, char *buf, size_t cap, int *sizes,
 // zk_sendm sends n frames (sizes[i] bytes each, back to back in buf) as one
 // message without waiting: one cgo call. sent is how many frames went; a
 // message whose first frame went is complete unless err says otherwise.
-zk_sresult zk_sendm(void *s, const char *buf, const int *sizes, int n) {
+//
+// With lb set (a DEALER, PUSH or REQ socket), EAGAIN after the first frame
+// means the pipe died mid-message: libzmq rolled the frames back and drops
+// the rest of this message when it comes. zk_sendm sends the rest, to be
+// dropped, and reports nothing sent, so that the message can be sent again
+// whole (sent again at once, its frames would be dropped instead).
+zk_sresult zk_sendm(void *s, const char *buf, const int *sizes, int n, int lb) {
 	zk_sresult r = {0, 0};
 	size_t off = 0;
 	for (int i = 0; i < n; i++) {
 		r.err = zk_send(s, buf + off, sizes[i], i < n - 1 ? ZMQ_SNDMORE : 0);
-		if (r.err) return r;
+		if (r.err) {
+			if (lb && r.err == EAGAIN && i > 0) {
+				for (int j = i; j < n && i < n - 1; j++) {
+					zk_send(s, buf + off, sizes[j], j < n - 1 ? ZMQ_SNDMORE : 0);
+					off += sizes[j];
+				}
+				r.sent = 0;
+			}
+			return r;
+		}
 		off += sizes[i];
 		r.sent++;
 	}

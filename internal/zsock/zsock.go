@@ -319,28 +319,43 @@ func (s *Socket) SendMessage(ctx context.Context, parts ...[]byte) error {
 
 // sendMessage sends parts without waiting; mu is held.
 func (s *Socket) sendMessage(z *zmq.Socket, parts [][]byte) error {
+	lb := s.typ == zmq.DEALER || s.typ == zmq.PUSH || s.typ == zmq.REQ
 	if s.recv.raw != nil {
-		if ok, err := s.recv.sendMessage(&s.sc, parts); ok {
+		if ok, err := s.recv.sendMessage(&s.sc, parts, lb); ok {
 			return err
 		}
 	}
 	last := len(parts) - 1
 	for i, p := range parts {
-		var err error
-		if s.recv.raw != nil {
-			err = s.recv.sendFrame(p, i < last)
-		} else { // pebbe retries signals too
-			_, err = z.SendBytes(p, zmq.DONTWAIT|moreIf(i < last))
-		}
+		err := s.sendPart(z, p, i < last)
 		switch {
 		case err == nil:
 		case i == 0:
+			return err
+		case lb && errors.Is(err, zmq.Errno(syscall.EAGAIN)):
+			// The pipe died mid-message (see zk_sendm): let libzmq
+			// drop the rest, and send the message again whole.
+			for j := i; j < last; j++ {
+				_ = s.sendPart(z, parts[j], true)
+			}
+			if i < last {
+				_ = s.sendPart(z, parts[last], false)
+			}
 			return err
 		default: // libzmq takes a whole message once it took its first frame
 			return fmt.Errorf("zmqkit: send frame %d of %d: %w", i+1, last+1, err)
 		}
 	}
 	return nil
+}
+
+// sendPart sends one frame without waiting; mu is held.
+func (s *Socket) sendPart(z *zmq.Socket, p []byte, more bool) error {
+	if s.recv.raw != nil {
+		return s.recv.sendFrame(p, more)
+	}
+	_, err := z.SendBytes(p, zmq.DONTWAIT|moreIf(more)) // pebbe retries signals too
+	return err
 }
 
 func moreIf(more bool) zmq.Flag {

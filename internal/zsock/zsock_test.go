@@ -673,3 +673,74 @@ func TestBlockingPumpBeforePoll(t *testing.T) {
 		t.Fatal("the poller slept through a reply whose signal the pump took")
 	}
 }
+
+// A DEALER whose pipe dies in the middle of a message (its ROUTER peer
+// closing over and over) goes on sending whole messages: libzmq rolls the
+// message back and drops the rest of it, and SendMessage sends it again
+// whole instead of failing with EAGAIN at frame 2 (as it did) or having
+// its next message eaten by libzmq's dropping.
+func TestDealerPipeDiesMidMessage(t *testing.T) {
+	for _, fallback := range []bool{false, true} {
+		t.Run(fmt.Sprint("fallback=", fallback), func(t *testing.T) {
+			testForceFallback.Store(fallback)
+			t.Cleanup(func() { testForceFallback.Store(false) })
+			dealerPipeDiesMidMessage(t)
+		})
+	}
+}
+
+func dealerPipeDiesMidMessage(t *testing.T) {
+	zctx := newContext(t)
+	ivl := Option{Name: "ZMQ_RECONNECT_IVL", Set: func(z *zmq.Socket) error { return z.SetReconnectIvl(time.Millisecond) }}
+	// With ZMQ_IMMEDIATE (as RRClient has) a lost connection's pipe is
+	// terminated, not kept for the next connection.
+	immediate := Option{Name: "ZMQ_IMMEDIATE", Set: func(z *zmq.Socket) error { return z.SetImmediate(true) }}
+	ctx := testCtx(t)
+	newRouter := func(addr string) *Socket {
+		r, err := New(zctx, Config{Type: zmq.ROUTER, Options: []Option{linger0}, Endpoints: []endpoint.Endpoint{{Bind: true, Addr: addr}}})
+		require.NoError(t, err)
+		return r
+	}
+	router := newRouter("tcp://127.0.0.1:*")
+	addr := router.Bound()[0]
+	dealer, err := New(zctx, Config{Type: zmq.DEALER, Options: []Option{linger0, ivl, immediate}, Endpoints: []endpoint.Endpoint{{Addr: addr}}})
+	require.NoError(t, err)
+	defer dealer.Close()
+
+	defer func() { _ = router.Close() }()
+
+	sendCtx, stop := context.WithCancel(ctx)
+	recvCtx, senderFailed := context.WithCancel(ctx)
+	sendErr := make(chan error, 1)
+	go func() {
+		big := bytes.Repeat([]byte("x"), 512)
+		for i := 0; ; i++ {
+			err := dealer.SendMessage(sendCtx, []byte("a"), big, []byte(fmt.Sprint(i)))
+			if err != nil {
+				if sendCtx.Err() != nil {
+					err = nil
+				}
+				sendErr <- err
+				senderFailed()
+				return
+			}
+		}
+	}()
+	for round := 0; round < 200; round++ {
+		for i := 0; i < 3; i++ {
+			msg, err := router.RecvMessage(recvCtx)
+			if err != nil && recvCtx.Err() != nil && ctx.Err() == nil {
+				stop()
+				require.NoError(t, <-sendErr, "round %d: the sender failed", round)
+			}
+			require.NoError(t, err, "round %d", round)
+			require.Len(t, msg, 4, "round %d: [id, a, big, i], whole", round)
+			require.Equal(t, "a", string(msg[1]))
+			require.Len(t, msg[2], 512)
+		}
+		require.NoError(t, router.Close())
+		router = newRouter(addr)
+	}
+	stop()
+	require.NoError(t, <-sendErr)
+}
