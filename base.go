@@ -23,9 +23,10 @@ type Stats struct {
 	HandlerErrors uint64 // handler calls that returned an error or panicked
 	HandlerPanics uint64 // handler calls that panicked (also in HandlerErrors)
 	Dropped       uint64 // messages discarded (late replies, say)
-	// ProtocolErrors counts connections libzmq dropped for a protocol
-	// error (a message over WithMaxMessageSize, a peer that does not speak
-	// ZMTP) and zmqkit made again (see ErrConnectionDropped).
+	// ProtocolErrors counts connections the object made that libzmq
+	// dropped for a protocol error (a message over WithMaxMessageSize, a
+	// peer that does not speak ZMTP) and zmqkit made again, on objects
+	// made WithMaxMessageSize and CURVE clients (see ErrConnectionDropped).
 	ProtocolErrors uint64
 	// AuthFailures counts CURVE connections refused: on a server, clients
 	// its policy denied and handshakes that failed (a plain client, a

@@ -11,7 +11,7 @@ import (
 // inproc:// endpoints reach only objects on the same Context. A Context is
 // safe for concurrent use.
 //
-// Most programs never make one: objects created without WithContext share a
+// Most programs never make one: objects created without WithZMQContext share a
 // process-wide default context, made on first use. Make your own to isolate a
 // group of objects (a test, a plugin) or to close them all at once.
 type Context struct {
@@ -90,8 +90,8 @@ var defaultContext struct {
 }
 
 // DefaultContext returns the process-wide context that objects use unless
-// given WithContext, creating it on first use. Closing it closes every
-// object on it; the next object made without WithContext then gets a new
+// given WithZMQContext, creating it on first use. Closing it closes every
+// object on it; the next object made without WithZMQContext then gets a new
 // default context.
 func DefaultContext() (*Context, error) {
 	defaultContext.mu.Lock()

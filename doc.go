@@ -134,8 +134,11 @@
 // Cancel the ctx given to Run (or Close the object); Run returns once its
 // handlers have. Close each object, or close the Context to close them all.
 // Close is idempotent and returns once the object's goroutines and socket
-// are gone and every address it bound is free to be bound again;
-// messages already queued get the linger time to leave.
+// are gone and every address it bound is free to be bound again.
+// Messages already queued are sent by libzmq in the background, for up to
+// the linger time (WithLinger, 200 ms), while the process lives: a program
+// that exits right after should close its Context (or DefaultContext's),
+// whose Close waits until they have left or their linger has passed.
 //
 // # Security
 //
@@ -179,8 +182,9 @@
 // documented on each type: a Publisher drops, a pusher blocks. A subscriber
 // misses what was published before its subscription reached the publisher
 // (the "slow joiner"): Publisher.WaitForSubscribers when the start matters.
-// WithMaxMessageSize drops the connection of a peer that sends more, and
-// zmqkit connects again (ErrConnectionDropped), which libzmq alone would not.
+// WithMaxMessageSize drops the connection of a peer that sends more; a
+// connection the object made is then made again (ErrConnectionDropped),
+// which libzmq alone would not do.
 //
 // # Errors
 //

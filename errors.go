@@ -63,10 +63,14 @@ var (
 	ErrNoReply = errors.New("zmqkit: no reply")
 
 	// ErrConnectionDropped is reported to the error callback (and counted
-	// in Stats.ProtocolErrors) when libzmq dropped a connection for a
-	// protocol error: a message larger than WithMaxMessageSize, or a peer
-	// that does not speak ZMTP. libzmq does not reconnect such a
-	// connection by itself; zmqkit connects again.
+	// in Stats.ProtocolErrors) when libzmq dropped, for a protocol error, a
+	// connection the object made itself (a connecting endpoint): a message
+	// larger than WithMaxMessageSize, or a peer that does not speak ZMTP.
+	// libzmq does not reconnect such a connection; zmqkit connects again.
+	// zmqkit watches for this only where it can happen in normal use: on
+	// objects made WithMaxMessageSize, and on CURVE clients. Elsewhere a
+	// connection dropped so stays down, as in libzmq. A PAIR link is
+	// replaced instead (see PairClient).
 	ErrConnectionDropped = errors.New("zmqkit: connection dropped for a protocol error")
 )
 

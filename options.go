@@ -368,6 +368,8 @@ func WithRecvHWM(n int) Option {
 
 // WithLinger bounds how long queued messages are still sent after Close,
 // rounded up to a whole millisecond; 0 drops them at once. Default 200 ms.
+// They are sent in the background: Close returns at once, and
+// Context.Close waits for them (up to the linger time).
 // An unbounded linger is not offered: it is what makes libzmq hang.
 //
 // Applies to every type and Proxy.
