@@ -129,12 +129,7 @@ func (c *Context) Close() error {
 			objs = append(objs, o)
 		}
 		c.omu.Unlock()
-		var errs []error
-		for _, o := range objs {
-			if err := o.Close(); err != nil {
-				errs = append(errs, err)
-			}
-		}
+		errs := closeAll(objs)
 		// The ZAP handler stops after the last secured socket closed:
 		// libzmq admits any client while none is bound.
 		c.zapMu.Lock()
@@ -148,6 +143,33 @@ func (c *Context) Close() error {
 		c.closeErr = errors.Join(errs...)
 	})
 	return c.closeErr
+}
+
+// closeAll closes objs, up to closers at once: an object's Close waits
+// for libzmq to report its listeners closed, and one after the other
+// those waits add up.
+func closeAll(objs []closer) []error {
+	const closers = 64
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+		sem  = make(chan struct{}, closers)
+	)
+	for _, o := range objs {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := o.Close(); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errs
 }
 
 // newSocket creates a socket; after Close it fails with ErrClosed.
