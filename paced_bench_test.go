@@ -47,7 +47,7 @@ func BenchmarkPaced(b *testing.B) {
 			name := "pattern=" + pattern + "/rate=" + rate.name + "/impl="
 			b.Run(name+"zmqkit", func(b *testing.B) {
 				if pattern == "pushpull" {
-					measurePaced(b, rate.n, zmqkitPushPull(b, "tcp", 64))
+					measurePaced(b, rate.n, zmqkitPushPull(b, "tcp", 64, false))
 				} else {
 					measurePaced(b, rate.n, zmqkitPubSub(b, "tcp", 64))
 				}

@@ -131,6 +131,21 @@ func (p *PPPuller) Receive(ctx context.Context) ([]byte, error) {
 	return msg, nil
 }
 
+// AppendReceive appends the next message to buf and returns the extended
+// slice, waiting as Receive does; on error buf is returned unchanged. A
+// message that fits buf's spare capacity is received with no allocation,
+// so a loop that reuses one buffer, buf = p.AppendReceive(ctx, buf[:0]),
+// saves the allocation, zeroing and garbage collection of a new message
+// each time: what large messages cost most.
+func (p *PPPuller) AppendReceive(ctx context.Context, buf []byte) ([]byte, error) {
+	out, err := p.single(p.sock.RecvBytesAppend(ctx, buf))
+	if err != nil {
+		return buf, p.opError("receive", err)
+	}
+	p.stats.received.Add(1)
+	return out, nil
+}
+
 // ReceiveFrames returns the next message, every frame of it, as
 // PPPusher.PushFrames or a foreign pusher sent it. It waits as Receive
 // does.

@@ -23,7 +23,8 @@ func BenchmarkPushPull(b *testing.B) {
 	for _, tr := range []string{"inproc", "tcp"} {
 		for _, sz := range pushPullSizes {
 			name := "tr=" + tr + "/size=" + sz.name + "/impl="
-			b.Run(name+"zmqkit", func(b *testing.B) { measureStream(b, sz.n, zmqkitPushPull(b, tr, sz.n)) })
+			b.Run(name+"zmqkit", func(b *testing.B) { measureStream(b, sz.n, zmqkitPushPull(b, tr, sz.n, false)) })
+			b.Run(name+"zmqkit-append", func(b *testing.B) { measureStream(b, sz.n, zmqkitPushPull(b, tr, sz.n, true)) })
 			b.Run(name+"pebbe", func(b *testing.B) { measureStream(b, sz.n, pebbePushPull(b, tr, sz.n)) })
 			b.Run(name+"c", func(b *testing.B) {
 				d, err := cbench.PushPull(tr, sz.n, b.N)
@@ -33,18 +34,26 @@ func BenchmarkPushPull(b *testing.B) {
 	}
 }
 
-// zmqkitPushPull is a PPPusher bound on tr and a PPPuller connected to it.
-func zmqkitPushPull(b *testing.B, tr string, size int) stream {
+// zmqkitPushPull is a PPPusher bound on tr and a PPPuller connected to it;
+// the puller receives with Receive, or with appendRecv into one reused
+// buffer (AppendReceive, impl=zmqkit-append).
+func zmqkitPushPull(b *testing.B, tr string, size int, appendRecv bool) stream {
 	push, pull := newPushPull(b, tr, nil, nil)
 	ctx := context.Background()
 	msg := make([]byte, size)
-	return stream{
-		send: func() error { return push.Push(ctx, msg) },
-		recv: func() error {
-			got, err := pull.Receive(ctx)
-			return wantLen(len(got), size, err)
-		},
+	recv := func() error {
+		got, err := pull.Receive(ctx)
+		return wantLen(len(got), size, err)
 	}
+	if appendRecv {
+		var buf []byte
+		recv = func() error {
+			var err error
+			buf, err = pull.AppendReceive(ctx, buf[:0])
+			return wantLen(len(buf), size, err)
+		}
+	}
+	return stream{send: func() error { return push.Push(ctx, msg) }, recv: recv}
 }
 
 // pebbePushPull is the hand-written loop's PUSH bound on tr and PULL

@@ -1,6 +1,7 @@
 package zmqkit
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -457,4 +458,43 @@ func TestPullerRecoversFromOversizeMessage(t *testing.T) {
 			require.Equal(t, "after", string(got))
 		})
 	}
+}
+
+// AppendReceive reuses the caller's buffer, grows it for a bigger message,
+// refuses a multi-frame message leaving buf as it was, and ends with ctx
+// and Close like Receive.
+func TestPullerAppendReceive(t *testing.T) {
+	push, pull := newPushPull(t, "tcp", nil, nil)
+	ctx := testCtx(t)
+	big := bytes.Repeat([]byte("m"), 1<<20)
+	buf := make([]byte, 0, 64)
+	for _, m := range [][]byte{[]byte("one"), big, []byte("two"), {}} {
+		require.NoError(t, push.Push(ctx, m))
+		var err error
+		buf, err = pull.AppendReceive(ctx, buf[:0])
+		require.NoError(t, err)
+		require.Equal(t, m, buf, "a message of %d bytes", len(m))
+	}
+	require.GreaterOrEqual(t, cap(buf), len(big))
+	require.NoError(t, push.Push(ctx, []byte("reused")))
+	out, err := pull.AppendReceive(ctx, buf[:0])
+	require.NoError(t, err)
+	require.Equal(t, "reused", string(out))
+	require.Same(t, &buf[:1][0], &out[0], "received into buf's memory")
+
+	require.NoError(t, push.PushFrames(ctx, []byte("a"), []byte("b")))
+	out, err = pull.AppendReceive(ctx, append(buf[:0], "kept"...))
+	require.ErrorIs(t, err, ErrMalformed)
+	require.Equal(t, "kept", string(out))
+	assert.Equal(t, uint64(6), pull.Stats().Received)
+	assert.Equal(t, uint64(1), pull.Stats().Malformed)
+
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	out, err = pull.AppendReceive(cctx, buf[:0])
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Empty(t, out)
+	require.NoError(t, pull.Close())
+	_, err = pull.AppendReceive(ctx, nil)
+	require.ErrorIs(t, err, ErrClosed)
 }

@@ -9,6 +9,7 @@ import "C"
 
 import (
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -95,6 +96,34 @@ func (r *receiver) recvFrame(s *zmq.Socket) (b []byte, more bool, err error) {
 		buf = r.take(n)
 	}
 	return buf[:n:n], res.more != 0, nil
+}
+
+// recvFrameAppend receives one frame without waiting and appends it to
+// dst: into dst's spare capacity when the frame fits (one cgo call, no
+// allocation), else into dst grown to fit it. The caller holds mu.
+func (r *receiver) recvFrameAppend(s *zmq.Socket, dst []byte) (out []byte, more bool, err error) {
+	if r.raw == nil {
+		b, more, err := r.recvFrame(s)
+		if err != nil {
+			return dst, false, err
+		}
+		return append(dst, b...), more, nil
+	}
+	spare := dst[len(dst):cap(dst)]
+	var p unsafe.Pointer
+	if len(spare) > 0 {
+		p = unsafe.Pointer(&spare[0])
+	}
+	res := C.zk_recv(r.raw, r.held, p, C.size_t(len(spare))) // retries signals
+	n := int(res.n)
+	if n < 0 {
+		return dst, false, zmq.Errno(res.err)
+	}
+	if n > len(spare) {
+		dst = slices.Grow(dst, n)
+		C.zk_take(r.held, unsafe.Pointer(&dst[:len(dst)+n][len(dst)]), C.size_t(n))
+	}
+	return dst[:len(dst)+n], res.more != 0, nil
 }
 
 // take copies the n-byte frame held in r.held into a new buffer and

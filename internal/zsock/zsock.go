@@ -369,9 +369,29 @@ func moreIf(more bool) zmq.Flag {
 // ctx ends or the socket closes. A message of several frames is discarded
 // whole and reported as a *FramesError.
 func (s *Socket) RecvBytes(ctx context.Context) ([]byte, error) {
+	return s.recvSingle(ctx, func(z *zmq.Socket) ([]byte, bool, error) { return s.recv.recvFrame(z) })
+}
+
+// RecvBytesAppend is RecvBytes appending the frame to dst and returning the
+// extended slice: a frame that fits dst's spare capacity is received with
+// no allocation. On error dst is returned unchanged.
+func (s *Socket) RecvBytesAppend(ctx context.Context, dst []byte) ([]byte, error) {
+	out, err := s.recvSingle(ctx, func(z *zmq.Socket) ([]byte, bool, error) { return s.recv.recvFrameAppend(z, dst) })
+	if err != nil {
+		var fe *FramesError
+		if errors.As(err, &fe) && len(fe.First) >= len(dst) {
+			fe.First = fe.First[len(dst):]
+		}
+		return dst, err
+	}
+	return out, nil
+}
+
+// recvSingle receives a single-frame message, whose first frame recv takes.
+func (s *Socket) recvSingle(ctx context.Context, recv func(z *zmq.Socket) ([]byte, bool, error)) ([]byte, error) {
 	var out []byte
 	err := s.attempt(ctx, receiving, func(z *zmq.Socket) error {
-		b, more, err := s.recv.recvFrame(z)
+		b, more, err := recv(z)
 		if err != nil || !more {
 			out = b
 			return err

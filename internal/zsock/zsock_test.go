@@ -572,6 +572,59 @@ func TestFallbackPaths(t *testing.T) {
 			var fe *FramesError
 			require.ErrorAs(t, err, &fe)
 			require.Equal(t, 2, fe.Frames)
+			recvAppend(t, push, pull)
+		})
+	}
+}
+
+// RecvBytesAppend on both paths (see TestRecvBytesAppend).
+func recvAppend(t *testing.T, push, pull *Socket) {
+	t.Helper()
+	ctx := testCtx(t)
+	big := bytes.Repeat([]byte("B"), 3*maxGuess)
+	buf := make([]byte, 0, 16)
+	for _, m := range [][]byte{[]byte("small"), {}, big, []byte("again")} {
+		require.NoError(t, push.SendBytes(ctx, m, false))
+		var err error
+		buf, err = pull.RecvBytesAppend(ctx, append(buf[:0], "pre:"...))
+		require.NoError(t, err)
+		require.Equal(t, "pre:"+string(m), string(buf))
+	}
+	require.GreaterOrEqual(t, cap(buf), 4+len(big), "grown to the largest")
+	// Into spare room: no allocation on the C path. (AllocsPerRun makes
+	// a warm-up call too.)
+	require.NoError(t, push.SendBytes(ctx, []byte("fits"), false))
+	require.NoError(t, push.SendBytes(ctx, []byte("fits"), false))
+	require.Eventually(t, func() bool {
+		ev, err := eventsOf(pull)
+		return err == nil && ev&zmq.POLLIN != 0
+	}, 5*time.Second, time.Millisecond)
+	var got []byte
+	allocs := testing.AllocsPerRun(1, func() {
+		var err error
+		got, err = pull.RecvBytesAppend(ctx, buf[:0])
+		require.NoError(t, err)
+	})
+	require.Equal(t, "fits", string(got))
+	require.Same(t, &buf[:1][0], &got[0], "received into buf")
+	if pull.recv.raw != nil {
+		require.Zero(t, allocs)
+	}
+	// A multi-frame message is refused whole; buf is returned as it was.
+	require.NoError(t, push.SendMessage(ctx, []byte("a"), []byte("b")))
+	out, err := pull.RecvBytesAppend(ctx, append(buf[:0], "keep"...))
+	var fe *FramesError
+	require.ErrorAs(t, err, &fe)
+	require.Equal(t, 2, fe.Frames)
+	require.Equal(t, "a", string(fe.First), "the message's first frame, not buf's contents")
+	require.Equal(t, "keep", string(out))
+}
+
+func TestRecvBytesAppend(t *testing.T) {
+	for _, w := range []Wait{Netpoller, Blocking} {
+		t.Run(fmt.Sprint("wait=", w), func(t *testing.T) {
+			push, pull := newPushPull(t, newContext(t), w)
+			recvAppend(t, push, pull)
 		})
 	}
 }
