@@ -79,11 +79,10 @@ func TestVersion(t *testing.T) {
 }
 
 func TestNotAvailableYet(t *testing.T) {
-	// TODO(proxy, events, wait-subscribers): these turn into real tests
+	// TODO(proxy, wait-subscribers): these turn into real tests
 	// when the library's APIs land.
 	for _, args := range [][]string{
 		{"proxy", "forwarder", "tcp://127.0.0.1:*", "tcp://127.0.0.1:*"},
-		{"sub", "tcp://127.0.0.1:5555", "--events"},
 		{"pub", "tcp://127.0.0.1:*", "--wait-subscribers", "1", "hi"},
 	} {
 		code, _, errText := runCmd(t, "", args...)

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -64,14 +63,8 @@ func addCommon(cmd *cobra.Command, e *env, flags int) *common {
 	if flags&noEncoding == 0 {
 		f.StringVar(&c.encoding, "encoding", "utf-8", "character encoding of text on the wire (gbk, latin1, shift_jis, any WHATWG label); the terminal side is UTF-8")
 	}
-	f.BoolVarP(&c.verbose, "verbose", "v", false, "log what the sockets do (log/slog, to stderr)")
-	// TODO(events): the library's WithEvents(func(zmqkit.Event)) is not in
-	// this build yet. When it lands, options() below adds
-	//	zmqkit.WithEvents(func(ev zmqkit.Event) { c.printEvent(ev) })
-	// when c.events is set, printEvent writes one line per event to stderr
-	// ("event connected tcp://127.0.0.1:5555 peer=..."), and checkUnavailable
-	// stops refusing --events.
-	f.BoolVar(&c.events, "events", false, "print connection events (connected, disconnected, handshake failed) on stderr (not available yet)")
+	f.BoolVarP(&c.verbose, "verbose", "v", false, "log what the sockets do, connection events included (log/slog, to stderr)")
+	f.BoolVar(&c.events, "events", false, `print connection events on stderr, one line each: "event KIND ENDPOINT [peer ADDR][: REASON]"`)
 	f.DurationVar(&c.heartbeat, "heartbeat", 0, "send ZMTP heartbeats this often and drop silent peers (0: off)")
 	f.DurationVar(&c.heartbeatTimeout, "heartbeat-timeout", 0, "drop a peer silent this long (default 3 × --heartbeat)")
 	if flags&sends != 0 {
@@ -109,11 +102,6 @@ func (c *common) wrap(f func(ctx context.Context, args []string) error) func(ctx
 // setup checks the common flags, prepares the logger and makes the
 // command's Context. It runs first in every command's body.
 func (c *common) setup() error {
-	// TODO(events): remove this refusal once the library has WithEvents
-	// (see addCommon).
-	if c.events {
-		return errors.New("--events is not available yet: it needs the library's WithEvents, which this build lacks")
-	}
 	if c.verbose {
 		c.log = slog.New(slog.NewTextHandler(c.e.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -172,6 +160,9 @@ func (c *common) optionsFor(flags int) ([]zmqkit.Option, error) {
 	if flags&receives != 0 && c.flags&receives != 0 {
 		opts = append(opts, zmqkit.WithRecvHWM(c.rcvhwm))
 	}
+	if c.events || c.verbose {
+		opts = append(opts, zmqkit.WithEvents(c.printEvent))
+	}
 	if flags&reports != 0 {
 		opts = append(opts, zmqkit.WithErrorHandler(func(err error) {
 			fmt.Fprintf(c.e.stderr, "zmqkit %s: %s\n", c.name, oneLine(trimLibPrefix(err.Error())))
@@ -185,6 +176,27 @@ func (c *common) optionsFor(flags int) ([]zmqkit.Option, error) {
 		opts = append(opts, *curve)
 	}
 	return opts, nil
+}
+
+// printEvent reports one connection event: with --events as a line on
+// stderr ("event accepted tcp://127.0.0.1:5555 peer 127.0.0.1:50312",
+// "event handshake failed tcp://127.0.0.1:5555 peer ...: REASON"), else
+// (--verbose) to the log. The library calls it from one goroutine per
+// object, in order, and delivers every queued event before Close returns,
+// so no line comes after the command's own last one.
+func (c *common) printEvent(ev zmqkit.Event) {
+	if !c.events {
+		attrs := []any{"kind", ev.Kind.String(), "endpoint", ev.Endpoint}
+		if ev.Peer != "" {
+			attrs = append(attrs, "peer", ev.Peer)
+		}
+		if ev.Err != nil {
+			attrs = append(attrs, "err", ev.Err)
+		}
+		c.log.Debug("event", attrs...)
+		return
+	}
+	fmt.Fprintf(c.e.stderr, "event %s\n", oneLine(trimLibPrefix(ev.String())))
 }
 
 // curveOption reads the key files the CURVE flags name.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -179,6 +180,26 @@ func (p *proc) bound(n int) string {
 		}
 	}
 	return strings.Join(eps, ",")
+}
+
+// errLine returns the command's next stderr line that matches re, skipping
+// the others.
+func (p *proc) errLine(re string) string {
+	p.t.Helper()
+	rx := regexp.MustCompile(re)
+	deadline := time.After(waitFor)
+	for {
+		select {
+		case l, ok := <-p.stderr:
+			require.True(p.t, ok, "zmqkit exited before a line matching %q: %q", re, p.errLines())
+			if rx.MatchString(l) {
+				return l
+			}
+		case <-deadline:
+			p.t.Fatalf("no line matching %q on zmqkit's stderr: %q", re, p.errLines())
+			return ""
+		}
+	}
 }
 
 // line returns the command's next stdout line.
