@@ -68,6 +68,9 @@ bench-report: check-go
 	@if grep -q '^BenchmarkPaced' $(BENCHOUT); then \
 		echo; echo "== CPU per message at a paced rate, tcp 64 B, both ends in one process (base: pebbe)"; \
 		$(GO) run $(BENCHSTAT) -col '/impl@(pebbe zmqkit)' -filter '.name:Paced .unit:(cpu-s/Mmsg OR msgs/s)' $(BENCHOUT); fi
+	@if grep -q '^BenchmarkRRServerConcurrency' $(BENCHOUT); then \
+		echo; echo "== RRServer at concurrency 8 beside 1: echo handler, 64 requests in flight, tcp (base: conc=1)"; \
+		$(GO) run $(BENCHSTAT) -col '/conc' -filter '.name:RRServerConcurrency .unit:(sec/op OR reqs/s)' $(BENCHOUT); fi
 	@if grep -q 'impl=c-' $(BENCHOUT); then \
 		echo; echo "== zmqkit beside C libzmq (base: C; allocations left out: the Go runtime sees none of C's)"; \
 		$(GO) run $(BENCHSTAT) -col '/impl@(c zmqkit zmqkit-append)' -filter '/tr:(inproc OR tcp) -/op:handler-1ms -.unit:(B/op OR allocs/op)' $(BENCHOUT); fi

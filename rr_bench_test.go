@@ -80,6 +80,17 @@ func BenchmarkReqRep(b *testing.B) {
 	b.Run(name+"pebbe", func(b *testing.B) { benchRRPebbe(b, "tcp", sleep) })
 }
 
+// BenchmarkRRServerConcurrency is the op=inflight64 row of zmqkit (an echo
+// handler, 64 requests in flight over tcp) served at concurrency 1 and 8:
+// with a handler that costs nothing, concurrency must not cost throughput
+// (make bench prints conc=8 against conc=1).
+func BenchmarkRRServerConcurrency(b *testing.B) {
+	echo := func(_ context.Context, req []byte) ([]byte, error) { return req, nil }
+	for _, conc := range []int{1, 8} {
+		b.Run(fmt.Sprintf("tr=tcp/size=64B/conc=%d", conc), func(b *testing.B) { benchRRZmqkit(b, "tcp", conc, rrInflight, echo) })
+	}
+}
+
 // benchRRZmqkit runs callers goroutines sharing one RRClient against an
 // RRServer with h and the given concurrency, b.N requests in all.
 func benchRRZmqkit(b *testing.B, tr string, concurrency, callers int, h RequestHandler) {
