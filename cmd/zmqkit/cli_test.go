@@ -40,6 +40,7 @@ func TestBadUsageExits2(t *testing.T) {
 		{"bench", "thr"},
 		{"bench", "lat", "--connect", "tcp://127.0.0.1:5555", "--pattern", "pushpull"},
 		{"proxy", "relay", "tcp://*:1", "tcp://*:2"},
+		{"pub", "tcp://127.0.0.1:*", "--wait-subscribers", "-1", "hi"},
 		{"keygen"},
 	} {
 		code, out, errText := runCmd(t, "", args...)
@@ -79,11 +80,10 @@ func TestVersion(t *testing.T) {
 }
 
 func TestNotAvailableYet(t *testing.T) {
-	// TODO(proxy, wait-subscribers): these turn into real tests
+	// TODO(proxy): this turns into real tests
 	// when the library's APIs land.
 	for _, args := range [][]string{
 		{"proxy", "forwarder", "tcp://127.0.0.1:*", "tcp://127.0.0.1:*"},
-		{"pub", "tcp://127.0.0.1:*", "--wait-subscribers", "1", "hi"},
 	} {
 		code, _, errText := runCmd(t, "", args...)
 		assert.Equal(t, 1, code, "%q", args)

@@ -317,3 +317,56 @@ func TestPair(t *testing.T) {
 		assert.Empty(t, rest)
 	}
 }
+
+// pub --wait-subscribers N holds its messages until N subscribers are
+// subscribed, so that the first message reaches them all: here a line
+// written before any subscriber exists reaches a zmqkit sub and a zmqkit
+// Subscriber, without a probe.
+func TestPubWaitSubscribers(t *testing.T) {
+	pub := start(t, "pub", "tcp://127.0.0.1:*", "--wait-subscribers", "2")
+	ep := pub.bound(1)
+	pub.write("first")
+	sub := start(t, "sub", ep, "--count", "1")
+	lib, err := zmqkit.NewSubscriber(ep, zmqkit.WithZMQContext(newTestContext(t)))
+	require.NoError(t, err)
+
+	m, err := lib.Receive(testCtx(t))
+	require.NoError(t, err)
+	assert.Equal(t, "first", m.Text())
+	code, lines := sub.wait()
+	assert.Equal(t, 0, code, "%q", sub.errLines())
+	assert.Equal(t, []string{"1000 text first"}, lines)
+	code, _ = pub.wait()
+	assert.Equal(t, 0, code, "%q", pub.errLines())
+}
+
+// A pyzmq SUB counts as a subscriber when its subscription matches pub's
+// msgid.
+func TestPubWaitSubscribersPyzmq(t *testing.T) {
+	requirePyzmq(t)
+	pub := start(t, "pub", "tcp://127.0.0.1:*", "--wait-subscribers", "1", "--msgid", "2000")
+	ep := pub.bound(1)
+	pub.write("first")
+	py := startPython(t, `
+import sys, zmq
+s = zmq.Context().socket(zmq.SUB)
+s.setsockopt(zmq.SUBSCRIBE, b"2000")
+s.connect(sys.argv[1])
+print(s.recv().decode(), flush=True)
+`, ep)
+	assert.Equal(t, "2000 text first", py.line())
+	code, _ := py.wait()
+	assert.Equal(t, 0, code, "%q", py.errLines())
+	code, _ = pub.wait()
+	assert.Equal(t, 0, code, "%q", pub.errLines())
+}
+
+// Ctrl-C while pub waits for subscribers ends it, with status 0.
+func TestPubWaitSubscribersInterrupted(t *testing.T) {
+	pub := start(t, "pub", "tcp://127.0.0.1:*", "--wait-subscribers", "1", "never sent")
+	pub.bound(1)
+	pub.interrupt()
+	code, out := pub.wait()
+	assert.Equal(t, 0, code, "%q", pub.errLines())
+	assert.Empty(t, out)
+}

@@ -33,15 +33,21 @@ sent; a line: reported on stderr and skipped, and pub exits 1 at the end).
 
 Pub/sub is best effort: a subscriber misses what is published before its
 subscription has reached pub (the "slow joiner"), so a pub that sends its
-arguments at once and exits usually reaches nobody. Feed it from stdin,
-start it before its subscribers, or use --wait-subscribers.
+arguments at once and exits usually reaches nobody. --wait-subscribers N
+makes pub wait, before it sends anything, until N subscriptions that match
+its --msgid have arrived (a subscriber to every message, as zmqkit sub
+without --msgid, counts; so does a pyzmq SUB subscribed to "1000"; a
+forwarder counts once however many subscribers it has). Then the first
+message reaches them all. Ctrl-C while it waits ends pub (status 0) with
+nothing sent.
 
 --count N sends N messages, cycling through the arguments (or stops after
 N lines); --rate R sends at most R messages a second. Ctrl-C ends pub
 (status 0).`,
 		Example: `  zmqkit pub tcp://*:5555                         # one message per line you type
   zmqkit pub tcp://*:5555 --json '{"data": 42}' --count 100 --rate 10
-  tail -f app.log | zmqkit pub tcp://*:5555 --msgid 2000`,
+  tail -f app.log | zmqkit pub tcp://*:5555 --msgid 2000
+  zmqkit pub tcp://*:5555 --wait-subscribers 2 "deploy done"   # once two subscribers are listening`,
 		Args: cobra.MinimumNArgs(1),
 	}
 	p.common = addCommon(cmd, e, sends)
@@ -50,17 +56,7 @@ N lines); --rate R sends at most R messages a second. Ctrl-C ends pub
 	f.BoolVar(&p.json, "json", false, "send each argument or line as a JSON value (type json)")
 	f.Float64Var(&p.rate, "rate", 0, "at most this many messages a second (0: no limit)")
 	f.IntVar(&p.count, "count", 0, "send this many messages, cycling through the arguments (0: each argument once, or every line)")
-	// TODO(wait-subscribers): the library's Publisher.WaitForSubscribers is
-	// not in this build yet. When it lands, run() calls, right after
-	// printBound and before the first Publish:
-	//	if p.waitSubscribers > 0 {
-	//		if err := pub.WaitForSubscribers(ctx, p.waitSubscribers); err != nil {
-	//			if stopped(ctx, err) { return nil }
-	//			return err
-	//		}
-	//	}
-	// and the refusal in run() goes.
-	f.IntVar(&p.waitSubscribers, "wait-subscribers", 0, "wait until N subscribers are connected and subscribed before publishing (not available yet)")
+	f.IntVar(&p.waitSubscribers, "wait-subscribers", 0, "before publishing, wait until N subscribers of --msgid are connected and subscribed (0: do not wait)")
 	cmd.RunE = runner("pub", p.wrap(p.run))
 	return cmd
 }
@@ -78,9 +74,6 @@ func (p *pubCmd) run(ctx context.Context, args []string) error {
 		return usagef("--rate must not be negative")
 	case p.waitSubscribers < 0:
 		return usagef("--wait-subscribers must not be negative")
-	case p.waitSubscribers > 0:
-		// TODO(wait-subscribers): remove once WaitForSubscribers exists.
-		return fmt.Errorf("--wait-subscribers is not available yet: it needs the library's Publisher.WaitForSubscribers, which this build lacks")
 	}
 	if _, err := zmqkit.NewCodec(p.encoding); err != nil {
 		return usagef("--encoding: %s", trimLibPrefix(err.Error()))
@@ -104,6 +97,16 @@ func (p *pubCmd) run(ctx context.Context, args []string) error {
 	}
 	defer pub.Close()
 	p.printBound(args[0], true, pub.Endpoints())
+	if p.waitSubscribers > 0 {
+		p.log.Debug("waiting for subscribers", "n", p.waitSubscribers)
+		if err := pub.WaitForSubscribers(ctx, p.waitSubscribers); err != nil {
+			if stopped(ctx, err) {
+				return nil
+			}
+			return err
+		}
+		p.log.Debug("subscribers arrived", "n", p.waitSubscribers)
+	}
 
 	src := newSource(ctx, p.e, msgs, p.count)
 	pace := newPacer(p.rate)
