@@ -12,15 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Figures from the README's make bench table (the 2-core CI machine): the
-// two processes' figures must be of the same order, within a factor of 10
-// either way (two processes on two cores, a loaded machine, a -race-free
-// build).
-const (
-	refPushPullMsgsPerSec = 1547950 // PushPull tcp 64 B
-	refRoundTripUs        = 54.6    // ReqRep round trip, tcp 64 B
-)
-
 var (
 	benchBinOnce sync.Once
 	benchBinPath string
@@ -62,33 +53,37 @@ func runBench(t *testing.T, mode string, bindEP string, args ...string) string {
 	return strings.Join(connOut, "\n")
 }
 
+// The tests check what bench measured and how it reports it, never how
+// fast the machine is: figures from a shared or loaded machine vary too
+// much for a threshold that cannot fail by chance. Each report must be
+// consistent with itself (rates from counts and times, percentiles in
+// order) and complete (nothing lost where nothing may be).
+
 func TestBenchThroughput(t *testing.T) {
 	for _, tc := range []struct {
 		pattern string
-		count   string
-		compare bool
+		count   int
 	}{
-		{"pushpull", "200000", true},
-		{"pubsub", "100000", false},
-		{"reqrep", "5000", false},
+		{"pushpull", 200000},
+		{"pubsub", 100000},
+		{"reqrep", 5000},
 	} {
 		t.Run(tc.pattern, func(t *testing.T) {
-			out := runBench(t, "thr", "tcp://127.0.0.1:*", "--pattern", tc.pattern, "--count", tc.count, "--json")
+			out := runBench(t, "thr", "tcp://127.0.0.1:*", "--pattern", tc.pattern, "--count", strconv.Itoa(tc.count), "--json")
 			var r thrResult
 			require.NoError(t, json.Unmarshal([]byte(out), &r), out)
 			t.Logf("%s", out)
 			assert.Equal(t, tc.pattern, r.Pattern)
 			assert.Equal(t, 64, r.Size)
-			assert.Equal(t, tc.count, strconv.Itoa(r.Count))
-			assert.Greater(t, r.Received, 0)
+			assert.Equal(t, tc.count, r.Count)
+			assert.Equal(t, r.Count, r.Received+r.Lost)
 			if tc.pattern != "pubsub" {
-				assert.Equal(t, r.Count, r.Received)
+				assert.Zero(t, r.Lost, "none lost")
 			}
-			assert.InDelta(t, r.MsgsPerSec*64/1e6, r.MBPerSec, 1e-6)
-			if tc.compare {
-				assert.Greater(t, r.MsgsPerSec, refPushPullMsgsPerSec/10.0)
-				assert.Less(t, r.MsgsPerSec, refPushPullMsgsPerSec*10.0)
-			}
+			assert.Positive(t, r.ElapsedSec)
+			assert.Positive(t, r.MsgsPerSec)
+			assert.InEpsilon(t, float64(r.Received)/r.ElapsedSec, r.MsgsPerSec, 1e-6)
+			assert.InEpsilon(t, r.MsgsPerSec*64/1e6, r.MBPerSec, 1e-6)
 		})
 	}
 }
@@ -97,11 +92,10 @@ func TestBenchLatency(t *testing.T) {
 	for _, tc := range []struct {
 		pattern string
 		bind    string
-		compare bool
 	}{
-		{"reqrep", "tcp://127.0.0.1:*", true},
-		{"pushpull", "tcp://127.0.0.1:*,tcp://127.0.0.1:*", false},
-		{"pubsub", "tcp://127.0.0.1:*,tcp://127.0.0.1:*", false},
+		{"reqrep", "tcp://127.0.0.1:*"},
+		{"pushpull", "tcp://127.0.0.1:*,tcp://127.0.0.1:*"},
+		{"pubsub", "tcp://127.0.0.1:*,tcp://127.0.0.1:*"},
 	} {
 		t.Run(tc.pattern, func(t *testing.T) {
 			out := runBench(t, "lat", tc.bind, "--pattern", tc.pattern, "--count", "2000", "--json")
@@ -114,10 +108,13 @@ func TestBenchLatency(t *testing.T) {
 			assert.LessOrEqual(t, r.P50us, r.P90us)
 			assert.LessOrEqual(t, r.P90us, r.P99us)
 			assert.LessOrEqual(t, r.P99us, r.P999us)
-			if tc.compare {
-				assert.Greater(t, r.P50us, refRoundTripUs/10)
-				assert.Less(t, r.P50us, refRoundTripUs*10)
-			}
+			assert.LessOrEqual(t, r.P999us, r.MaxUs)
+			// The HDR histogram keeps three significant digits.
+			assert.LessOrEqual(t, r.MeanUs, r.MaxUs*1.001)
+			assert.Positive(t, r.MsgsPerSec)
+			// Round trips a second cannot exceed what the mean allows:
+			// the total time includes every round trip and more.
+			assert.LessOrEqual(t, r.MsgsPerSec, 1e6/r.MeanUs*1.01)
 		})
 	}
 }
