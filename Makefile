@@ -86,6 +86,7 @@ bench-report: check-go
 
 fuzz: check-zmq
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) .
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./internal/cert
 
 demo: deps
 	$(GO) run ./examples/pubsub
