@@ -23,7 +23,7 @@ import (
 // The first byte of every bench message says what it is; the rest is
 // padding up to --size.
 const (
-	kindSync = 'S' // warm-up, not counted
+	kindSync = 'S' // the first round trip, which waits for the connection; not counted
 	kindData = 'D' // counted and timed
 	kindEnd  = 'E' // the sender is done
 )
@@ -36,7 +36,6 @@ type benchCmd struct {
 	json          bool
 	inflight      int
 	concurrency   int
-	warmup        time.Duration
 	idle          time.Duration
 	mode          string
 }
@@ -62,11 +61,11 @@ and --count.
        and pushpull need two, "OUT,BACK": OUT carries the messages there,
        BACK brings them back.
 
-Patterns: pushpull (the default for thr: nothing is lost), pubsub (a PUB
-drops what it sends before the subscription arrives: the sender first sends
-warm-up messages for --warmup, and the report counts what was lost; both high
--water marks default to 0, no limit, as in make bench), reqrep (the default for
-lat). The side that reports prints a table on stdout, or one JSON object with
+Patterns: pushpull (the default for thr: nothing is lost), pubsub (each
+publishing side waits for its subscriber's subscription before it sends, as
+pub --wait-subscribers 1 does, so that nothing is lost to a slow joiner;
+both high-water marks default to 0, no limit, as in make bench, and the
+report counts what was lost all the same), reqrep (the default for lat). The side that reports prints a table on stdout, or one JSON object with
 --json (thr: pattern, size, count, received, lost, elapsed_sec, msgs_per_sec,
 mb_per_sec; lat: pattern, size, count, p50_us, p90_us, p99_us, p999_us,
 max_us, mean_us, msgs_per_sec). A progress bar shows on stderr when it is a
@@ -92,7 +91,6 @@ terminal.`,
 	f.BoolVar(&b.json, "json", false, "print the results as one JSON object")
 	f.IntVar(&b.inflight, "inflight", 16, "thr reqrep: requests in flight at once on the --connect side")
 	f.IntVar(&b.concurrency, "concurrency", 1, "reqrep: requests the echo server handles at once")
-	f.DurationVar(&b.warmup, "warmup", 250*time.Millisecond, "thr pubsub: warm-up before the timed messages, so that the subscription arrives")
 	f.DurationVar(&b.idle, "idle", 2*time.Second, "thr: the receiver ends after this long without a message, and reports what was lost")
 	cmd.RunE = runner("bench", b.wrap(b.run))
 	return cmd
@@ -216,29 +214,45 @@ type (
 	recvFunc func(ctx context.Context) ([]byte, error)
 )
 
+// A sender is the sending end of a stream. ready returns once a message
+// sent next reaches the receiver: over pubsub, once the subscriber's
+// subscription has arrived; a push waits for its puller by itself.
+type sender struct {
+	send  sendFunc
+	ready func(ctx context.Context) error
+	close func() error
+}
+
 // streamSender opens the sending end of a stream.
-func (b *benchCmd) streamSender(ep string) (sendFunc, func() error, error) {
+func (b *benchCmd) streamSender(ep string) (*sender, error) {
 	opts, err := b.optionsFor(sends) // Publisher, PPPusher
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if b.pattern == "pubsub" {
 		pub, err := zmqkit.NewPublisher(ep, opts...)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		b.printBound(ep, true, pub.Endpoints())
-		send := func(ctx context.Context, m []byte) error {
-			return pub.PublishMessage(ctx, zmqkit.Message{ID: zmqkit.DefaultMsgID, Type: "bench", Body: m})
-		}
-		return send, func() error { b.log.Debug("publisher", "stats", pub.Stats()); return pub.Close() }, nil
+		return &sender{
+			send: func(ctx context.Context, m []byte) error {
+				return pub.PublishMessage(ctx, zmqkit.Message{ID: zmqkit.DefaultMsgID, Type: "bench", Body: m})
+			},
+			ready: func(ctx context.Context) error { return pub.WaitForSubscribers(ctx, 1) },
+			close: func() error { b.log.Debug("publisher", "stats", pub.Stats()); return pub.Close() },
+		}, nil
 	}
 	push, err := zmqkit.NewPPPusher(ep, opts...)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	b.printBound(ep, true, push.Endpoints())
-	return push.Push, func() error { b.log.Debug("pusher", "stats", push.Stats()); return push.Close() }, nil
+	return &sender{
+		send:  push.Push,
+		ready: func(context.Context) error { return nil },
+		close: func() error { b.log.Debug("pusher", "stats", push.Stats()); return push.Close() },
+	}, nil
 }
 
 // streamReceiver opens the receiving end of a stream.
@@ -339,50 +353,33 @@ func (b *benchCmd) thrReceiver(ctx context.Context, ep string) (*thrResult, erro
 
 // thrSender is remote_thr.
 func (b *benchCmd) thrSender(ctx context.Context, ep string) error {
-	send, closeFn, err := b.streamSender(ep)
+	out, err := b.streamSender(ep)
 	if err != nil {
 		return err
 	}
-	defer closeFn()
-	if b.pattern == "pubsub" {
-		// TODO(wait-subscribers): with Publisher.WaitForSubscribers, wait for
-		// one subscriber here instead of warming up for a fixed time.
-		sync := b.message(kindSync)
-		t := time.NewTicker(time.Millisecond)
-		deadline := time.Now().Add(b.warmup)
-		for time.Now().Before(deadline) {
-			if err := send(ctx, sync); err != nil {
-				t.Stop()
-				return err
-			}
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-				return ctx.Err()
-			}
-		}
-		t.Stop()
+	defer out.close()
+	if err := out.ready(ctx); err != nil {
+		return err
 	}
 	prog := b.startProgress(b.count, "sending")
 	defer prog.finish()
 	data := b.message(kindData)
 	start := time.Now()
 	for i := 0; i < b.count; i++ {
-		if err := send(ctx, data); err != nil {
+		if err := out.send(ctx, data); err != nil {
 			return err
 		}
 		prog.add(1)
 	}
 	for i := 0; i < 3; i++ {
-		if err := send(ctx, b.message(kindEnd)); err != nil {
+		if err := out.send(ctx, b.message(kindEnd)); err != nil {
 			return err
 		}
 	}
 	prog.finish()
 	fmt.Fprintf(b.e.stderr, "sent %d messages of %d bytes in %v\n", b.count, b.size, time.Since(start).Round(time.Millisecond))
 	b.settle(ctx, ep, false)
-	return closeFn()
+	return out.close()
 }
 
 // latEcho is local_lat for the streams: it sends back what it receives,
@@ -393,11 +390,12 @@ func (b *benchCmd) latEcho(ctx context.Context, out, back string) error {
 		return err
 	}
 	defer closeRecv()
-	send, closeSend, err := b.streamSender(back)
+	echo, err := b.streamSender(back)
 	if err != nil {
 		return err
 	}
-	defer closeSend()
+	defer echo.close()
+	ready := false
 	for {
 		m, err := recv(ctx)
 		if err != nil {
@@ -411,11 +409,19 @@ func (b *benchCmd) latEcho(ctx context.Context, out, back string) error {
 			// nobody waits.
 			break
 		}
-		if err := send(ctx, m); err != nil {
+		if !ready {
+			// The first echo waits for the timing side's subscription
+			// (pubsub), which it may have sent after its first message.
+			if err := echo.ready(ctx); err != nil {
+				return err
+			}
+			ready = true
+		}
+		if err := echo.send(ctx, m); err != nil {
 			return err
 		}
 	}
-	if err := closeSend(); err != nil {
+	if err := echo.close(); err != nil {
 		return err
 	}
 	return closeRecv()
@@ -470,49 +476,44 @@ func (b *benchCmd) latency(ctx context.Context, warm func(context.Context) error
 
 // latTimer is remote_lat for the streams.
 func (b *benchCmd) latTimer(ctx context.Context, out, back string) (*latResult, error) {
-	send, closeSend, err := b.streamSender(out)
+	snd, err := b.streamSender(out)
 	if err != nil {
 		return nil, err
 	}
-	defer closeSend()
+	defer snd.close()
+	send := snd.send
 	recv, closeRecv, err := b.streamReceiver(back)
 	if err != nil {
 		return nil, err
 	}
 	defer closeRecv()
 	data, sync := b.message(kindData), b.message(kindSync)
-	warm := func(ctx context.Context) error {
-		// Ping until a reply comes back: over pubsub both subscriptions
-		// have then arrived.
-		for {
-			if err := send(ctx, sync); err != nil {
-				return err
-			}
-			wctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
-			m, err := recv(wctx)
-			cancel()
-			if err == nil {
-				return b.checkSize(m)
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-		}
-	}
-	rt := func(ctx context.Context) error {
-		if err := send(ctx, data); err != nil {
+	roundTrip := func(ctx context.Context, m []byte) error {
+		if err := send(ctx, m); err != nil {
 			return err
 		}
-		for {
-			m, err := recv(ctx)
-			if err != nil {
-				return err
-			}
-			if m[0] == kindData { // late warm-up replies are skipped
-				return b.checkSize(m)
-			}
+		reply, err := recv(ctx)
+		if err != nil {
+			return err
 		}
+		if err := b.checkSize(reply); err != nil {
+			return err
+		}
+		if reply[0] != m[0] {
+			return fmt.Errorf("got a %q message back, want %q: is another bench on this endpoint?", reply[0], m[0])
+		}
+		return nil
 	}
+	// The first round trip is not timed: it waits for the echo side's
+	// subscription (pubsub) or connection (pushpull), and the echo side
+	// waits for ours before it answers, so nothing is lost.
+	warm := func(ctx context.Context) error {
+		if err := snd.ready(ctx); err != nil {
+			return err
+		}
+		return roundTrip(ctx, sync)
+	}
+	rt := func(ctx context.Context) error { return roundTrip(ctx, data) }
 	res, err := b.latency(ctx, warm, rt)
 	if err != nil {
 		return nil, err
