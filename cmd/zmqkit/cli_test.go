@@ -40,6 +40,9 @@ func TestBadUsageExits2(t *testing.T) {
 		{"bench", "thr"},
 		{"bench", "lat", "--connect", "tcp://127.0.0.1:5555", "--pattern", "pushpull"},
 		{"proxy", "relay", "tcp://*:1", "tcp://*:2"},
+		{"proxy", "queue", "tcp://127.0.0.1:*"},
+		{"proxy", "queue", "tcp://127.0.0.1:*", "bogus"},
+		{"proxy", "streamer", "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", "--curve-server-key", "x.key_secret"},
 		{"pub", "tcp://127.0.0.1:*", "--wait-subscribers", "-1", "hi"},
 		{"keygen"},
 	} {
@@ -77,18 +80,6 @@ func TestVersion(t *testing.T) {
 	code, out, _ := runCmd(t, "", "version")
 	require.Equal(t, 0, code)
 	assert.Regexp(t, `^zmqkit \S+.* go1\.\d+.* libzmq \d+\.\d+\.\d+ \((no )?CURVE\)\n$`, out)
-}
-
-func TestNotAvailableYet(t *testing.T) {
-	// TODO(proxy): this turns into real tests
-	// when the library's APIs land.
-	for _, args := range [][]string{
-		{"proxy", "forwarder", "tcp://127.0.0.1:*", "tcp://127.0.0.1:*"},
-	} {
-		code, _, errText := runCmd(t, "", args...)
-		assert.Equal(t, 1, code, "%q", args)
-		assert.Contains(t, errText, "not available yet", "%q", args)
-	}
 }
 
 // The command's libraries (cobra, the HDR histogram, the progress bar)

@@ -256,6 +256,12 @@ func (p *proc) interrupt() {
 	require.NoError(p.t, p.cmd.Process.Signal(syscall.SIGINT))
 }
 
+// terminate sends SIGTERM, as a service manager does.
+func (p *proc) terminate() {
+	p.t.Helper()
+	require.NoError(p.t, p.cmd.Process.Signal(syscall.SIGTERM))
+}
+
 // runCmd runs zmqkit to the end and returns its status, stdout and stderr.
 func runCmd(t testing.TB, stdin string, args ...string) (int, string, string) {
 	t.Helper()
