@@ -498,3 +498,46 @@ func TestPullerAppendReceive(t *testing.T) {
 	_, err = pull.AppendReceive(ctx, nil)
 	require.ErrorIs(t, err, ErrClosed)
 }
+
+// A bound PPPusher closed with messages queued delivers them all: Close
+// leaves its tcp and ipc listeners to libzmq's close, which keeps the
+// connections they accepted for the linger time. (It used to unbind them
+// first, which cut those connections short: about one run in four lost a
+// few hundred of the 10,000 queued messages.)
+func TestBoundPusherCloseDeliversQueue(t *testing.T) {
+	for _, tr := range []string{"tcp"} {
+		t.Run(tr, func(t *testing.T) {
+			const n, runs = 10000, 8
+			ctx := testCtx(t)
+			zctx := newTestContext(t)
+			for run := range runs {
+				push, err := NewPPPusher(bindEndpoint(t, tr), WithZMQContext(zctx))
+				require.NoError(t, err)
+				pull, err := NewPPPuller(push.Endpoints()[0], WithZMQContext(zctx))
+				require.NoError(t, err)
+				// The puller drains while the pusher pushes: the pipes hold
+				// fewer than n.
+				gotc := make(chan int, 1)
+				go func() {
+					rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+					defer cancel()
+					got := 0
+					for ; got < n; got++ {
+						msg, err := pull.Receive(rctx)
+						if err != nil || string(msg) != strconv.Itoa(got) {
+							break
+						}
+					}
+					gotc <- got
+				}()
+				for i := range n {
+					require.NoError(t, push.Push(ctx, []byte(strconv.Itoa(i))))
+				}
+				require.NoError(t, push.Close())
+				got := <-gotc
+				require.NoError(t, pull.Close())
+				require.Equal(t, n, got, "run %d: received %d of %d after the pusher closed", run, got, n)
+			}
+		})
+	}
+}

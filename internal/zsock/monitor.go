@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
@@ -29,13 +28,6 @@ type Monitor struct {
 	// I/O thread blocks once a thousand events wait to be read.
 	On func(Event)
 }
-
-// closeWait bounds how long Close waits for libzmq to report a tcp or ipc
-// listener closed.
-const closeWait = 2 * time.Second
-
-// The events zsock itself needs from every monitor: a listener closed.
-const closeEvents = zmq.EVENT_CLOSED | zmq.EVENT_CLOSE_FAILED
 
 // redialAfter is how long a disconnected endpoint may go without libzmq
 // announcing a reconnection (it does so at once: CONNECT_RETRIED, or
@@ -62,10 +54,6 @@ type monitor struct {
 	due      map[string]time.Time
 	tries    map[string]int  // redials since the endpoint's last handshake
 	failed   map[string]bool // its last connection failed its handshake
-
-	mu      sync.Mutex
-	closed  map[string]bool // listeners reported closed
-	changed chan struct{}   // closed and replaced when closed grows
 }
 
 // Monitor starts monitoring an open socket that has no monitor yet: m.On
@@ -113,12 +101,12 @@ func (s *Socket) startMonitorLocked(cfg *Monitor, redial bool, onRedial func(str
 	if err != nil {
 		return monitorError(err)
 	}
-	m := &monitor{s: s, reader: reader, done: make(chan struct{}), closed: map[string]bool{}, changed: make(chan struct{}),
+	m := &monitor{s: s, reader: reader, done: make(chan struct{}),
 		redial: redial, onRedial: onRedial, due: map[string]time.Time{}, tries: map[string]int{}, failed: map[string]bool{}}
 	if cfg != nil {
 		m.cfg = *cfg
 	}
-	events := m.cfg.Events | closeEvents
+	events := m.cfg.Events
 	if redial {
 		events |= redialEvents
 	}
@@ -181,13 +169,6 @@ func (m *monitor) run() {
 		ev, ok := parseEvent(frames)
 		if !ok {
 			continue
-		}
-		if ev.Kind&closeEvents != 0 {
-			m.mu.Lock()
-			m.closed[ev.Endpoint] = true
-			close(m.changed)
-			m.changed = make(chan struct{})
-			m.mu.Unlock()
 		}
 		if m.redial {
 			switch ev.Kind {
@@ -281,66 +262,6 @@ func parseEvent(frames [][]byte) (Event, bool) {
 		Value:    int(int32(binary.NativeEndian.Uint32(frames[0][2:]))),
 		Endpoint: string(frames[1]),
 	}, true
-}
-
-// awaitClosed waits until every listener in eps was reported closed, or
-// until closeWait has passed.
-func (m *monitor) awaitClosed(eps []string) {
-	timer := time.NewTimer(closeWait)
-	defer timer.Stop()
-	for {
-		m.mu.Lock()
-		missing := false
-		for _, ep := range eps {
-			if !m.closed[ep] {
-				missing = true
-			}
-		}
-		changed := m.changed
-		m.mu.Unlock()
-		if !missing {
-			return
-		}
-		select {
-		case <-changed:
-		case <-timer.C:
-			return
-		}
-	}
-}
-
-// releaseAddresses frees every address s bound: it unbinds them, and waits
-// for libzmq to report each tcp and ipc listener closed (the I/O thread
-// closes it later; an inproc name is free at once). Close calls it; s is
-// closed, so only the reactor may take mu meanwhile.
-func (s *Socket) releaseAddresses() {
-	s.mu.Lock()
-	var listeners []string
-	for _, ep := range s.bound {
-		if strings.HasPrefix(ep, "inproc://") {
-			_ = s.sock.Unbind(ep)
-		} else {
-			listeners = append(listeners, ep)
-		}
-	}
-	s.mu.Unlock()
-	if len(listeners) == 0 {
-		return
-	}
-	if s.mon == nil {
-		if err := s.startMonitor(nil); err != nil {
-			return // no monitor, no wait: the address is freed soon all the same
-		}
-	}
-	s.mu.Lock()
-	var unbound []string
-	for _, ep := range listeners {
-		if err := s.sock.Unbind(ep); err == nil {
-			unbound = append(unbound, ep)
-		}
-	}
-	s.mu.Unlock()
-	s.mon.awaitClosed(unbound)
 }
 
 // stopMonitor stops the monitor, if any, and joins its goroutine; libzmq's

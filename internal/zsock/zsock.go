@@ -41,6 +41,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -109,6 +110,7 @@ type Socket struct {
 	typ    zmq.Type
 	closed bool
 	bound  []string // endpoints really bound (ephemeral ports resolved)
+	tmpIPC []string // those bound as ipc://*: libzmq removes their files on close
 	conns  []string // endpoints connected
 	recv   receiver
 	sc     scratch // the one-call multi-frame paths' buffer
@@ -229,6 +231,9 @@ func (s *Socket) attachLocked(ep endpoint.Endpoint) error {
 			real = ep.Addr
 		}
 		s.bound = append(s.bound, real)
+		if strings.HasPrefix(ep.Addr, "ipc://*") {
+			s.tmpIPC = append(s.tmpIPC, real)
+		}
 		return nil
 	}
 	if err := s.sock.Connect(ep.Addr); err != nil {
@@ -709,11 +714,12 @@ func (s *Socket) notifyChans() {
 	s.nmu.Unlock()
 }
 
-// Close closes the socket with its configured linger. Blocked callers
-// return ErrClosed at once. Before it returns, every address the socket
-// bound is free again: inproc names at once, tcp and ipc listeners once
-// libzmq reports them closed (bounded by closeWait). Close is idempotent
-// and safe from any goroutine.
+// Close closes the socket with its configured linger: libzmq goes on
+// delivering what is queued, in the background, for up to that long.
+// Blocked callers return ErrClosed at once. Before it returns, every
+// address the socket bound is free again (inproc names at once, tcp and
+// ipc once libzmq's I/O thread has closed the listener; bounded by
+// closeWait). Close is idempotent and safe from any goroutine.
 func (s *Socket) Close() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
@@ -721,15 +727,16 @@ func (s *Socket) Close() error {
 		s.mu.Unlock()
 		close(s.done) // waiters return
 		s.w.close()
-		s.releaseAddresses()
+		listeners := s.unbindInproc()
 		s.stopMonitor()
 		s.zc.r.remove(s)
 		s.mu.Lock()
-		defer s.mu.Unlock()
 		s.closeErr = s.sock.Close()
 		s.recv.free()
 		s.zc.sockets.Add(-1)
 		s.zc.release(1)
+		s.mu.Unlock()
+		awaitFree(listeners)
 	})
 	return s.closeErr
 }
