@@ -139,6 +139,11 @@
 // the linger time (WithLinger, 200 ms), while the process lives: a program
 // that exits right after should close its Context (or DefaultContext's),
 // whose Close waits until they have left or their linger has passed.
+// One exception is libzmq's, not zmqkit's: over ipc, when a sender closes
+// while its receiver's queue is full (WithRecvHWM), libzmq drops what the
+// receiver had not yet taken from the kernel (libzmq issue #4660, open in
+// 4.3.4 and later). Where every message counts, use tcp on 127.0.0.1, or
+// have the receiver acknowledge the last message before the sender closes.
 //
 // # Security
 //

@@ -264,6 +264,17 @@ func parseEvent(frames [][]byte) (Event, bool) {
 	}, true
 }
 
+// closedEventsTo returns the monitor's callback if it asked for
+// EVENT_CLOSED, else nil: Close reports the listeners' closing itself.
+func (s *Socket) closedEventsTo() func(Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mon == nil || s.mon.cfg.On == nil || s.mon.cfg.Events&zmq.EVENT_CLOSED == 0 {
+		return nil
+	}
+	return s.mon.cfg.On
+}
+
 // stopMonitor stops the monitor, if any, and joins its goroutine; libzmq's
 // monitor is stopped before its reader closes, as pebbe/zmq4 advises.
 func (s *Socket) stopMonitor() {

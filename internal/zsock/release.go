@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -15,37 +16,38 @@ import (
 const closeWait = 2 * time.Second
 
 // unbindInproc frees the inproc names s bound (at once, with no loss: the
-// connections made stay) and returns the other addresses Close must wait
-// for. tcp and ipc listeners are left to zmq_close, which closes them at
-// once while the connections they accepted get the linger time to deliver
-// what is queued: unbinding them would cut those connections short (and
-// lose the queue). So Close waits for their addresses instead (awaitFree):
-// a tcp port until the listener is closed; an ipc file only when bound as
-// ipc://*, the one kind libzmq removes as it closes the listener (and so
-// would remove the file of a socket bound there again meanwhile). A named
-// ipc file stays, and binding it again replaces it: nothing to wait for.
-// mu is not held; s is closed.
-func (s *Socket) unbindInproc() (awaited []string) {
+// connections made stay) and returns its tcp and ipc listeners. Those are
+// left to zmq_close, which closes them at once while the connections they
+// accepted get the linger time to deliver what is queued: unbinding them
+// would cut those connections short (and lose the queue). So Close waits
+// for their addresses instead (awaitFree). mu is not held; s is closed.
+func (s *Socket) unbindInproc() (listeners []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, ep := range s.bound {
-		switch {
-		case strings.HasPrefix(ep, "inproc://"):
+		if strings.HasPrefix(ep, "inproc://") {
 			_ = s.sock.Unbind(ep)
-		case strings.HasPrefix(ep, "tcp://"):
-			awaited = append(awaited, ep)
+		} else {
+			listeners = append(listeners, ep)
 		}
 	}
-	return append(awaited, s.tmpIPC...)
+	return listeners
 }
 
 // awaitFree waits, up to closeWait in all, until libzmq's I/O thread has
 // closed the listeners of eps, a closed socket's: until a tcp address can
 // be bound (libzmq, like Go, binds with SO_REUSEADDR, so only a listener
-// holds it) and an ipc socket file is gone.
-func awaitFree(eps []string) {
+// holds it), and, for an ipc endpoint bound as ipc://*, until its file is
+// gone: that is the one kind libzmq removes as it closes the listener (and
+// so would remove the file of a socket bound there again meanwhile). A
+// named ipc file stays, and binding it again replaces it: nothing to wait
+// for.
+func (s *Socket) awaitFree(eps []string) {
 	deadline := time.Now().Add(closeWait)
 	for _, ep := range eps {
+		if strings.HasPrefix(ep, "ipc://") && !slices.Contains(s.tmpIPC, ep) {
+			continue
+		}
 		for pause := 20 * time.Microsecond; !addressFree(ep) && time.Now().Before(deadline); pause = min(2*pause, 5*time.Millisecond) {
 			time.Sleep(pause)
 		}

@@ -719,7 +719,9 @@ func (s *Socket) notifyChans() {
 // Blocked callers return ErrClosed at once. Before it returns, every
 // address the socket bound is free again (inproc names at once, tcp and
 // ipc once libzmq's I/O thread has closed the listener; bounded by
-// closeWait). Close is idempotent and safe from any goroutine.
+// closeWait). A monitor that asked for EVENT_CLOSED gets one for each tcp
+// and ipc listener then, from Close (libzmq's own would come after the
+// monitor has stopped). Close is idempotent and safe from any goroutine.
 func (s *Socket) Close() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
@@ -728,6 +730,7 @@ func (s *Socket) Close() error {
 		close(s.done) // waiters return
 		s.w.close()
 		listeners := s.unbindInproc()
+		onClosed := s.closedEventsTo()
 		s.stopMonitor()
 		s.zc.r.remove(s)
 		s.mu.Lock()
@@ -736,7 +739,12 @@ func (s *Socket) Close() error {
 		s.zc.sockets.Add(-1)
 		s.zc.release(1)
 		s.mu.Unlock()
-		awaitFree(listeners)
+		s.awaitFree(listeners)
+		if onClosed != nil {
+			for _, ep := range listeners {
+				onClosed(Event{Kind: zmq.EVENT_CLOSED, Value: -1, Endpoint: ep})
+			}
+		}
 	})
 	return s.closeErr
 }
