@@ -69,8 +69,9 @@ var (
 	// libzmq does not reconnect such a connection; zmqkit connects again.
 	// zmqkit watches for this only where it can happen in normal use: on
 	// objects made WithMaxMessageSize, and on CURVE clients. Elsewhere a
-	// connection dropped so stays down, as in libzmq. A PAIR link is
-	// replaced instead (see PairClient).
+	// connection dropped so stays down, as in libzmq. A PairClient (or a
+	// connecting PairServer) recovers by replacing its socket, and reports
+	// it the same way (see PairClient).
 	ErrConnectionDropped = errors.New("zmqkit: connection dropped for a protocol error")
 )
 

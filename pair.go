@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"sync"
 
 	zmq "github.com/pebbe/zmq4"
 
@@ -23,15 +22,17 @@ func (b *base) openLink(self closer, k kind, endpoints string, defaultBind bool,
 		var err error
 		link, err = pairlink.New(pairlink.Config{
 			Endpoints: eps,
+			// No zsock Redial: the link makes again the connections
+			// libzmq gives up on, by replacing the socket, so that every
+			// new connection to the peer is a new generation.
 			NewSocket: func(typ zmq.Type, eps []endpoint.Endpoint, mon *zsock.Monitor) (*zsock.Socket, error) {
-				redial, onRedial := b.redial(eps)
-				return zctx.newSocket(zsock.Config{Type: typ, Options: b.o.socketOptions(), Endpoints: eps,
-					Monitor: b.monitor(mon), Redial: redial, OnRedial: onRedial})
+				return zctx.newSocket(zsock.Config{Type: typ, Options: b.o.socketOptions(), Endpoints: eps, Monitor: b.monitor(mon)})
 			},
-			OnRestart: func(gen uint64) {
-				b.o.logger.Info("zmqkit: pair peer left; socket reopened", "kind", k, "generation", gen)
+			OnRestart: func(gen uint64, why string) {
+				b.o.logger.Info("zmqkit: pair socket replaced", "kind", k, "generation", gen, "why", why)
 			},
-			OnError: func(err error) { b.report(b.opError("reopen", err)) },
+			OnError:   func(err error) { b.report(b.opError("reopen", err)) },
+			OnDropped: func(ep string) { b.redialed(ep, false) },
 		})
 		if err != nil {
 			return nil, err
@@ -228,21 +229,30 @@ func (s *PairServer) Close() error { return s.close(s) }
 // queue, up to the send high-water mark, and go out when it is back. A
 // Request whose reply was lost returns ErrPairReset.
 //
+// The client also replaces its socket when libzmq drops the connection for
+// a protocol error and would not make it again: a message over
+// WithMaxMessageSize (reported as ErrConnectionDropped and counted in
+// Stats.ProtocolErrors), or a server that does not speak ZMTP.
+//
 // Back-pressure: Send waits while the send queue is full (WithSendHWM, 1000
 // by default); incoming messages wait up to WithRecvHWM, then the peer's
 // sends block.
 type PairClient struct {
 	base
-	link    *pairlink.Link
-	reqMu   sync.Mutex // serialises Request; guards owed and owedGen
-	owed    int        // replies to abandoned Requests still to come
-	owedGen uint64     // the connection those replies would come on
+	link *pairlink.Link
+	// reqSem is a one-slot semaphore that serialises Request, unlike a
+	// mutex waited for in a select, so that a Request queued behind
+	// another still ends with its ctx or Close. Its holder owns owed and
+	// owedGen.
+	reqSem  chan struct{}
+	owed    int    // replies to abandoned Requests still to come
+	owedGen uint64 // the connection those replies would come on
 }
 
 // NewPairClient connects (or, with "@", binds) the endpoints and returns a
 // PairClient. It does not wait for the peer.
 func NewPairClient(endpoints string, opts ...Option) (*PairClient, error) {
-	c := &PairClient{}
+	c := &PairClient{reqSem: make(chan struct{}, 1)}
 	var err error
 	if c.link, err = c.openLink(c, kindPairClient, endpoints, false, opts); err != nil {
 		return nil, err
@@ -259,16 +269,40 @@ func NewPairClient(endpoints string, opts ...Option) (*PairClient, error) {
 // replies never shift by one. If the peer restarted in between, Request
 // returns ErrPairReset.
 func (c *PairClient) Request(ctx context.Context, msg []byte) ([]byte, error) {
-	c.reqMu.Lock()
-	defer c.reqMu.Unlock()
+	select {
+	case c.reqSem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, c.opError("request", ctx.Err())
+	case <-c.done:
+		return nil, c.opError("request", ErrClosed)
+	}
+	defer func() { <-c.reqSem }()
 	gen, err := c.link.Send(ctx, [][]byte{msg}, 0)
-	if err != nil {
-		return nil, c.opError("request", err)
+	for {
+		if err != nil {
+			return nil, c.opError("request", err)
+		}
+		c.stats.sent.Add(1)
+		if gen != c.owedGen { // a new connection owes nothing
+			c.owed, c.owedGen = 0, gen
+		}
+		var reply []byte
+		reply, err = c.awaitReply(ctx, gen)
+		if errors.Is(err, pairlink.ErrUnsent) {
+			// The socket msg went out on was replaced before any peer
+			// got through (a handshake that failed): nobody has msg, so
+			// it goes again, on the new socket.
+			gen, err = c.link.Send(ctx, [][]byte{msg}, 0)
+			continue
+		}
+		return reply, err
 	}
-	c.stats.sent.Add(1)
-	if gen != c.owedGen { // a new connection owes nothing
-		c.owed, c.owedGen = 0, gen
-	}
+}
+
+// awaitReply returns the reply to the request just sent on generation gen,
+// skipping the late replies to abandoned Requests it owes. The caller holds
+// reqSem.
+func (c *PairClient) awaitReply(ctx context.Context, gen uint64) ([]byte, error) {
 	for {
 		reply, _, err := c.receiveOne(ctx, c.link, gen)
 		if errors.Is(err, ErrMalformed) {
@@ -279,10 +313,14 @@ func (c *PairClient) Request(ctx context.Context, msg []byte) ([]byte, error) {
 			}
 			return nil, c.opError("request", err)
 		}
+		if errors.Is(err, pairlink.ErrUnsent) {
+			return nil, err
+		}
 		if err != nil {
-			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-				c.owed++
-			}
+			// The request went out and its reply was not taken: whatever
+			// ended the wait (ctx, mostly), that reply is still to come,
+			// unless the connection goes (a new generation owes nothing).
+			c.owed++
 			return nil, c.opError("request", err)
 		}
 		if c.owed > 0 {

@@ -5,7 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -382,4 +386,298 @@ func TestPairServerRepliesAtStop(t *testing.T) {
 			},
 		}
 	})
+}
+
+// TestPairRequestQueuedEndsWithCtx: Requests are served one at a time, but
+// one waiting for another to finish still ends when its own ctx ends, or
+// when the client closes. (Before, it waited on a mutex, deaf to both.)
+func TestPairRequestQueuedEndsWithCtx(t *testing.T) {
+	h := newBlockingHandler(1)
+	_, cli := newPair(t, newTestContext(t), "inproc", h.handle)
+	var once sync.Once
+	release := func() { once.Do(func() { close(h.release) }) }
+	t.Cleanup(release) // before Run stops, however the test ends
+	first := make(chan error, 1)
+	go func() {
+		reply, err := cli.Request(testCtx(t), []byte("first"))
+		if err == nil && string(reply) != "reply:first" {
+			err = fmt.Errorf("reply %q", reply)
+		}
+		first <- err
+	}()
+	h.awaitEntered(t, 1) // the first Request waits for its reply
+
+	ctx, cancel := context.WithCancel(context.Background())
+	queued := make(chan error, 1)
+	go func() {
+		_, err := cli.Request(ctx, []byte("second"))
+		queued <- err
+	}()
+	cancel()
+	requireAllReturn(t, queued, 1, context.Canceled)
+
+	release()
+	require.NoError(t, <-first)
+	reply, err := cli.Request(testCtx(t), []byte("third"))
+	require.NoError(t, err)
+	assert.Equal(t, "reply:third", string(reply), "the abandoned Request sent nothing: no reply is owed")
+}
+
+// TestPairRequestQueuedEndsWithClose: a Request waiting behind another
+// returns ErrClosed when the client closes.
+func TestPairRequestQueuedEndsWithClose(t *testing.T) {
+	h := newBlockingHandler(1)
+	_, cli := newPair(t, newTestContext(t), "inproc", h.handle)
+	t.Cleanup(func() { close(h.release) }) // before Run stops
+	errc := make(chan error, 2)
+	for _, msg := range []string{"first", "second"} {
+		go func() {
+			_, err := cli.Request(testCtx(t), []byte(msg))
+			errc <- err
+		}()
+		if msg == "first" {
+			h.awaitEntered(t, 1)
+		}
+	}
+	require.NoError(t, cli.Close())
+	requireAllReturn(t, errc, 2, ErrClosed)
+}
+
+// replacements is a slog handler that passes on the why of each pair
+// socket replacement an object logs.
+type replacements chan string
+
+func (r replacements) Enabled(context.Context, slog.Level) bool { return true }
+func (r replacements) WithAttrs([]slog.Attr) slog.Handler       { return r }
+func (r replacements) WithGroup(string) slog.Handler            { return r }
+func (r replacements) Handle(_ context.Context, rec slog.Record) error {
+	if rec.Message != "zmqkit: pair socket replaced" {
+		return nil
+	}
+	rec.Attrs(func(a slog.Attr) bool {
+		if a.Key == "why" {
+			select {
+			case r <- a.Value.String():
+			default:
+			}
+		}
+		return true
+	})
+	return nil
+}
+
+// await waits for a replacement whose why is want.
+func (r replacements) await(t testing.TB, want string) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case why := <-r:
+			if why == want {
+				return
+			}
+		case <-timeout:
+			require.FailNow(t, "no pair socket replacement", "want %q", want)
+		}
+	}
+}
+
+// TestPairLateReplyNeverReachesTheNextClient: a client abandons a request
+// and leaves; the server's late reply must not reach the next client as
+// the answer to its own request. A PairServer replaces its socket when its
+// client leaves, and the late reply, addressed to the departed client's
+// connection, is dropped. A silent connection accepted first must not
+// change that. (Before, the server took that connection for its peer,
+// never saw the real one leave, and the late reply went to the next
+// client.)
+func TestPairLateReplyNeverReachesTheNextClient(t *testing.T) {
+	zctx := newTestContext(t)
+	ctx := testCtx(t)
+	release, entered := make(chan struct{}), make(chan struct{}, 1)
+	var releaseOnce sync.Once
+	slow := func(ctx context.Context, msg []byte) ([]byte, error) {
+		if string(msg) == "slow" {
+			entered <- struct{}{}
+			<-release
+		}
+		return upper(ctx, msg)
+	}
+	accepted := make(chan struct{}, 64)
+	replaced := make(replacements, 64)
+	srv, err := NewPairServer(bindEndpoint(t, "tcp"), slow, WithZMQContext(zctx), WithLogger(slog.New(replaced)),
+		WithEvents(func(e Event) {
+			if e.Kind == EventAccepted {
+				accepted <- struct{}{}
+			}
+		}))
+	require.NoError(t, err)
+	closeOnCleanup(t, srv)
+	runInBackground(t, srv.Run)
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) }) // before Run stops
+	ep := srv.Endpoints()[0]
+
+	junk, err := net.Dial("tcp", strings.TrimPrefix(ep, "tcp://")) // silent, and first
+	require.NoError(t, err)
+	defer junk.Close()
+	select {
+	case <-accepted:
+	case <-ctx.Done():
+		require.FailNow(t, "the silent connection was never accepted")
+	}
+
+	cli, err := NewPairClient(ep, WithZMQContext(zctx))
+	require.NoError(t, err)
+	closeOnCleanup(t, cli)
+	assert.Equal(t, "WARM", requestEventually(t, cli, "warm"))
+	rctx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	for sent := false; !sent; {
+		go func() {
+			_, err := cli.Request(rctx, []byte("slow"))
+			errc <- err
+		}()
+		select {
+		case <-entered:
+			sent = true
+		case err := <-errc: // the server had just replaced its socket once, for the silent connection
+			require.ErrorIs(t, err, ErrPairReset)
+		case <-ctx.Done():
+			require.FailNow(t, "the slow request never reached the handler")
+		}
+	}
+	cancel()
+	require.ErrorIs(t, <-errc, context.Canceled)
+	require.NoError(t, cli.Close())
+	replaced.await(t, "the peer left")
+	releaseOnce.Do(func() { close(release) })
+
+	next, err := NewPairClient(ep, WithZMQContext(zctx))
+	require.NoError(t, err)
+	closeOnCleanup(t, next)
+	assert.Equal(t, "NEXT", requestEventually(t, next, "next"))
+	assert.Equal(t, "AGAIN", requestEventually(t, next, "again"))
+	require.Eventually(t, func() bool { return srv.Stats().Dropped >= 1 }, 5*time.Second, time.Millisecond,
+		"the late reply is dropped")
+}
+
+// TestPairClientCountsDroppedConnection: a message over WithMaxMessageSize
+// makes libzmq drop the connection and not make it again; the PairClient
+// replaces its socket, counts the drop in Stats.ProtocolErrors and reports
+// ErrConnectionDropped, as the other types do, and carries on. (Before,
+// nothing was counted or reported.)
+func TestPairClientCountsDroppedConnection(t *testing.T) {
+	zctx := newTestContext(t)
+	ctx := testCtx(t)
+	srv, err := NewPairServer(bindEndpoint(t, "tcp"), upper, WithZMQContext(zctx))
+	require.NoError(t, err)
+	closeOnCleanup(t, srv)
+	runInBackground(t, srv.Run)
+	var rec errorRecorder
+	cli, err := NewPairClient(srv.Endpoints()[0], WithZMQContext(zctx), WithMaxMessageSize(1024), rec.option())
+	require.NoError(t, err)
+	closeOnCleanup(t, cli)
+	assert.Equal(t, "HI", requestEventually(t, cli, "hi"))
+
+	require.NoError(t, srv.Send(ctx, make([]byte, 4096)))
+	require.Eventually(t, func() bool { return cli.Stats().ProtocolErrors == 1 }, 5*time.Second, time.Millisecond)
+	reported := rec.errors()
+	require.Len(t, reported, 1)
+	assert.ErrorIs(t, reported[0], ErrConnectionDropped)
+	var oe *OpError
+	require.ErrorAs(t, reported[0], &oe)
+	assert.Equal(t, srv.Endpoints()[0], oe.Endpoint)
+	assert.Equal(t, "AGAIN", requestEventually(t, cli, "again"))
+}
+
+// TestPairClientAfterNonZMTPServer: the PairClient's first "server" does
+// not speak ZMTP, and libzmq never retries a failed handshake; the client
+// replaces its socket until it gets through, and a Request made meanwhile
+// is sent again on the new socket (nobody had it) and answered by the real
+// server that binds the address next. (Before, the client stayed
+// disconnected for good.)
+func TestPairClientAfterNonZMTPServer(t *testing.T) {
+	zctx := newTestContext(t)
+	ctx := testCtx(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ep := "tcp://" + l.Addr().String()
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		greeting := make([]byte, 64) // ZMTP 3.0 with a mechanism nobody has
+		greeting[0], greeting[9], greeting[10], greeting[11] = 0xff, 0x7f, 3, 0
+		copy(greeting[12:], "BOGUS")
+		_, _ = c.Write(greeting)
+		_, _ = io.Copy(io.Discard, c) // until the client hangs up
+	}()
+	cli, err := NewPairClient(ep, WithZMQContext(zctx))
+	require.NoError(t, err)
+	closeOnCleanup(t, cli)
+	type result struct {
+		reply []byte
+		err   error
+	}
+	early := make(chan result, 1)
+	go func() {
+		reply, err := cli.Request(ctx, []byte("early"))
+		early <- result{reply, err}
+	}()
+	<-served
+	require.NoError(t, l.Close())
+
+	srv := bindAgain(t, zctx, ep, upper)
+	runInBackground(t, srv.Run)
+	r := <-early
+	require.NoError(t, r.err)
+	assert.Equal(t, "EARLY", string(r.reply))
+	assert.Zero(t, cli.Stats().ProtocolErrors, "a failed handshake is not a dropped connection")
+}
+
+// TestPairServerNonZMTPClients: non-ZMTP clients of every kind, before a
+// real client and while one is served, neither block the PairServer nor
+// cost its client its connection for good.
+func TestPairServerNonZMTPClients(t *testing.T) {
+	zctx := newTestContext(t)
+	srv, cli := newPair(t, zctx, "tcp", upper)
+	addr := strings.TrimPrefix(srv.Endpoints()[0], "tcp://")
+	greeting := make([]byte, 64)
+	greeting[0], greeting[9], greeting[10], greeting[11] = 0xff, 0x7f, 3, 0
+	copy(greeting[12:], "BOGUS")
+	junk := func(held bool) {
+		for i, b := range [][]byte{nil, greeting, []byte("GET / HTTP/1.0\r\n\r\n"), {1, 0, 6, 0, 'h', 'e', 'l', 'l', 'o'}} {
+			var c net.Conn
+			require.Eventually(t, func() bool { // the server may be binding its socket again
+				var err error
+				c, err = net.Dial("tcp", addr)
+				return err == nil
+			}, 5*time.Second, time.Millisecond)
+			if b != nil {
+				_, err := c.Write(b)
+				require.NoError(t, err)
+			}
+			if held {
+				t.Cleanup(func() { _ = c.Close() })
+				continue
+			}
+			if i%2 == 1 {
+				require.NoError(t, c.(*net.TCPConn).SetLinger(0)) // a reset
+			}
+			require.NoError(t, c.Close())
+		}
+	}
+	junk(false)
+	assert.Equal(t, "FIRST", requestEventually(t, cli, "first"))
+	junk(true)
+	junk(false)
+	ctx := testCtx(t)
+	for i := 0; i < 20; i++ {
+		reply, err := cli.Request(ctx, []byte("x"+strconv.Itoa(i)))
+		require.NoError(t, err)
+		require.Equal(t, "X"+strconv.Itoa(i), string(reply))
+	}
 }

@@ -3,20 +3,40 @@
 //
 // libzmq's PAIR takes one peer and does not recover well when that peer
 // restarts over TCP or IPC. Checked against libzmq 4.3.4:
-//   - A bound PAIR whose client restarts often accepts the new connection
-//     before it has retired the old one; it then refuses the new pipe but
-//     keeps the TCP connection open, so the new client believes it is
+//   - A PAIR has one slot for a peer. A connection gets the slot when its
+//     handshake completes and the slot is free; any other is refused, but
+//     libzmq keeps its TCP connection open, so that peer believes it is
 //     connected while nothing flows, for as long as the connection lives.
-//   - A connecting PAIR reconnects by itself, but its reconnect "hiccup"
-//     drops every message queued while it was disconnected, and a reconnect
-//     racing the old server's closing listener can leave it stranded too.
+//     A departed peer keeps the slot until the socket has read what it
+//     left (a PAIR that only sends never frees it), so a bound PAIR whose
+//     client restarts often refuses the new one.
+//   - A non-ZMTP client whose first byte is not 0xff (an HTTP or TLS probe,
+//     say) is taken for a ZMTP 1.0 peer: its connection gets the slot with
+//     no handshake event, and keeps it until it leaves or ZMQ_HANDSHAKE_IVL
+//     (30 s by default) expires. A client that connects and stays silent
+//     never gets the slot.
+//   - A connecting PAIR reconnects by itself after a lost connection, but
+//     not after a protocol error (a bogus greeting, a message over
+//     ZMQ_MAXMSGSIZE, a refused CURVE handshake): it then stays
+//     disconnected for good.
 //
-// A Link therefore watches its socket with a libzmq monitor and, when the
-// peer it was talking to disconnects, closes the socket and opens a fresh one
-// on the same endpoints (bound ones at the address first bound, so an
-// ephemeral port is kept). Callers blocked on the old socket carry on, on
-// the new one. Messages the old socket had received but nobody had read yet
-// are kept and returned first.
+// A Link therefore watches its socket with a libzmq monitor and replaces the
+// socket (closes it and opens a fresh one on the same endpoints, bound ones
+// at the address first bound, so an ephemeral port is kept) when:
+//   - the peer leaves: the connection known to hold the slot, or, on a
+//     connecting socket, the one whose handshake succeeded;
+//   - while no connection is known to hold the slot (see the tracker), a
+//     peer completes its handshake while another connection is open, or a
+//     connection that may have held the slot leaves (one that failed its
+//     ZMTP 3 handshake with a protocol or authentication error never did):
+//     the peer may have been refused, and libzmq never serves it later;
+//   - libzmq gave up on a connection it made (no reconnection announced
+//     within a moment of the loss): at once for the peer's (reported to
+//     OnDropped), after a back-off for one whose handshake failed.
+//
+// Callers blocked on the old socket carry on, on the new one. Messages the
+// old socket had received but nobody had read yet are kept and returned
+// first; messages it had not sent yet are dropped.
 package pairlink
 
 import (
@@ -37,6 +57,19 @@ import (
 // once the link has moved to a new one.
 var ErrReset = errors.New("zmqkit: pair connection reset by a peer restart")
 
+// ErrUnsent is returned instead of ErrReset (and matches it) when the
+// generation was replaced before any peer had completed a handshake on
+// it: nothing sent on it can have reached a peer, so it may be sent again.
+var ErrUnsent error = unsentError{}
+
+type unsentError struct{}
+
+func (unsentError) Error() string {
+	return "zmqkit: pair socket replaced before a peer connected; nothing sent on it was delivered"
+}
+
+func (unsentError) Is(target error) bool { return target == ErrReset }
+
 // NewSocketFunc creates a socket of type typ bound or connected to eps,
 // monitored by mon when it is not nil.
 type NewSocketFunc func(typ zmq.Type, eps []endpoint.Endpoint, mon *zsock.Monitor) (*zsock.Socket, error)
@@ -46,10 +79,14 @@ type Config struct {
 	Endpoints []endpoint.Endpoint
 	NewSocket NewSocketFunc
 	// OnRestart is called (from the link's goroutine) after the socket was
-	// replaced; OnError for a failure to replace it, which is retried.
-	// Neither may call Close: Close waits for that goroutine.
-	OnRestart func(gen uint64)
+	// replaced, with why; OnError for a failure to replace it, which is
+	// retried; OnDropped when libzmq dropped the peer's connection to
+	// endpoint for a protocol error and would not have made it again (the
+	// link does, by replacing the socket). None may call Close: Close waits
+	// for that goroutine.
+	OnRestart func(gen uint64, why string)
 	OnError   func(error)
+	OnDropped func(endpoint string)
 }
 
 type generation struct {
@@ -57,7 +94,12 @@ type generation struct {
 	sock   *zsock.Socket
 	events chan zsock.Event // the socket's peer events; nil when not monitored (inproc only)
 	gone   chan struct{}    // closed when the generation is retired
+	peered bool             // the supervisor's: a handshake succeeded on it
 }
+
+// retiredGens is how many retired generations the link remembers, for
+// the pinned calls still to learn that theirs is gone.
+const retiredGens = 16
 
 type carried struct {
 	msg [][]byte
@@ -75,6 +117,7 @@ type Link struct {
 	gen      uint64              // of cur, or of the next one while replacing
 	changed  chan struct{}
 	carry    []carried
+	unpeered [retiredGens]uint64 // recently retired generations that never had a peer
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -83,6 +126,7 @@ type Link struct {
 	superCtx  context.Context // ends when the link closes
 	super     sync.WaitGroup  // the supervisor, once the link is watched
 	watched   bool            // guarded by mu: the supervisor runs
+	failures  int             // the supervisor's: replacements after failed handshakes in a row
 }
 
 // New opens the first socket and, unless every endpoint is inproc (where
@@ -165,8 +209,7 @@ func (l *Link) open(eps []endpoint.Endpoint, monitored bool, n uint64) (*generat
 // comings and goings, sent to g.events.
 func (g *generation) monitor() *zsock.Monitor {
 	return &zsock.Monitor{
-		Events: zmq.EVENT_ACCEPTED | zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED |
-			zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH,
+		Events: watchEvents,
 		On: func(ev zsock.Event) {
 			select {
 			case g.events <- ev:
@@ -176,12 +219,13 @@ func (g *generation) monitor() *zsock.Monitor {
 	}
 }
 
-// supervise runs for the link's life: it waits for the current peer to go,
-// then replaces the socket.
+// supervise runs for the link's life: it waits until g's socket must be
+// replaced, then replaces it.
 func (l *Link) supervise(ctx context.Context, g *generation) {
 	defer l.super.Done()
 	for {
-		if !l.awaitPeerGone(ctx, g) {
+		why, ok := l.awaitReplace(ctx, g)
+		if !ok {
 			return
 		}
 		l.retire(g, true)
@@ -189,43 +233,58 @@ func (l *Link) supervise(ctx context.Context, g *generation) {
 			return
 		}
 		if l.cfg.OnRestart != nil {
-			l.cfg.OnRestart(g.n)
+			l.cfg.OnRestart(g.n, why)
 		}
 	}
 }
 
-// awaitPeerGone reads g's events until the peer it talks to disconnects
-// (true) or the link closes (false). The peer is the first connection
-// accepted or made whose handshake did not fail: a second one, which PAIR
-// refuses to serve, and one refused in its handshake (a CURVE client the
-// server denied), may come and go without consequence. (Handshake events
-// carry no descriptor: a failure before the first success is taken to be
-// the first connection's.)
-func (l *Link) awaitPeerGone(ctx context.Context, g *generation) bool {
-	peer, confirmed := -1, false
+// awaitReplace reads g's events until its socket must be replaced (why,
+// true) or the link closes (false).
+func (l *Link) awaitReplace(ctx context.Context, g *generation) (string, bool) {
+	l.mu.Lock()
+	connects := 0
+	for _, ep := range l.reopenTo {
+		if !ep.Bind {
+			connects++
+		}
+	}
+	l.mu.Unlock()
+	t := newTracker(connects == 1)
 	for {
-		var ev zsock.Event
+		var wake <-chan time.Time
+		var timer *time.Timer
+		if due, ok := t.next(); ok {
+			timer = time.NewTimer(time.Until(due))
+			wake = timer.C
+		}
+		var v verdict
 		select {
-		case ev = <-g.events:
+		case ev := <-g.events:
+			if ev.Kind == zmq.EVENT_HANDSHAKE_SUCCEEDED {
+				l.failures = 0
+				g.peered = true
+			}
+			v = t.event(ev, time.Now(), l.failures)
+		case <-wake:
+			v = t.expire(time.Now())
 		case <-ctx.Done():
-			return false // the link is closing
 		}
-		switch ev.Kind {
-		case zmq.EVENT_ACCEPTED, zmq.EVENT_CONNECTED:
-			if peer < 0 {
-				peer, confirmed = ev.Value, false // the connection's descriptor
-			}
-		case zmq.EVENT_HANDSHAKE_SUCCEEDED:
-			confirmed = true
-		case zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-			if !confirmed {
-				peer = -1
-			}
-		case zmq.EVENT_DISCONNECTED:
-			if ev.Value == peer {
-				return true
-			}
+		if timer != nil {
+			timer.Stop()
 		}
+		if ctx.Err() != nil {
+			return "", false // the link is closing
+		}
+		if !v.replace {
+			continue
+		}
+		if v.failed {
+			l.failures++
+		}
+		if v.dropped != "" && l.cfg.OnDropped != nil {
+			l.cfg.OnDropped(v.dropped)
+		}
+		return v.why, true
 	}
 }
 
@@ -234,6 +293,9 @@ func (l *Link) awaitPeerGone(ctx context.Context, g *generation) bool {
 // and the socket closes at once.
 func (l *Link) retire(g *generation, keep bool) {
 	l.mu.Lock()
+	if !g.peered {
+		l.unpeered[g.n%retiredGens] = g.n
+	}
 	if l.cur == g {
 		l.cur = nil
 		l.gen = g.n + 1
@@ -263,9 +325,10 @@ func (l *Link) retire(g *generation, keep bool) {
 	l.closeGen(g)
 }
 
+// closeGen closes g's socket, which stops its monitor first.
 func (l *Link) closeGen(g *generation) error {
 	close(g.gone)
-	return g.sock.Close() // stops its monitor first
+	return g.sock.Close()
 }
 
 // reopen opens generation n, retrying (a bound address is busy until the
@@ -304,6 +367,18 @@ func (l *Link) reopen(ctx context.Context, n uint64) *generation {
 	}
 }
 
+// resetError is the error of a call pinned to generation gen, which was
+// replaced: ErrUnsent if it never had a peer (as far as the link
+// remembers), else ErrReset.
+func (l *Link) resetError(gen uint64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.unpeered[gen%retiredGens] == gen {
+		return ErrUnsent
+	}
+	return ErrReset
+}
+
 // current returns the socket in service (nil while replacing), its
 // generation, and a channel closed when that changes.
 func (l *Link) current() (*zsock.Socket, uint64, <-chan struct{}) {
@@ -338,12 +413,12 @@ func (l *Link) isDone() bool {
 
 // Send sends msg, one message of one or more frames, on whichever socket
 // is in service; with gen != 0, only while generation gen is (ErrReset
-// after). It returns the generation that took msg.
+// after, or ErrUnsent). It returns the generation that took msg.
 func (l *Link) Send(ctx context.Context, msg [][]byte, gen uint64) (uint64, error) {
 	for {
 		s, n, changed := l.current()
 		if gen != 0 && n != gen {
-			return n, ErrReset
+			return n, l.resetError(gen)
 		}
 		if s == nil {
 			if err := l.wait(ctx, changed); err != nil {
@@ -369,8 +444,8 @@ func (l *Link) Send(ctx context.Context, msg [][]byte, gen uint64) (uint64, erro
 
 // Recv receives the next message, every frame of it, with the generation
 // it came on: kept messages of a replaced socket first. With gen != 0, it
-// returns ErrReset once the link has moved past generation gen and nothing
-// kept is left.
+// returns ErrReset (or ErrUnsent) once the link has moved past generation
+// gen and nothing kept is left.
 func (l *Link) Recv(ctx context.Context, gen uint64) ([][]byte, uint64, error) {
 	for {
 		if c, ok := l.takeCarried(gen); ok {
@@ -378,7 +453,7 @@ func (l *Link) Recv(ctx context.Context, gen uint64) ([][]byte, uint64, error) {
 		}
 		s, n, changed := l.current()
 		if gen != 0 && n != gen {
-			return nil, n, ErrReset
+			return nil, n, l.resetError(gen)
 		}
 		if s == nil {
 			if err := l.wait(ctx, changed); err != nil {

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -82,9 +85,9 @@ func openWith(t testing.TB, cfg pairlink.Config) *link {
 	l := &link{errs: make(chan error, 100)}
 	l.gen.Store(1)
 	onRestart, onError := cfg.OnRestart, cfg.OnError
-	cfg.OnRestart = func(gen uint64) {
+	cfg.OnRestart = func(gen uint64, why string) {
 		if onRestart != nil {
-			onRestart(gen)
+			onRestart(gen, why)
 		}
 		l.gen.Store(gen)
 	}
@@ -719,7 +722,7 @@ func TestCloseWhileReopening(t *testing.T) {
 	srv := openWith(t, pairlink.Config{
 		Endpoints: []endpoint.Endpoint{bindAt("tcp://127.0.0.1:*")},
 		NewSocket: f.newSocket,
-		OnRestart: func(uint64) { lateRestart.Store(closed.Load()) },
+		OnRestart: func(uint64, string) { lateRestart.Store(closed.Load()) },
 	})
 	cli := open(t, zc, []endpoint.Endpoint{connectTo(srv.Endpoints()[0])})
 	exchange(t, srv, cli)
@@ -759,7 +762,7 @@ func TestNoRestartAfterClose(t *testing.T) {
 	srv := openWith(t, pairlink.Config{
 		Endpoints: []endpoint.Endpoint{bindAt("tcp://127.0.0.1:*")},
 		NewSocket: sockets(zc, linger0),
-		OnRestart: func(uint64) {
+		OnRestart: func(uint64, string) {
 			restarts.Add(1)
 			time.Sleep(time.Millisecond) // widen the window Close must wait out
 			if closed.Load() {
@@ -867,4 +870,220 @@ func TestNewFails(t *testing.T) {
 	require.ErrorAs(t, err, &ee)
 	assert.Equal(t, busy.Endpoints()[0], ee.Endpoint)
 	assert.Equal(t, sockets0, zc.Sockets(), "the failed link's socket and monitor are closed")
+}
+
+// tap is a NewSocketFunc making sockets on zc (linger 0) whose monitor
+// events also go to the returned channel, for tests that must act once
+// libzmq has seen a connection.
+func tap(zc *zsock.Context) (pairlink.NewSocketFunc, <-chan zsock.Event) {
+	events := make(chan zsock.Event, 1024)
+	return func(typ zmq.Type, eps []endpoint.Endpoint, mon *zsock.Monitor) (*zsock.Socket, error) {
+		if mon != nil {
+			on := mon.On
+			mon = &zsock.Monitor{Events: mon.Events, On: func(ev zsock.Event) {
+				select {
+				case events <- ev:
+				default: // nobody looks any more
+				}
+				on(ev)
+			}}
+		}
+		return zsock.New(zc, zsock.Config{Type: typ, Options: []zsock.Option{linger0}, Endpoints: eps, Monitor: mon})
+	}, events
+}
+
+// awaitEvent waits for an event of kind k.
+func awaitEvent(t testing.TB, events <-chan zsock.Event, k zmq.Event) zsock.Event {
+	t.Helper()
+	timeout := time.After(waitFor)
+	for {
+		select {
+		case ev := <-events:
+			if ev.Kind == k {
+				return ev
+			}
+		case <-timeout:
+			require.FailNow(t, "event never came", "kind %v", k)
+		}
+	}
+}
+
+// dialRaw opens a plain TCP connection to a tcp:// endpoint, closed at
+// cleanup.
+func dialRaw(t testing.TB, ep string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(ep, "tcp://"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// zmtp10Hello is what a non-ZMTP client might send whose first byte is not
+// 0xff: libzmq takes it for a ZMTP 1.0 peer, and reads an empty identity
+// and a message "hello" (each a length that counts the flags byte, the
+// flags, the body).
+var zmtp10Hello = []byte{1, 0, 6, 0, 'h', 'e', 'l', 'l', 'o'}
+
+// bogusGreeting is a ZMTP 3.0 greeting with a mechanism libzmq does not
+// know: the handshake fails with a protocol error.
+func bogusGreeting() []byte {
+	g := make([]byte, 64)
+	g[0], g[9], g[10], g[11] = 0xff, 0x7f, 3, 0
+	copy(g[12:], "BOGUS")
+	return g
+}
+
+// A client that libzmq takes for ZMTP 1.0 gets PAIR's one slot with no
+// handshake event, and keeps it until it leaves (or ZMQ_HANDSHAKE_IVL, 30 s,
+// ends it); a peer whose handshake completes meanwhile is refused for
+// good. The link must not take a silent connection that came first for
+// the peer: it replaces its socket, and the peer, connecting again, is
+// served. (Before, the first connection accepted counted as the peer, and
+// the real one stayed refused while the junk was there.)
+func TestPeerRefusedBehindNonZMTPClient(t *testing.T) {
+	zc := newContext(t)
+	ctx := testCtx(t)
+	newSock, events := tap(zc)
+	srv := openWith(t, pairlink.Config{Endpoints: []endpoint.Endpoint{bindAt("tcp://127.0.0.1:*")}, NewSocket: newSock})
+	ep := srv.Endpoints()[0]
+
+	dialRaw(t, ep) // silent, and first
+	awaitEvent(t, events, zmq.EVENT_ACCEPTED)
+	junk := dialRaw(t, ep)
+	_, err := junk.Write(zmtp10Hello)
+	require.NoError(t, err)
+	msg, _, err := srv.Recv(ctx, 0)
+	require.NoError(t, err)
+	require.Equal(t, frames("hello"), msg, "the non-ZMTP client holds the slot")
+
+	cli := open(t, zc, []endpoint.Endpoint{connectTo(ep)})
+	deliver(t, cli, srv)
+	deliver(t, srv, cli)
+	assert.GreaterOrEqual(t, srv.gen.Load(), uint64(2), "the server replaced its socket")
+}
+
+// A client that connects and stays silent never gets PAIR's slot, and
+// must not be taken for the peer either: when the real peer leaves, the
+// server replaces its socket, so the next client is not refused by what
+// the last one left behind. (Before, the silent connection, accepted
+// first, counted as the peer, and the real peer's departure went unseen.)
+func TestSilentConnectionIsNotThePeer(t *testing.T) {
+	zc := newContext(t)
+	newSock, events := tap(zc)
+	srv := openWith(t, pairlink.Config{Endpoints: []endpoint.Endpoint{bindAt("tcp://127.0.0.1:*")}, NewSocket: newSock})
+	ep := srv.Endpoints()[0]
+	dialRaw(t, ep)
+	awaitEvent(t, events, zmq.EVENT_ACCEPTED)
+
+	cli := open(t, zc, []endpoint.Endpoint{connectTo(ep)})
+	exchange(t, srv, cli)
+	before := srv.gen.Load()
+	require.NoError(t, cli.Close())
+	srv.awaitGen(t, before+1)
+
+	cli = open(t, zc, []endpoint.Endpoint{connectTo(ep)})
+	exchange(t, srv, cli)
+	assert.Equal(t, []string{ep}, srv.Endpoints())
+}
+
+// Non-ZMTP clients of every kind that come and go, or stay, while a peer
+// is being served neither take its place nor cost it its connection.
+func TestJunkLeavesThePeerAlone(t *testing.T) {
+	zc := newContext(t)
+	newSock, events := tap(zc)
+	srv := openWith(t, pairlink.Config{Endpoints: []endpoint.Endpoint{bindAt("tcp://127.0.0.1:*")}, NewSocket: newSock})
+	ep := srv.Endpoints()[0]
+	cli := open(t, zc, []endpoint.Endpoint{connectTo(ep)})
+	exchange(t, srv, cli)
+	gen := srv.gen.Load()
+
+	held := dialRaw(t, ep) // stays open throughout
+	_, err := held.Write(zmtp10Hello)
+	require.NoError(t, err)
+	for i, junk := range [][]byte{nil, zmtp10Hello, bogusGreeting(), []byte("GET / HTTP/1.0\r\n\r\n")} {
+		c := dialRaw(t, ep)
+		if junk != nil {
+			_, err := c.Write(junk)
+			require.NoError(t, err)
+		}
+		if i%2 == 1 {
+			require.NoError(t, c.(*net.TCPConn).SetLinger(0)) // a reset
+		}
+		require.NoError(t, c.Close())
+	}
+	// Every junk connection has come and gone once this many ended.
+	for ended := 0; ended < 4; {
+		if awaitEvent(t, events, zmq.EVENT_DISCONNECTED).Value >= 0 {
+			ended++
+		}
+	}
+	exchange(t, srv, cli)
+	assert.Equal(t, gen, srv.gen.Load(), "the server kept its socket")
+	assert.Equal(t, gen, cli.gen.Load(), "the client kept its connection")
+}
+
+// A connecting link whose first "server" does not speak ZMTP fails its
+// handshake, which libzmq never retries; the link replaces its socket and
+// reaches the real peer that binds the address next. A call pinned to
+// the first socket learns that nothing sent on it was delivered.
+// (Before, the link stayed disconnected for good.)
+func TestConnectAfterNonZMTPServer(t *testing.T) {
+	zc := newContext(t)
+	ctx := testCtx(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ep := "tcp://" + l.Addr().String()
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = c.Write(bogusGreeting())
+		_, _ = io.Copy(io.Discard, c) // until the client hangs up
+	}()
+	cli := open(t, zc, []endpoint.Endpoint{connectTo(ep)})
+	gen, err := cli.Send(ctx, frames("early"), 0)
+	require.NoError(t, err)
+	<-served
+	require.NoError(t, l.Close())
+
+	_, _, err = cli.Recv(ctx, gen)
+	require.ErrorIs(t, err, pairlink.ErrUnsent, "the first socket was replaced")
+	require.ErrorIs(t, err, pairlink.ErrReset)
+	srv := open(t, zc, []endpoint.Endpoint{bindAt(ep)})
+	exchange(t, srv, cli)
+}
+
+// A connecting link whose peer's connection libzmq drops for a protocol
+// error (here a message over ZMQ_MAXMSGSIZE), and would not make again,
+// reports it to OnDropped and connects again on a fresh socket; a peer
+// that simply leaves is not reported.
+func TestDroppedConnectionReported(t *testing.T) {
+	zc := newContext(t)
+	ctx := testCtx(t)
+	srv := open(t, zc, []endpoint.Endpoint{bindAt("tcp://127.0.0.1:*")})
+	ep := srv.Endpoints()[0]
+	maxSize := zsock.Option{Name: "ZMQ_MAXMSGSIZE", Set: func(z *zmq.Socket) error { return z.SetMaxmsgsize(1024) }}
+	dropped := make(chan string, 10)
+	cli := openWith(t, pairlink.Config{Endpoints: []endpoint.Endpoint{connectTo(ep)}, NewSocket: sockets(zc, linger0, maxSize),
+		OnDropped: func(ep string) { dropped <- ep }})
+	exchange(t, srv, cli)
+
+	_, err := srv.Send(ctx, frames(string(make([]byte, 4096))), 0)
+	require.NoError(t, err)
+	select {
+	case got := <-dropped:
+		assert.Equal(t, ep, got)
+	case <-time.After(waitFor):
+		require.FailNow(t, "the dropped connection was not reported")
+	}
+	cli.awaitGen(t, 2)
+	exchange(t, srv, cli)
+
+	require.NoError(t, srv.Close())
+	cli.awaitGen(t, 3)
+	assert.Empty(t, dropped, "a peer that left is not a dropped connection")
 }
