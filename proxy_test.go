@@ -243,3 +243,62 @@ func TestProxiesStop(t *testing.T) {
 	_, err = NewStreamer("inproc://a", "inproc://b", WithRetries(2, time.Second))
 	require.ErrorIs(t, err, ErrInvalidOption)
 }
+
+// Subscribers that join a forwarder while it moves messages flat out get
+// their subscriptions through: the forwarder's sends on its back socket
+// process libzmq's commands now and then, and may so take the ZMQ_FD
+// signal that announced a subscription (see forwardSubscriptions).
+func TestForwarderSubscribersJoinWhileBusy(t *testing.T) {
+	zctx := newTestContext(t)
+	ctx := testCtx(t)
+	// No mark on the back: no "room to send" commands arrive there, so a
+	// lost signal is the only news of a subscription.
+	fwd, err := NewForwarder(bindEndpoint(t, "tcp"), bindEndpoint(t, "tcp"), WithZMQContext(zctx), WithSendHWM(0), WithRecvHWM(0))
+	require.NoError(t, err)
+	closeOnCleanup(t, fwd)
+	runProxy(t, fwd)
+	pub, err := NewPublisher(">"+fwd.Front()[0], WithZMQContext(zctx))
+	require.NoError(t, err)
+	closeOnCleanup(t, pub)
+	// A subscriber that keeps msgid 1000 flowing through the forwarder.
+	busy, err := NewSubscriber(fwd.Back()[0], WithZMQContext(zctx), WithMsgIDs(1000))
+	require.NoError(t, err)
+	closeOnCleanup(t, busy)
+	untilReceived(t, func() error { return pub.Publish(ctx, "sync") }, busy.Receive)
+	runInBackground(t, func(ctx context.Context) error {
+		return busy.Run(ctx, func(context.Context, Message) error { return nil })
+	})
+	runInBackground(t, func(ctx context.Context) error {
+		for i := 0; ctx.Err() == nil; i++ {
+			id := 1000
+			if i%16 == 0 {
+				id = 2000
+			}
+			if err := pub.PublishMessage(ctx, Message{ID: id, Type: TypeText, Body: []byte("x")}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	// Goroutines that keep the Go scheduler busy delay the reactor's look
+	// at the back's ZMQ_FD, which widens the window for a send to take
+	// its signal first.
+	for g := 0; g < 2; g++ {
+		runInBackground(t, func(ctx context.Context) error {
+			for ctx.Err() == nil {
+			}
+			return nil
+		})
+	}
+	// Each joiner is alone on msgid 2000, so its subscription goes all the
+	// way to the publisher, and its unsubscription when it leaves.
+	for i := 0; i < 50; i++ {
+		sub, err := NewSubscriber(fwd.Back()[0], WithZMQContext(zctx), WithMsgIDs(2000))
+		require.NoError(t, err)
+		rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		_, err = sub.Receive(rctx)
+		cancel()
+		require.NoError(t, err, "subscriber %d heard nothing", i)
+		require.NoError(t, sub.Close())
+	}
+}
