@@ -238,7 +238,10 @@ type curveConfig struct {
 // so explicitly. A denied client is counted in Stats.AuthFailures and
 // reported to the error callback as an *AuthError.
 //
-// Applies to every type.
+// On a Proxy both sides are the CURVE server, with the same keys and
+// policy: the peers on either side are its clients.
+//
+// Applies to every type and Proxy.
 func WithCurveServer(keys KeyPair, policy *ClientPolicy) Option {
 	return option("WithCurveServer", func(o *options) error {
 		if o.curve != nil {
@@ -266,7 +269,11 @@ func WithCurveServer(keys KeyPair, policy *ClientPolicy) Option {
 // and zmqkit tries again, backing off up to 10 s (libzmq alone would not),
 // so a client whose key is allowed later gets in.
 //
-// Applies to every type.
+// On a Proxy both sides are CURVE clients of that one server key: use it
+// where the proxy connects (">") to the same secured server, or servers
+// sharing its key, on either side.
+//
+// Applies to every type and Proxy.
 func WithCurveClient(keys KeyPair, serverPublicKey string) Option {
 	return option("WithCurveClient", func(o *options) error {
 		if o.curve != nil {

@@ -364,3 +364,62 @@ func TestCurvePairRestartKeepsSecurity(t *testing.T) {
 	_, err = intruder.Request(ctx, []byte("x"))
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 }
+
+// A Proxy made WithCurveServer is the server on both sides: clients and
+// workers with an allowed key get through it, an unlisted client is
+// refused and counted.
+func TestCurveProxyServer(t *testing.T) {
+	zctx := newTestContext(t)
+	sk, alice, bob := newKeys(t), newKeys(t), newKeys(t)
+	q, err := NewQueue(bindEndpoint(t, "tcp"), bindEndpoint(t, "tcp"), WithZMQContext(zctx),
+		WithCurveServer(sk, AllowKeys(alice.Public)))
+	require.NoError(t, err)
+	closeOnCleanup(t, q)
+	runProxy(t, q)
+	worker, err := NewRRServer(">"+q.Back()[0], echo, WithZMQContext(zctx), WithCurveClient(alice, sk.Public))
+	require.NoError(t, err)
+	closeOnCleanup(t, worker)
+	runServer(t, worker)
+
+	ok := newClient(t, zctx, q.Front()[0], WithCurveClient(alice, sk.Public))
+	reply, err := ok.Request(testCtx(t), []byte("hi"))
+	require.NoError(t, err)
+	assert.Equal(t, "reply:hi", string(reply))
+
+	requireRefused(t, newClient(t, zctx, q.Front()[0], WithCurveClient(bob, sk.Public)))
+	require.Eventually(t, func() bool { return q.Stats().Connections.AuthFailures >= 1 }, 10*time.Second, time.Millisecond)
+	assert.EqualValues(t, 1, worker.Stats().Sent, "only alice's request reached the worker")
+}
+
+// A Proxy made WithCurveClient connects to secured servers on both sides:
+// a streamer between a CURVE pusher and a CURVE puller (one server key)
+// moves their messages; with a key the servers do not know, nothing moves
+// and the proxy counts its refusals.
+func TestCurveProxyClient(t *testing.T) {
+	zctx := newTestContext(t)
+	sk, alice, bob := newKeys(t), newKeys(t), newKeys(t)
+	policy := AllowKeys(alice.Public)
+	push, err := NewPPPusher(bindEndpoint(t, "tcp"), WithZMQContext(zctx), WithCurveServer(sk, policy))
+	require.NoError(t, err)
+	closeOnCleanup(t, push)
+	pull, err := NewPPPuller("@"+bindEndpoint(t, "tcp"), WithZMQContext(zctx), WithCurveServer(sk, policy))
+	require.NoError(t, err)
+	closeOnCleanup(t, pull)
+
+	refused, err := NewStreamer(">"+push.Endpoints()[0], ">"+pull.Endpoints()[0], WithZMQContext(zctx), WithCurveClient(bob, sk.Public))
+	require.NoError(t, err)
+	closeOnCleanup(t, refused)
+	require.Eventually(t, func() bool { return refused.Stats().Connections.AuthFailures >= 2 }, 10*time.Second, time.Millisecond,
+		"the refusals are counted")
+	require.NoError(t, refused.Close())
+
+	s, err := NewStreamer(">"+push.Endpoints()[0], ">"+pull.Endpoints()[0], WithZMQContext(zctx), WithCurveClient(alice, sk.Public))
+	require.NoError(t, err)
+	closeOnCleanup(t, s)
+	runProxy(t, s)
+	ctx := testCtx(t)
+	require.NoError(t, push.Push(ctx, []byte("through")))
+	got, err := pull.Receive(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, "through", string(got))
+}

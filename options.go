@@ -103,8 +103,8 @@ var optionKinds = map[string]kind{
 	"WithConcurrency":       kindSubscriber | kindRRServer | kindPuller | kindPairServer | kindPairClient,
 	"WithErrorHandler":      allKinds | kindProxy,
 	"WithRetries":           kindRRClient,
-	"WithCurveServer":       allKinds,
-	"WithCurveClient":       allKinds,
+	"WithCurveServer":       allKinds | kindProxy,
+	"WithCurveClient":       allKinds | kindProxy,
 	"WithEvents":            allKinds | kindProxy,
 	"WithCapture":           kindProxy,
 }

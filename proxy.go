@@ -50,6 +50,11 @@ type Proxy struct {
 type ProxyStats struct {
 	FrontToBack Stats
 	BackToFront Stats
+	// Connections holds the connection counters of both sides together
+	// (AuthFailures, ProtocolErrors, and with WithEvents Connects,
+	// Disconnects, HandshakeFailures, Peers, EventsDropped); its message
+	// counters stay zero: messages are counted per direction above.
+	Connections Stats
 }
 
 // NewForwarder returns a pub/sub forwarder: an XSUB at front, where
@@ -120,7 +125,9 @@ func newProxy(kind string, ft, bt zmq.Type, front, back string, both bool, opts 
 	}
 	err = p.open(p, kindProxy, front, true, opts, func(frontEps []endpoint.Endpoint) (conn, error) {
 		cfg := func(t zmq.Type, eps []endpoint.Endpoint) zsock.Config {
-			return zsock.Config{Type: t, Options: p.o.socketOptions(), Endpoints: eps, Monitor: p.monitor(nil)}
+			cfg := zsock.Config{Type: t, Options: p.o.socketOptions(), Endpoints: eps, Monitor: p.monitor(nil)}
+			cfg.Redial, cfg.OnRedial = p.redial(eps)
+			return cfg
 		}
 		var err error
 		if p.front, err = p.zctx.newSocket(cfg(ft, frontEps)); err != nil {
@@ -223,9 +230,17 @@ func (p *Proxy) Run(ctx context.Context) error {
 	return nil
 }
 
+// moveBatch is how many messages a Proxy moves in one call at most: a
+// batch holds both sockets' locks.
+const moveBatch = 256
+
 // move is one direction of Run: receive a whole message from src, show it
-// to the capture, send it whole to dst.
+// to the capture, send it whole to dst. Without a capture the messages
+// move inside libzmq (moveDirect).
 func (p *Proxy) move(ctx context.Context, src, dst *zsock.Socket, toBack bool, c *counters) error {
+	if p.o.capture == nil {
+		return p.moveDirect(ctx, src, dst, toBack, c)
+	}
 	for {
 		msg, err := src.RecvMessage(ctx)
 		if err != nil {
@@ -256,6 +271,72 @@ func (p *Proxy) move(ctx context.Context, src, dst *zsock.Socket, toBack bool, c
 			}
 		}
 	}
+}
+
+// moveDirect is move without a capture: batches of whole messages go from
+// src to dst in one call each, never copied (zsock.Mover), and the proxy
+// waits only for the side that stopped a batch.
+func (p *Proxy) moveDirect(ctx context.Context, src, dst *zsock.Socket, toBack bool, c *counters) (err error) {
+	m := zsock.NewMover(src, dst)
+	defer func() {
+		if m.Close() { // taken, never given
+			c.dropped.Add(1)
+		}
+	}()
+	for {
+		if ctx.Err() != nil {
+			return p.flushHeld(ctx, m, dst, c)
+		}
+		res, err := m.Move(moveBatch)
+		c.received.Add(uint64(res.Taken))
+		c.sent.Add(uint64(res.Sent))
+		c.dropped.Add(uint64(res.Dropped))
+		if res.Sent > 0 && toBack && p.moved != nil {
+			select {
+			case p.moved <- struct{}{}:
+			default:
+			}
+		}
+		if err != nil {
+			if stopped(ctx, err) {
+				return nil
+			}
+			op := "receive"
+			if res.Dropped > 0 || m.Held() {
+				op = "send"
+			}
+			return p.opError(op, err)
+		}
+		switch res.Blocked {
+		case zsock.SrcEmpty:
+			err = src.Wait(ctx, true, false)
+		case zsock.DstFull:
+			err = dst.Wait(ctx, false, true)
+		}
+		if err != nil && !stopped(ctx, err) {
+			return p.opError("wait", err)
+		}
+	}
+}
+
+// flushHeld gives the message m holds, if any, to dst within the linger
+// time once ctx has ended (see Run); what it cannot give, moveDirect counts
+// dropped.
+func (p *Proxy) flushHeld(ctx context.Context, m *zsock.Mover, dst *zsock.Socket, c *counters) error {
+	sctx, cancel := p.replyContext(ctx)
+	defer cancel()
+	for m.Held() {
+		res, err := m.Move(0)
+		c.sent.Add(uint64(res.Sent))
+		c.dropped.Add(uint64(res.Dropped))
+		if err != nil || !m.Held() {
+			return nil
+		}
+		if err := dst.Wait(sctx, false, true); err != nil {
+			return nil
+		}
+	}
+	return nil
 }
 
 // subscriptionCheck is how long after a forwarder sent to the back its
@@ -346,7 +427,7 @@ func (p *Proxy) Back() []string { return p.back.Endpoints() }
 
 // Stats returns the Proxy's counters, by direction.
 func (p *Proxy) Stats() ProxyStats {
-	return ProxyStats{FrontToBack: p.toBack.snapshot(), BackToFront: p.toFront.snapshot()}
+	return ProxyStats{FrontToBack: p.toBack.snapshot(), BackToFront: p.toFront.snapshot(), Connections: p.stats.snapshot()}
 }
 
 // Close closes both sides at once: Run returns ErrClosed, and messages it

@@ -24,7 +24,6 @@ const (
 	receives               // --rcvhwm
 	reports                // the type takes WithErrorHandler
 	noEncoding             // no --encoding: bytes pass through untouched
-	noCurve                // no CURVE flags: the library has no CURVE for the type
 )
 
 // DefaultLinger is how long a command's sockets keep sending what is queued
@@ -75,9 +74,6 @@ func addCommon(cmd *cobra.Command, e *env, flags int) *common {
 		f.IntVar(&c.rcvhwm, "rcvhwm", zmqkit.DefaultHWM, "receive high-water mark, messages per peer (0: no limit)")
 	}
 	f.DurationVar(&c.linger, "linger", DefaultLinger, "how long queued messages may still leave after the command ends")
-	if flags&noCurve != 0 {
-		return c
-	}
 	f.StringVar(&c.curveServerKey, "curve-server-key", "", "CURVE: on a server its own NAME.key_secret; on a client (--curve-client-key) the server's NAME.key")
 	f.StringVar(&c.curveAllow, "curve-allow", "", "CURVE server: admit only clients whose NAME.key certificate is in this directory")
 	f.BoolVar(&c.curveAllowAny, "curve-allow-any", false, "CURVE server: admit any client with a valid key pair (encrypts, authenticates no client)")

@@ -79,3 +79,29 @@ func TestCurvePubSub(t *testing.T) {
 	code, _ = pub.wait()
 	assert.Equal(t, 0, code, "%q", pub.errLines())
 }
+
+// A proxy given the CURVE server flags secures both its ends: a pusher
+// and a puller with an allowed key talk through a streamer.
+func TestCurveProxy(t *testing.T) {
+	dir := t.TempDir()
+	keygenFor(t, filepath.Join(dir, "server"), "server")
+	keygenFor(t, filepath.Join(dir, "clients"), "alice")
+	client := []string{"--curve-client-key", filepath.Join(dir, "clients", "alice.key_secret"),
+		"--curve-server-key", filepath.Join(dir, "server", "server.key")}
+
+	proxy := start(t, "proxy", "streamer", "tcp://127.0.0.1:*", "tcp://127.0.0.1:*",
+		"--curve-server-key", filepath.Join(dir, "server", "server.key_secret"),
+		"--curve-allow", filepath.Join(dir, "clients"))
+	front, back, _ := strings.Cut(proxy.bound(2), ",")
+	pull := start(t, append([]string{"pull", back, "--count", "1"}, client...)...)
+	push := startIn(t, strings.NewReader("through the proxy\n"), append([]string{"push", ">" + front}, client...)...)
+	code, lines := pull.wait()
+	assert.Equal(t, 0, code, "%q", pull.errLines())
+	assert.Equal(t, []string{"through the proxy"}, lines)
+	code, _ = push.wait()
+	assert.Equal(t, 0, code, "%q", push.errLines())
+	proxy.interrupt()
+	code, _ = proxy.wait()
+	assert.Equal(t, 0, code, "%q", proxy.errLines())
+	assert.Contains(t, proxy.errLines(), "front->back received 1 sent 1 dropped 0")
+}

@@ -37,7 +37,10 @@ zmq_proxy's capture socket does (watch it with "zmqkit sub --raw").
 The proxy runs until Ctrl-C or SIGTERM (status 0), then prints on stderr
 what it moved each way: "front->back received N sent N dropped N" (and
 "back->front ..." for the forwarder and the queue). --sndhwm and --rcvhwm
-apply to both ends. CURVE is not available on a proxy.`,
+apply to both ends, and so do the CURVE flags: with --curve-server-key the
+proxy is the CURVE server on both ends (and the capture), admitting the
+clients --curve-allow lists; with --curve-client-key it is a client of that
+one server key wherever it connects (">").`,
 		Example: `  zmqkit proxy forwarder tcp://*:5559 tcp://*:5560   # pub '>tcp://broker:5559', sub tcp://broker:5560
   zmqkit proxy queue tcp://*:5555 tcp://*:5556       # rep '>tcp://broker:5556' --echo, req tcp://broker:5555
   zmqkit proxy streamer tcp://*:5557 tcp://*:5558 --capture tcp://127.0.0.1:5570`,
@@ -52,7 +55,7 @@ apply to both ends. CURVE is not available on a proxy.`,
 			return usagef("unknown proxy %q: want forwarder, queue or streamer", args[0])
 		},
 	}
-	p.common = addCommon(cmd, e, sends|receives|reports|noEncoding|noCurve)
+	p.common = addCommon(cmd, e, sends|receives|reports|noEncoding)
 	cmd.Flags().StringVar(&p.capture, "capture", "", "publish a copy of every message moved, both ways, on this endpoint (PUB; binds unless >)")
 	cmd.RunE = runner("proxy", p.wrap(p.run))
 	return cmd
