@@ -69,7 +69,11 @@ report counts what was lost all the same), reqrep (the default for lat). The sid
 --json (thr: pattern, size, count, received, lost, elapsed_sec, msgs_per_sec,
 mb_per_sec; lat: pattern, size, count, p50_us, p90_us, p99_us, p999_us,
 max_us, mean_us, msgs_per_sec). A progress bar shows on stderr when it is a
-terminal.`,
+terminal.
+
+Ctrl-C stops either side at once: a run cut short measured nothing, so bench
+then reports nothing, prints "zmqkit bench: interrupted" on stderr and exits
+with status 1.`,
 		Example: `  zmqkit bench thr --bind tcp://*:5555 --count 1000000          # machine A
   zmqkit bench thr --connect tcp://A:5555 --count 1000000        # machine B
   zmqkit bench lat --bind tcp://*:5555 &  zmqkit bench lat --connect tcp://localhost:5555 --json
