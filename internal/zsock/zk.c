@@ -1,6 +1,7 @@
 // See zk.h.
 #include <errno.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include "zk.h"
@@ -185,5 +186,135 @@ int zk_events(void *s) {
 	for (;;) {
 		if (zmq_getsockopt(s, ZMQ_EVENTS, &ev, &size) == 0) return ev;
 		if (zmq_errno() != EINTR) return -zmq_errno();
+	}
+}
+
+// zk_msg_send sends one frame without waiting, retrying signals (see
+// zk_msg_recv). On success libzmq owns m's content; on failure m is left
+// as it was. It returns 0, or the errno.
+static int zk_msg_send(zmq_msg_t *m, void *s, int flags) {
+	for (;;) {
+		if (zk_inject()) {
+			errno = EINTR;
+		} else if (zmq_msg_send(m, s, flags | ZMQ_DONTWAIT) >= 0) {
+			return 0;
+		}
+		int e = zmq_errno();
+		if (e != EINTR) return e;
+	}
+}
+
+// zk_held_release closes the frames of h's message.
+static void zk_held_release(zk_held *h) {
+	for (int i = 0; i < h->n; i++) zmq_msg_close(&h->f[i]);
+	h->n = 0;
+}
+
+// zk_held_free releases h's message and its frame array.
+void zk_held_free(zk_held *h) {
+	zk_held_release(h);
+	free(h->f);
+	h->f = NULL;
+	h->cap = 0;
+}
+
+// zk_take_msg receives one whole message from src into h, without
+// waiting. It returns 0, or the errno (EAGAIN: none there; h->n is 0).
+static int zk_take_msg(void *src, zk_held *h) {
+	for (;;) {
+		if (h->n == h->cap) {
+			int cap = h->cap ? 2 * h->cap : 4;
+			zmq_msg_t *f = realloc(h->f, cap * sizeof *f);
+			if (!f) {
+				zk_held_release(h);
+				return ENOMEM;
+			}
+			h->f = f;
+			h->cap = cap;
+		}
+		zmq_msg_t *m = &h->f[h->n];
+		zmq_msg_init(m);
+		if (zk_msg_recv(m, src) < 0) {
+			int e = zmq_errno();
+			zmq_msg_close(m);
+			// The rest of a message is there once its first frame is,
+			// and signals are retried: only a terminating context fails
+			// mid-message.
+			zk_held_release(h);
+			return e;
+		}
+		h->n++;
+		if (!zmq_msg_more(m)) return 0;
+	}
+}
+
+// zk_give_msg sends h's message to dst whole, without waiting. It returns
+// 0 (h is empty), or the errno with h's message still held when none of
+// it went (EAGAIN: dst cannot take it now) or released when part of it
+// went. A single frame goes as it is (zero copy); the frames of a longer
+// one go as copies (libzmq shares their content), so that the message can
+// be sent again whole when lb is set (a DEALER, PUSH or REQ) and the pipe
+// died mid-message (see zk_sendm).
+static int zk_give_msg(void *dst, zk_held *h, int lb) {
+	if (h->n == 1) {
+		int e = zk_msg_send(&h->f[0], dst, 0);
+		if (e == 0) {
+			zmq_msg_close(&h->f[0]); // empty now
+			h->n = 0;
+		}
+		return e;
+	}
+	for (int i = 0; i < h->n; i++) {
+		zmq_msg_t c;
+		zmq_msg_init(&c);
+		zmq_msg_copy(&c, &h->f[i]);
+		int e = zk_msg_send(&c, dst, i < h->n - 1 ? ZMQ_SNDMORE : 0);
+		if (e == 0) continue;
+		zmq_msg_close(&c);
+		if (i == 0) return e;
+		if (lb && e == EAGAIN) {
+			// libzmq drops the rest of this message when it comes
+			// (from frame i on, unless frame i was the last).
+			for (int j = i; j < h->n && i < h->n - 1; j++) {
+				zmq_msg_init(&c);
+				zmq_msg_copy(&c, &h->f[j]);
+				if (zk_msg_send(&c, dst, j < h->n - 1 ? ZMQ_SNDMORE : 0) != 0) zmq_msg_close(&c);
+			}
+			return e;
+		}
+		zk_held_release(h);
+		return e;
+	}
+	zk_held_release(h);
+	return 0;
+}
+
+// zk_move moves whole messages from src to dst without waiting and without
+// copying them, as zmq_proxy does: one cgo call for up to max messages. A
+// message that dst cannot take now stays in h for the next call, which
+// sends it before taking another. taken counts the messages received from
+// src, sent those given to dst, dropped those released because dst failed
+// (other than EAGAIN); err is the errno that ended the call (EAGAIN: src
+// had nothing, side 0, or dst could take nothing, side 1), or 0 when max
+// messages were sent.
+zk_moved zk_move(void *src, void *dst, zk_held *h, int max, int lb) {
+	zk_moved r = {0, 0, 0, 0, 0};
+	for (;;) {
+		if (h->n == 0) {
+			if (r.sent >= max) return r;
+			r.err = zk_take_msg(src, h);
+			if (r.err) {
+				r.side = 0;
+				return r;
+			}
+			r.taken++;
+		}
+		r.err = zk_give_msg(dst, h, lb);
+		if (r.err) {
+			r.side = 1;
+			if (h->n == 0) r.dropped++;
+			return r;
+		}
+		r.sent++;
 	}
 }

@@ -19,6 +19,13 @@ int zk_send2(void *s, const void *a, size_t alen, const void *b, size_t blen);
 int zk_poll(int zfd, int wfd, int timeout);
 int zk_events(void *s);
 
+// A message moved by zk_move: its frames, taken whole from the source and
+// held until the destination took them all.
+typedef struct { zmq_msg_t *f; int cap; int n; } zk_held;
+typedef struct { int taken; int sent; int dropped; int err; int side; } zk_moved;
+zk_moved zk_move(void *src, void *dst, zk_held *h, int max, int lb);
+void zk_held_free(zk_held *h);
+
 // Tests only: when set to k > 0, the k-th frame received or sent from now
 // on by zk_recv, zk_recvm or zk_sendm fails once with EINTR before
 // touching the socket, as a signal arriving in libzmq's poll would make it.

@@ -105,6 +105,7 @@ type Config struct {
 // Socket is a libzmq socket that many goroutines may use at once.
 type Socket struct {
 	zc     *Context
+	seq    uint64     // unique: orders the locking of a Mover's two sockets
 	mu     sync.Mutex // guards sock, closed, bound, conns, recv and sc
 	sock   *zmq.Socket
 	typ    zmq.Type
@@ -160,7 +161,7 @@ func newLocked(zc *Context, cfg Config) (*Socket, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Socket{zc: zc, sock: sock, typ: cfg.Type, done: make(chan struct{}), recv: newReceiver(sock), in: cfg.Incoming}
+	s := &Socket{zc: zc, seq: moverSeq.Add(1), sock: sock, typ: cfg.Type, done: make(chan struct{}), recv: newReceiver(sock), in: cfg.Incoming}
 	zc.sockets.Add(1)
 	fail := func(err error) (*Socket, error) {
 		if errors.Is(err, zmq.ETERM) {

@@ -743,6 +743,13 @@ func TestDealerPipeDiesMidMessage(t *testing.T) {
 }
 
 func dealerPipeDiesMidMessage(t *testing.T) {
+	dealerPipeDies(t, nil)
+}
+
+// dealerPipeDies is TestDealerPipeDiesMidMessage with the dealer's
+// messages sent by send (nil: SendMessage), which must return only for
+// sendCtx's end or an error.
+func dealerPipeDies(t *testing.T, send func(sendCtx context.Context, zctx *Context, dealer *Socket, msg func(i int) [][]byte) error) {
 	zctx := newContext(t)
 	ivl := Option{Name: "ZMQ_RECONNECT_IVL", Set: func(z *zmq.Socket) error { return z.SetReconnectIvl(time.Millisecond) }}
 	// With ZMQ_IMMEDIATE (as RRClient has) a lost connection's pipe is
@@ -767,6 +774,15 @@ func dealerPipeDiesMidMessage(t *testing.T) {
 	sendErr := make(chan error, 1)
 	go func() {
 		big := bytes.Repeat([]byte("x"), 512)
+		if send != nil {
+			err := send(sendCtx, zctx, dealer, func(i int) [][]byte { return [][]byte{[]byte("a"), big, []byte(fmt.Sprint(i))} })
+			if sendCtx.Err() != nil {
+				err = nil
+			}
+			sendErr <- err
+			senderFailed()
+			return
+		}
 		for i := 0; ; i++ {
 			err := dealer.SendMessage(sendCtx, []byte("a"), big, []byte(fmt.Sprint(i)))
 			if err != nil {
