@@ -205,24 +205,24 @@ func (c *common) curveOption() (*zmqkit.Option, error) {
 	case c.curveClientKey != "":
 		keys, err := zmqkit.LoadKeyPair(c.curveClientKey)
 		if err != nil {
-			return nil, fmt.Errorf("--curve-client-key: %w", err)
+			return nil, flagErr("--curve-client-key", err)
 		}
 		server, err := zmqkit.LoadPublicKey(c.curveServerKey)
 		if err != nil {
-			return nil, fmt.Errorf("--curve-server-key: %w", err)
+			return nil, flagErr("--curve-server-key", err)
 		}
 		o := zmqkit.WithCurveClient(keys, server)
 		return &o, nil
 	case c.curveServerKey != "":
 		keys, err := zmqkit.LoadKeyPair(c.curveServerKey)
 		if err != nil {
-			return nil, fmt.Errorf("--curve-server-key: %w", err)
+			return nil, flagErr("--curve-server-key", err)
 		}
 		policy := zmqkit.AllowAnyClient()
 		if c.curveAllow != "" {
 			allowed, err := zmqkit.LoadPublicKeys(c.curveAllow)
 			if err != nil {
-				return nil, fmt.Errorf("--curve-allow: %w", err)
+				return nil, flagErr("--curve-allow", err)
 			}
 			policy = zmqkit.AllowKeys(allowed...)
 		}
@@ -231,6 +231,19 @@ func (c *common) curveOption() (*zmqkit.Option, error) {
 	}
 	return nil, nil
 }
+
+// flagErr is err, about the file a flag names, prefixed with the flag. The
+// library's own "zmqkit: " prefix is dropped, as at the start of a line,
+// since the command prints its own "zmqkit CMD: " first.
+func flagErr(flag string, err error) error { return &flagError{flag: flag, err: err} }
+
+type flagError struct {
+	flag string
+	err  error
+}
+
+func (f *flagError) Error() string { return f.flag + ": " + trimLibPrefix(f.err.Error()) }
+func (f *flagError) Unwrap() error { return f.err }
 
 // settle gives a sender that connected time to hand libzmq's queue to the
 // network before it closes: libzmq 4.3 drops part of a connecting socket's
