@@ -1,7 +1,9 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -104,4 +106,69 @@ func TestCurveProxy(t *testing.T) {
 	code, _ = proxy.wait()
 	assert.Equal(t, 0, code, "%q", proxy.errLines())
 	assert.Contains(t, proxy.errLines(), "front->back received 1 sent 1 dropped 0")
+}
+
+// pyzmqCerts makes CURVE certificates with pyzmq's
+// zmq.auth.create_certificates, each NAME in its own directory dir/NAME,
+// as a pyzmq user would.
+func pyzmqCerts(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	py := startPython(t, `
+import os, sys, zmq.auth
+for name in sys.argv[2:]:
+    d = os.path.join(sys.argv[1], name)
+    os.makedirs(d)
+    zmq.auth.create_certificates(d, name)
+print("ok")
+`, append([]string{dir}, names...)...)
+	assert.Equal(t, "ok", py.line())
+	code, _ := py.wait()
+	require.Equal(t, 0, code, "%q", py.errLines())
+}
+
+// Certificates pyzmq made secure a pub/sub pair (issue 13's bar): the
+// server's NAME.key_secret and the client's NAME.key for the pub, the
+// client's NAME.key_secret and the server's NAME.key for the sub. pyzmq
+// writes secret files with the umask (0644, usually), which the command
+// refuses, saying why; made private, they work.
+func TestCurvePubSubPyzmqCerts(t *testing.T) {
+	dir := t.TempDir()
+	pyzmqCerts(t, dir, "server", "client")
+	serverSecret := filepath.Join(dir, "server", "server.key_secret")
+	clientSecret := filepath.Join(dir, "client", "client.key_secret")
+	serverArgs := []string{"--curve-server-key", serverSecret, "--curve-allow", filepath.Join(dir, "client")}
+	clientArgs := []string{"--curve-client-key", clientSecret, "--curve-server-key", filepath.Join(dir, "server", "server.key")}
+
+	for _, f := range []string{serverSecret, clientSecret} {
+		fi, err := os.Stat(f)
+		require.NoError(t, err)
+		if fi.Mode().Perm()&0o077 == 0 {
+			continue // a umask of 077: nothing to refuse
+		}
+		code, out, errText := runCmd(t, "", append([]string{"pub", "tcp://127.0.0.1:*", "hi"}, serverArgs...)...)
+		if f == clientSecret {
+			code, out, errText = runCmd(t, "", append([]string{"sub", "ipc://" + filepath.Join(dir, "nobody"), "--count", "1"}, clientArgs...)...)
+		}
+		assert.Equal(t, 1, code, errText)
+		assert.Empty(t, out)
+		assert.Regexp(t, `^zmqkit (pub|sub): --curve-(server|client)-key: `+regexp.QuoteMeta(f)+`: permissions 0\d+ are too open.*\(chmod 600\)\n$`, errText)
+		require.NoError(t, os.Chmod(f, 0o600))
+	}
+
+	pub := start(t, append([]string{"pub", "tcp://127.0.0.1:*"}, serverArgs...)...)
+	ep := pub.bound(1)
+	sub := start(t, append([]string{"sub", ep, "--count", "1"}, clientArgs...)...)
+	writeUntil(t, pub, "from pyzmq certificates", func() bool {
+		select {
+		case <-sub.exited:
+			return true
+		case <-time.After(10 * time.Millisecond):
+			return false
+		}
+	})
+	code, lines := sub.wait()
+	assert.Equal(t, 0, code, "%q", sub.errLines())
+	assert.Equal(t, []string{"1000 text from pyzmq certificates"}, lines)
+	code, _ = pub.wait()
+	assert.Equal(t, 0, code, "%q", pub.errLines())
 }
