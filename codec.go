@@ -78,7 +78,7 @@ func (m Message) String() string {
 // json. A negative id is an error.
 func NewMessage(id int, v any) (Message, error) {
 	if id < 0 {
-		return Message{}, invalidMessage("msgid %d is negative", id)
+		return Message{}, invalidHeader("msgid %d is negative", id)
 	}
 	typ, body, err := encodeValue(v)
 	if err != nil {
@@ -251,14 +251,15 @@ func (c *Codec) body(typ []byte) (string, BodyCodec, bool) {
 }
 
 // checkType refuses a type token that would break the frame: it must be
-// printable ASCII without spaces. The error wraps ErrInvalidMessage.
+// printable ASCII without spaces. The error wraps ErrInvalidMessage and
+// matches ErrInvalidArgument.
 func checkType(typ string) error {
 	if typ == "" {
-		return invalidMessage("empty message type")
+		return invalidHeader("empty message type")
 	}
 	for i := 0; i < len(typ); i++ {
 		if typ[i] <= ' ' || typ[i] >= 0x7f {
-			return invalidMessage("message type %q must be printable ASCII without spaces", typ)
+			return invalidHeader("message type %q must be printable ASCII without spaces", typ)
 		}
 	}
 	return nil
@@ -269,7 +270,7 @@ func checkType(typ string) error {
 // their registered BodyCodec.
 func (c *Codec) Marshal(id int, typ string, v any) (Message, error) {
 	if id < 0 {
-		return Message{}, invalidMessage("msgid %d is negative", id)
+		return Message{}, invalidHeader("msgid %d is negative", id)
 	}
 	name, bc, ok := c.body([]byte(typ))
 	if !ok {
@@ -364,7 +365,7 @@ func (c *Codec) appendValue(dst []byte, id int, v any) (hdr, wire []byte, err er
 // new buffer); any other body is returned as it is.
 func (c *Codec) encode(hdr []byte, id int, typ string, body []byte, jsonOK bool) (header, wire []byte, err error) {
 	if id < 0 {
-		return hdr, nil, invalidMessage("msgid %d is negative", id)
+		return hdr, nil, invalidHeader("msgid %d is negative", id)
 	}
 	if err := checkType(typ); err != nil {
 		return hdr, nil, err

@@ -114,7 +114,7 @@ func (p *ClientPolicy) SetKeys(publicKeys ...string) {
 		}
 		if err != nil {
 			if bad == nil {
-				bad = fmt.Errorf("zmqkit: allowed key %d: %w", i+1, err)
+				bad = &wrapped{msg: fmt.Sprintf("zmqkit: allowed key %d: %s", i+1, strings.TrimPrefix(err.Error(), "zmqkit: ")), errs: []error{err}}
 			}
 			continue
 		}
@@ -251,10 +251,10 @@ func WithCurveServer(keys KeyPair, policy *ClientPolicy) Option {
 			return invalid("WithCurveServer", "nil *ClientPolicy (use AllowKeys, or AllowAnyClient to admit any client)")
 		}
 		if err := policy.Check(); err != nil {
-			return invalid("WithCurveServer", "%v", err)
+			return invalidBy("WithCurveServer", err)
 		}
 		if err := cert.KeyPair(keys).Check(); err != nil {
-			return fmt.Errorf("%w WithCurveServer: %w", ErrInvalidOption, err)
+			return invalidBy("WithCurveServer", err)
 		}
 		o.curve = &curveConfig{server: true, keys: keys, policy: policy}
 		return nil
@@ -280,10 +280,10 @@ func WithCurveClient(keys KeyPair, serverPublicKey string) Option {
 			return invalid("WithCurveClient", "the object is already a CURVE %s", o.curve.side())
 		}
 		if err := cert.KeyPair(keys).Check(); err != nil {
-			return fmt.Errorf("%w WithCurveClient: %w", ErrInvalidOption, err)
+			return invalidBy("WithCurveClient", err)
 		}
 		if err := cert.CheckPublicKey(serverPublicKey); err != nil {
-			return fmt.Errorf("%w WithCurveClient: server key: %w", ErrInvalidOption, err)
+			return invalidBy("WithCurveClient: server key", err)
 		}
 		o.curve = &curveConfig{keys: keys, serverKey: serverPublicKey}
 		return nil

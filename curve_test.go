@@ -83,6 +83,10 @@ func TestCurveOptionsAreChecked(t *testing.T) {
 			require.ErrorIs(t, err, ErrInvalidOption)
 			assert.Contains(t, err.Error(), tc.want)
 			assert.NotContains(t, err.Error(), k.Secret)
+			assert.Equal(t, 1, strings.Count(err.Error(), "zmqkit:"), "one prefix: %q", err)
+			if strings.HasPrefix(tc.name, "bad key") || tc.name == "bad server key" {
+				assert.ErrorIs(t, err, ErrInvalidKey)
+			}
 		})
 	}
 }

@@ -26,7 +26,9 @@ var (
 	ErrInvalidOption = errors.New("zmqkit: invalid option")
 
 	// ErrInvalidArgument is wrapped by errors for a bad argument that is
-	// not an option: a nil handler, a negative msgid, no frames to send.
+	// not an option: a nil handler, no frames to send, a negative msgid or
+	// a missing or malformed type in a Message (those also match
+	// ErrInvalidMessage).
 	ErrInvalidArgument = errors.New("zmqkit: invalid argument")
 
 	// ErrInvalidEndpoint is wrapped by errors for malformed or unsupported
@@ -213,6 +215,18 @@ func (e *HandlerError) Unwrap() error { return e.Err }
 func invalidArg(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidArgument, fmt.Sprintf(format, args...))
 }
+
+// invalidHeader returns the error for a message whose msgid or type
+// cannot go on the wire: it wraps ErrInvalidMessage and, as the caller's
+// bad argument, matches ErrInvalidArgument too.
+func invalidHeader(format string, args ...any) error {
+	return headerError{invalidMessage(format, args...)}
+}
+
+type headerError struct{ error }
+
+func (e headerError) Unwrap() error        { return e.error }
+func (e headerError) Is(target error) bool { return target == ErrInvalidArgument }
 
 // invalidMessage returns an error wrapping ErrInvalidMessage.
 func invalidMessage(format string, args ...any) error {

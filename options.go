@@ -187,6 +187,22 @@ func invalid(name string, format string, args ...any) error {
 	return fmt.Errorf("%w %s: %s", ErrInvalidOption, name, fmt.Sprintf(format, args...))
 }
 
+// invalidBy returns an error wrapping ErrInvalidOption and err, the reason
+// option name refused its value, with one "zmqkit:" prefix in its text.
+func invalidBy(name string, err error) error {
+	return &wrapped{msg: fmt.Sprintf("%v %s: %s", ErrInvalidOption, name, strings.TrimPrefix(err.Error(), "zmqkit: ")),
+		errs: []error{ErrInvalidOption, err}}
+}
+
+// wrapped is an error with its own text that matches several.
+type wrapped struct {
+	msg  string
+	errs []error
+}
+
+func (e *wrapped) Error() string   { return e.msg }
+func (e *wrapped) Unwrap() []error { return e.errs }
+
 // libzmq holds counts and milliseconds in a C int.
 const (
 	maxCInt         = math.MaxInt32
@@ -273,7 +289,7 @@ func WithMsgIDs(ids ...int) Option {
 func WithEncoding(name string) Option {
 	return option("WithEncoding", func(o *options) error {
 		if _, _, err := lookupEncoding(name); err != nil {
-			return fmt.Errorf("%w WithEncoding: %w", ErrInvalidOption, err)
+			return invalidBy("WithEncoding", err)
 		}
 		o.encoding = name
 		return nil
@@ -287,7 +303,7 @@ func WithEncoding(name string) Option {
 func WithBodyCodec(typ string, bc BodyCodec) Option {
 	return option("WithBodyCodec", func(o *options) error {
 		if err := checkType(typ); err != nil {
-			return fmt.Errorf("%w WithBodyCodec: %w", ErrInvalidOption, err)
+			return invalidBy("WithBodyCodec", err)
 		}
 		if typ == TypeText || typ == TypeJSON {
 			return invalid("WithBodyCodec", "message type %q is built in and cannot be replaced", typ)

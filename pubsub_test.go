@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -202,6 +203,41 @@ func TestPublishAfterCloseAndCancelledCtx(t *testing.T) {
 	require.NoError(t, pub.Close())
 	assert.ErrorIs(t, pub.Publish(context.Background(), "x"), ErrClosed)
 	assert.Equal(t, uint64(0), pub.Stats().Sent)
+}
+
+// Errors match: a failed Publish is an *OpError naming the type and the
+// operation, with one "zmqkit:" prefix; a Message without a type or with
+// a negative msgid is a bad argument (ErrInvalidArgument) and a message
+// that cannot be encoded (ErrInvalidMessage); a body that cannot be
+// encoded is only the latter.
+func TestPublishErrorsMatch(t *testing.T) {
+	zctx := newTestContext(t)
+	pub, err := NewPublisher(bindEndpoint(t, "inproc"), WithZMQContext(zctx))
+	require.NoError(t, err)
+	closeOnCleanup(t, pub)
+	ctx := testCtx(t)
+	for _, tc := range []struct {
+		name string
+		msg  Message
+		arg  bool
+	}{
+		{"no type", Message{ID: 1}, true},
+		{"type with a space", Message{ID: 1, Type: "a b"}, true},
+		{"negative msgid", Message{ID: -1, Type: TypeText}, true},
+		{"text not UTF-8", Message{ID: 1, Type: TypeText, Body: []byte{0xff}}, false},
+		{"json not JSON", Message{ID: 1, Type: TypeJSON, Body: []byte("{")}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := pub.PublishMessage(ctx, tc.msg)
+			require.ErrorIs(t, err, ErrInvalidMessage)
+			assert.Equal(t, tc.arg, errors.Is(err, ErrInvalidArgument), "matches ErrInvalidArgument: %v", err)
+			var oe *OpError
+			require.ErrorAs(t, err, &oe)
+			assert.Equal(t, "publish", oe.Op)
+			assert.Equal(t, 1, strings.Count(err.Error(), "zmqkit:"), "%q", err)
+		})
+	}
+	assert.Zero(t, pub.Stats().Sent)
 }
 
 func TestSubscriberRun(t *testing.T) {

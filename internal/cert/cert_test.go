@@ -169,8 +169,8 @@ func TestCheckKey(t *testing.T) {
 			require.Error(t, secErr)
 			assert.ErrorIs(t, pubErr, ErrInvalidKey)
 			assert.ErrorIs(t, secErr, ErrInvalidKey)
-			assert.True(t, strings.HasPrefix(pubErr.Error(), "cert: public key "), pubErr.Error())
-			assert.True(t, strings.HasPrefix(secErr.Error(), "cert: secret key "), secErr.Error())
+			assert.True(t, strings.HasPrefix(pubErr.Error(), "zmqkit: public key "), pubErr.Error())
+			assert.True(t, strings.HasPrefix(secErr.Error(), "zmqkit: secret key "), secErr.Error())
 			assert.Contains(t, pubErr.Error(), tc.msg)
 			assert.Contains(t, secErr.Error(), tc.msg)
 			if tc.pubOnly != "" {
@@ -432,7 +432,7 @@ func TestLoadInsecure(t *testing.T) {
 		require.NoError(t, os.Chmod(f, mode))
 		_, err := LoadKeyPair(f)
 		assert.ErrorIs(t, err, ErrInsecureFile, "mode %04o", mode)
-		assert.ErrorContains(t, err, fmt.Sprintf("cert: %s: permissions %04o are too open", f, mode))
+		assert.ErrorContains(t, err, fmt.Sprintf("zmqkit: %s: permissions %04o are too open", f, mode))
 		assert.ErrorContains(t, err, "chmod 600")
 		_, err = Load(f)
 		assert.ErrorIs(t, err, ErrInsecureFile)
@@ -473,7 +473,7 @@ func TestLoadSymlinks(t *testing.T) {
 	require.NoError(t, os.Symlink(filepath.Join(dir, "nowhere"), dangling))
 	_, err = LoadKeyPair(dangling)
 	assert.ErrorIs(t, err, fs.ErrNotExist)
-	assert.ErrorContains(t, err, "cert: "+dangling+": ")
+	assert.ErrorContains(t, err, "zmqkit: "+dangling+": ")
 }
 
 func TestLoadNotRegular(t *testing.T) {
@@ -587,9 +587,9 @@ func TestParseErrors(t *testing.T) {
 			_, err := Parse([]byte(tc.in), file)
 			require.Error(t, err)
 			assert.ErrorIs(t, err, ErrMalformed)
-			prefix := "cert: " + file + ": "
+			prefix := "zmqkit: " + file + ": "
 			if tc.line > 0 {
-				prefix = fmt.Sprintf("cert: %s:%d: ", file, tc.line)
+				prefix = fmt.Sprintf("zmqkit: %s:%d: ", file, tc.line)
 			}
 			assert.Equal(t, prefix, err.Error()[:min(len(prefix), len(err.Error()))], "error: %v", err)
 			assert.Contains(t, err.Error(), tc.msg)
@@ -693,7 +693,7 @@ func TestLoadPublicKeys(t *testing.T) {
 	keys, err = LoadPublicKeys(dir)
 	assert.Nil(t, keys)
 	assert.ErrorIs(t, err, ErrMalformed)
-	assert.ErrorContains(t, err, "cert: "+bad+":2: public-key is 5 characters, want 40")
+	assert.ErrorContains(t, err, "zmqkit: "+bad+":2: public-key is 5 characters, want 40")
 	require.NoError(t, os.Remove(bad))
 
 	require.NoError(t, os.Symlink(filepath.Join(dir, "nowhere"), filepath.Join(dir, "g-dangling.key")))
@@ -713,7 +713,7 @@ func TestLoadPublicKeysEmpty(t *testing.T) {
 	keys, err := LoadPublicKeys(dir)
 	assert.Nil(t, keys)
 	assert.ErrorIs(t, err, ErrNoCertificates)
-	assert.EqualError(t, err, "cert: "+dir+": no certificates (*.key files)")
+	assert.EqualError(t, err, "zmqkit: "+dir+": no certificates (*.key files)")
 
 	writeFile(t, dir, "s.key_secret", secretFile(serverPair.Public, serverPair.Secret), 0o600)
 	_, err = LoadPublicKeys(dir)
@@ -722,7 +722,7 @@ func TestLoadPublicKeysEmpty(t *testing.T) {
 
 	_, err = LoadPublicKeys(filepath.Join(dir, "missing"))
 	assert.ErrorIs(t, err, fs.ErrNotExist)
-	assert.ErrorContains(t, err, "cert: "+filepath.Join(dir, "missing")+": open: no such file or directory")
+	assert.ErrorContains(t, err, "zmqkit: "+filepath.Join(dir, "missing")+": open: no such file or directory")
 }
 
 // pyKeys is what the pyzmq scripts report, keys as text.

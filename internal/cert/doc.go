@@ -65,7 +65,7 @@
 // Problems are reported as *Error values that name the file and the line,
 // for example
 //
-//	cert: /etc/app/server.key_secret:9: secret-key is 39 characters, want 40
+//	zmqkit: /etc/app/server.key_secret:9: secret-key is 39 characters, want 40
 //
 // and wrap a sentinel (ErrMalformed, ErrInvalidKey, ErrInsecureFile,
 // ErrNoCertificates, ErrNoCurve) for errors.Is.

@@ -10,25 +10,25 @@ import (
 var (
 	// ErrInvalidKey reports a key that is not 40 characters of valid Z85
 	// (or is a null key, or does not match its pair).
-	ErrInvalidKey = errors.New("cert: invalid CURVE key")
+	ErrInvalidKey = errors.New("zmqkit: invalid CURVE key")
 	// ErrMalformed reports a certificate that cannot be parsed or whose
 	// content is wrong: bad syntax, a missing, duplicated or invalid key, a
 	// secret key that does not belong to the public key, an oversized file,
 	// a path that is not a regular file.
-	ErrMalformed = errors.New("cert: malformed certificate")
+	ErrMalformed = errors.New("zmqkit: malformed certificate")
 	// ErrInsecureFile reports a secret certificate that group or others
 	// may access.
-	ErrInsecureFile = errors.New("cert: insecure certificate file")
+	ErrInsecureFile = errors.New("zmqkit: insecure certificate file")
 	// ErrNoCertificates reports a directory without any *.key certificate.
-	ErrNoCertificates = errors.New("cert: no certificates")
+	ErrNoCertificates = errors.New("zmqkit: no certificates")
 	// ErrNoCurve reports a libzmq built without CURVE support (zmq_has
 	// ("curve") is false; libzmq needs libsodium or tweetnacl for it).
-	ErrNoCurve = errors.New("cert: libzmq was built without CURVE support")
+	ErrNoCurve = errors.New("zmqkit: libzmq was built without CURVE support")
 )
 
 // Error describes what is wrong with one certificate file or key. Its
-// message has the form "cert: FILE:LINE: MSG", "cert: FILE: MSG" or
-// "cert: MSG". It never contains secret key material.
+// message has the form "zmqkit: FILE:LINE: MSG", "zmqkit: FILE: MSG" or
+// "zmqkit: MSG". It never contains secret key material.
 type Error struct {
 	// File is the path given to a Load function, the name given to Parse,
 	// or empty for a bare key.
@@ -53,13 +53,13 @@ type Error struct {
 func (e *Error) Error() string {
 	switch {
 	case e.File != "" && e.Line > 0:
-		return fmt.Sprintf("cert: %s:%d: %s", e.File, e.Line, e.Msg)
+		return fmt.Sprintf("zmqkit: %s:%d: %s", e.File, e.Line, e.Msg)
 	case e.File != "":
-		return fmt.Sprintf("cert: %s: %s", e.File, e.Msg)
+		return fmt.Sprintf("zmqkit: %s: %s", e.File, e.Msg)
 	case e.Line > 0:
-		return fmt.Sprintf("cert: line %d: %s", e.Line, e.Msg)
+		return fmt.Sprintf("zmqkit: line %d: %s", e.Line, e.Msg)
 	}
-	return "cert: " + e.Msg
+	return "zmqkit: " + e.Msg
 }
 
 // Unwrap returns Err, and ErrInvalidKey too when the problem is a key in a

@@ -228,7 +228,7 @@ func (p *parser) finish() error {
 	}
 	pub, err := derivePublic(p.sec.text)
 	if err != nil {
-		msg := "cannot check the secret-key: " + strings.TrimPrefix(err.Error(), "cert: ")
+		msg := "cannot check the secret-key: " + strings.TrimPrefix(err.Error(), "zmqkit: ")
 		return &Error{File: p.file, Line: p.sec.line, Msg: msg, Err: err}
 	}
 	if pub != p.pub.text {

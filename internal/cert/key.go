@@ -39,7 +39,7 @@ func NewKeyPair() (KeyPair, error) {
 	}
 	pub, sec, err := zmq4.NewCurveKeypair()
 	if err != nil {
-		return KeyPair{}, fmt.Errorf("cert: zmq_curve_keypair: %w", err)
+		return KeyPair{}, fmt.Errorf("zmqkit: zmq_curve_keypair: %w", err)
 	}
 	k := KeyPair{Public: pub, Secret: sec}
 	if err := k.Check(); err != nil {
@@ -91,7 +91,7 @@ func derivePublic(secret string) (string, error) {
 	pub, err := zmq4.AuthCurvePublic(secret)
 	if err != nil {
 		// The error is libzmq's errno; it carries no key material.
-		return "", fmt.Errorf("cert: zmq_curve_public: %w", err)
+		return "", fmt.Errorf("zmqkit: zmq_curve_public: %w", err)
 	}
 	return pub, nil
 }
