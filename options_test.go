@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"math"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -76,23 +77,33 @@ func TestOptionLimits(t *testing.T) {
 }
 
 // A Run at the largest concurrency allocates nothing in proportion to it,
-// and works.
+// and works: it allocates about what a Run at concurrency 1 does, far less
+// than one pointer per slot would take.
 func TestMaxConcurrencyRun(t *testing.T) {
-	push, pull := newPushPull(t, "inproc", nil, []Option{WithConcurrency(MaxConcurrency)})
-	got := make(chan []byte, 10)
-	h := func(_ context.Context, msg []byte) error { got <- msg; return nil }
-	stop := runInBackground(t, func(ctx context.Context) error { return pull.Run(ctx, h) })
-	for i := 0; i < 10; i++ {
-		require.NoError(t, push.Push(testCtx(t), []byte("x")))
-	}
-	for i := 0; i < 10; i++ {
-		select {
-		case <-got:
-		case <-time.After(10 * time.Second):
-			t.Fatal("handler not called")
+	allocated := func(conc int) uint64 {
+		push, pull := newPushPull(t, "inproc", nil, []Option{WithConcurrency(conc)})
+		got := make(chan []byte, 10)
+		h := func(_ context.Context, msg []byte) error { got <- msg; return nil }
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		stop := runInBackground(t, func(ctx context.Context) error { return pull.Run(ctx, h) })
+		for i := 0; i < 10; i++ {
+			require.NoError(t, push.Push(testCtx(t), []byte("x")))
 		}
+		for i := 0; i < 10; i++ {
+			select {
+			case <-got:
+			case <-time.After(10 * time.Second):
+				t.Fatal("handler not called")
+			}
+		}
+		require.ErrorIs(t, stop(), context.Canceled)
+		runtime.ReadMemStats(&after)
+		return after.TotalAlloc - before.TotalAlloc
 	}
-	require.ErrorIs(t, stop(), context.Canceled)
+	one, most := allocated(1), allocated(MaxConcurrency)
+	perSlot := uint64(MaxConcurrency) * 8 // a channel or slice of one word per slot
+	assert.Less(t, most, one+perSlot/2, "Run at concurrency %d allocated %d B, at 1 %d B", MaxConcurrency, most, one)
 }
 
 // lifecyclesFor returns the types the option named name applies to, or
