@@ -25,8 +25,8 @@ type Stats struct {
 	Dropped       uint64 // messages discarded (late replies, say)
 	// ProtocolErrors counts connections the object made that libzmq
 	// dropped for a protocol error (a message over WithMaxMessageSize, a
-	// peer that does not speak ZMTP) and zmqkit made again, on objects
-	// made WithMaxMessageSize and CURVE clients (see ErrConnectionDropped).
+	// peer that does not speak ZMTP) and zmqkit made again (see
+	// ErrConnectionDropped).
 	ProtocolErrors uint64
 	// AuthFailures counts CURVE connections refused: on a server, clients
 	// its policy denied and handshakes that failed (a plain client, a
@@ -243,10 +243,14 @@ func (b *base) single(msg []byte, err error) ([]byte, error) {
 }
 
 // redial says whether zsock must make again the connections libzmq drops
-// for good: after a message over WithMaxMessageSize, or a CURVE client's
-// failed handshake (libzmq does not retry those).
+// for good: it never reconnects one it dropped for a protocol error (a
+// message over WithMaxMessageSize, a peer that does not speak ZMTP, such
+// as another service on the port before the real one, or a CURVE client's
+// failed handshake). So every object that connects over tcp or ipc has
+// zsock watch its connections (a libzmq monitor; inproc has no protocol to
+// fail).
 func (b *base) redial(eps []endpoint.Endpoint) (bool, func(string, bool)) {
-	if !hasConnect(eps) || (b.o.maxMsgSize <= 0 && (b.o.curve == nil || b.o.curve.server)) {
+	if !connectsOverNetwork(eps) {
 		return false, nil
 	}
 	return true, b.redialed
@@ -256,7 +260,7 @@ func (b *base) redial(eps []endpoint.Endpoint) (bool, func(string, bool)) {
 // dropped it for a protocol error; a failed handshake was reported as an
 // AuthError already.
 func (b *base) redialed(ep string, handshakeFailed bool) {
-	if handshakeFailed {
+	if handshakeFailed && b.o.curve != nil { // reported by securityMonitor
 		b.o.logger.Debug("zmqkit: connecting again after a failed handshake", "kind", b.kind, "endpoint", ep)
 		return
 	}
@@ -338,9 +342,11 @@ func (b *base) unregisterZAP() {
 	}
 }
 
-func hasConnect(eps []endpoint.Endpoint) bool {
+// connectsOverNetwork reports whether eps has a tcp or ipc endpoint to
+// connect.
+func connectsOverNetwork(eps []endpoint.Endpoint) bool {
 	for _, ep := range eps {
-		if !ep.Bind {
+		if !ep.Bind && (strings.HasPrefix(ep.Addr, "tcp://") || strings.HasPrefix(ep.Addr, "ipc://")) {
 			return true
 		}
 	}

@@ -66,14 +66,13 @@ var (
 
 	// ErrConnectionDropped is reported to the error callback (and counted
 	// in Stats.ProtocolErrors) when libzmq dropped, for a protocol error, a
-	// connection the object made itself (a connecting endpoint): a message
-	// larger than WithMaxMessageSize, or a peer that does not speak ZMTP.
-	// libzmq does not reconnect such a connection; zmqkit connects again.
-	// zmqkit watches for this only where it can happen in normal use: on
-	// objects made WithMaxMessageSize, and on CURVE clients. Elsewhere a
-	// connection dropped so stays down, as in libzmq. A PairClient (or a
-	// connecting PairServer) recovers by replacing its socket, and reports
-	// it the same way (see PairClient).
+	// connection the object made itself (a connecting tcp or ipc
+	// endpoint): a message larger than WithMaxMessageSize, or a peer that
+	// does not speak ZMTP (another service on the port, say, before the
+	// real one). libzmq never reconnects such a connection; zmqkit
+	// connects again, backing off up to 10 s. A PairClient (or a
+	// connecting PairServer) does so by replacing its socket (see
+	// PairClient).
 	ErrConnectionDropped = errors.New("zmqkit: connection dropped for a protocol error")
 )
 

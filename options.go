@@ -468,9 +468,10 @@ func WithHeartbeat(ivl, timeout time.Duration) Option {
 // WithMaxMessageSize makes the socket drop the connection of any peer that
 // sends a message larger than n bytes (ZMQ_MAXMSGSIZE). The message is
 // lost, and so are those that followed it on that connection. libzmq would
-// not reconnect a dropped connection that the object made itself (a ">"
-// endpoint); zmqkit connects again, counts it in Stats.ProtocolErrors and
-// reports ErrConnectionDropped to the error callback. Default: no limit.
+// not reconnect a dropped connection that the object made itself (a
+// connecting endpoint); zmqkit connects again, counts it in
+// Stats.ProtocolErrors and reports ErrConnectionDropped to the error
+// callback. Default: no limit.
 //
 // Applies to: Subscriber, RRServer, RRClient, PPPuller, PairServer, PairClient, Proxy.
 func WithMaxMessageSize(n int64) Option {
