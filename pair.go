@@ -234,6 +234,12 @@ func (s *PairServer) Close() error { return s.close(s) }
 // WithMaxMessageSize (reported as ErrConnectionDropped and counted in
 // Stats.ProtocolErrors), or a server that does not speak ZMTP.
 //
+// The new connection is served by a PairServer, which always reads. A
+// plain libzmq PAIR server that only sends never serves it: libzmq frees
+// its one peer slot only when that socket reads past what the departed
+// connection left, and a peer it refused meanwhile stays refused for as
+// long as its connection lasts.
+//
 // Back-pressure: Send waits while the send queue is full (WithSendHWM, 1000
 // by default); incoming messages wait up to WithRecvHWM, then the peer's
 // sends block.
