@@ -69,11 +69,9 @@ func TestSubEndsOnSIGINT(t *testing.T) {
 	sub := start(t, "sub", "@tcp://127.0.0.1:*")
 	sub.bound(1) // reported once its signal handler is in place
 	sub.interrupt()
-	start := time.Now()
-	code, rest := sub.wait()
+	code, rest := sub.wait() // its time-out is the bound: no timing threshold here
 	assert.Equal(t, 0, code, "%q", sub.errLines())
 	assert.Empty(t, rest)
-	assert.Less(t, time.Since(start), time.Second, "%q", sub.errLines())
 }
 
 func TestVersion(t *testing.T) {
