@@ -238,3 +238,65 @@ func TestEventsFrozenPeerWithHeartbeats(t *testing.T) {
 		})
 	}
 }
+
+// pyFrozenPeer is a pyzmq socket of type argv[2] that binds or connects
+// (argv[3]) argv[1] with heartbeats, prints its endpoint or "ready", then
+// only lives: libzmq's I/O thread answers the heartbeats until the process
+// is frozen.
+const pyFrozenPeer = `
+import sys, time, zmq
+ctx = zmq.Context()
+s = ctx.socket(getattr(zmq, sys.argv[2]))
+s.setsockopt(zmq.LINGER, 0)
+s.setsockopt(zmq.HEARTBEAT_IVL, 100)
+s.setsockopt(zmq.HEARTBEAT_TIMEOUT, 300)
+if sys.argv[3] == "bind":
+    s.bind(sys.argv[1])
+    print(s.getsockopt(zmq.LAST_ENDPOINT).decode(), flush=True)
+else:
+    s.connect(sys.argv[1])
+    print("ready", flush=True)
+while True:
+    time.sleep(1)
+`
+
+// Every type, binding or connecting, sees a frozen peer (SIGSTOP: its TCP
+// connection stays open, nothing is sent) disconnected when heartbeats are
+// on. Without them nothing would ever be reported: the await's bound is
+// the test's only timing, and the delay is logged.
+func TestEventsFrozenPeerEveryType(t *testing.T) {
+	requirePyzmq(t)
+	pyType := map[string]string{
+		"Publisher": "SUB", "Subscriber": "PUB", "RRServer": "DEALER", "RRClient": "ROUTER",
+		"PPPusher": "PULL", "PPPuller": "PUSH", "PairServer": "PAIR", "PairClient": "PAIR",
+	}
+	for _, lc := range lifecycles {
+		t.Run(lc.name, func(t *testing.T) {
+			zctx := newTestContext(t)
+			var log eventLog
+			const ivl, timeout = 100 * time.Millisecond, 300 * time.Millisecond
+			opts := []Option{WithZMQContext(zctx), log.option(), WithHeartbeat(ivl, timeout)}
+			var obj closer
+			var p *pyPeer
+			var err error
+			if lc.bind {
+				obj, err = lc.open("@"+bindEndpoint(t, "tcp"), opts...)
+				require.NoError(t, err)
+				p = startPython(t, pyFrozenPeer, obj.(interface{ Endpoints() []string }).Endpoints()[0], pyType[lc.name], "connect")
+				require.Equal(t, "ready", p.Line(t))
+			} else {
+				p = startPython(t, pyFrozenPeer, "tcp://127.0.0.1:0", pyType[lc.name], "bind")
+				obj, err = lc.open(">"+p.Line(t), opts...)
+				require.NoError(t, err)
+			}
+			closeOnCleanup(t, obj)
+			log.await(t, EventHandshakeSucceeded, 10*time.Second)
+
+			require.NoError(t, p.cmd.Process.Signal(syscall.SIGSTOP))
+			t.Cleanup(func() { _ = p.cmd.Process.Signal(syscall.SIGCONT) })
+			frozen := time.Now()
+			d := log.await(t, EventDisconnected, 10*time.Second)
+			t.Logf("disconnected %v after the freeze (timeout %v + interval %v)", d.Time.Sub(frozen), timeout, ivl)
+		})
+	}
+}
