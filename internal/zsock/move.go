@@ -56,6 +56,8 @@ var moverSeq atomic.Uint64
 // NewMover returns a Mover from src to dst; Close releases it.
 func NewMover(src, dst *Socket) *Mover {
 	m := &Mover{src: src, dst: dst, lb: dst.typ == zmq.DEALER || dst.typ == zmq.PUSH || dst.typ == zmq.REQ}
+	m.lock() // Close frees recv
+	defer m.unlock()
 	if src.recv.raw != nil && dst.recv.raw != nil {
 		m.h = (*C.zk_held)(C.calloc(1, C.sizeof_zk_held))
 	}
