@@ -55,6 +55,8 @@ type blocking struct {
 	// belong to a connection or a file by then).
 	pipeMu   sync.RWMutex
 	pipeShut bool
+
+	wIno uint64 // the write end's inode, kept only for testHookPipeWrite
 }
 
 // newBlocking makes the wake pipe of s, whose ZMQ_FD is fd.
@@ -77,7 +79,14 @@ func newBlocking(s *Socket, fd int) (*blocking, error) {
 			return nil, fmt.Errorf("zmqkit: wake pipe: %w", err)
 		}
 	}
-	return &blocking{s: s, zfd: C.int(fd), rfd: p[0], wfd: p[1]}, nil
+	b := &blocking{s: s, zfd: C.int(fd), rfd: p[0], wfd: p[1]}
+	if testHookPipeWrite.Load() != nil {
+		var st syscall.Stat_t
+		if syscall.Fstat(p[1], &st) == nil {
+			b.wIno = st.Ino
+		}
+	}
+	return b, nil
 }
 
 // observe wakes the waiters
@@ -154,15 +163,17 @@ func (b *blocking) wake() {
 		return // closed: nobody polls any more
 	}
 	if h := testHookPipeWrite.Load(); h != nil {
-		(*h)(!b.pipeShut)
+		(*h)(b.wfd, b.wIno)
 	}
 	// A full pipe already holds a wake-up, so EAGAIN is fine.
 	_, _ = syscall.Write(b.wfd, []byte{1})
 }
 
 // testHookPipeWrite, nil outside tests, is called before every write to a
-// wake pipe with whether the pipe is still open.
-var testHookPipeWrite atomic.Pointer[func(open bool)]
+// wake pipe with the descriptor about to be written and the inode the
+// pipe's write end had when it was made (if the hook was set then), so a
+// test can check that the descriptor is still that pipe.
+var testHookPipeWrite atomic.Pointer[func(fd int, ino uint64)]
 
 // enter takes the poller role if it is free, before the first try, so every
 // wake-up after the try reaches the pipe; a call that does not get it takes

@@ -396,9 +396,13 @@ func TestBlockingOtherOperationWakesPoller(t *testing.T) {
 // connection or a file. 300 cycles, each with a poller, parked waiters,
 // cancelled ctxs and an echoing peer.
 func TestBlockingCloseNeverWritesAClosedPipe(t *testing.T) {
-	var late atomic.Int64
-	f := func(open bool) {
-		if !open {
+	var late, writes atomic.Int64
+	// The descriptor about to be written must still be the pipe: closed,
+	// or reused by another file, is a write to something else.
+	f := func(fd int, ino uint64) {
+		writes.Add(1)
+		var st syscall.Stat_t
+		if err := syscall.Fstat(fd, &st); err != nil || st.Ino != ino {
 			late.Add(1)
 		}
 	}
@@ -447,7 +451,8 @@ func TestBlockingCloseNeverWritesAClosedPipe(t *testing.T) {
 		<-echoed
 		require.NoError(t, router.Close())
 	}
-	require.Zero(t, late.Load(), "writes to a closed wake pipe")
+	require.NotZero(t, writes.Load(), "the wake pipe was never written: the test saw nothing")
+	require.Zero(t, late.Load(), "writes of %d to a closed or reused wake pipe descriptor", writes.Load())
 }
 
 // A signal can interrupt libzmq in the middle of a multi-frame message.
