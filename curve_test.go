@@ -1,12 +1,15 @@
 package zmqkit
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -426,4 +429,43 @@ func TestCurveProxyClient(t *testing.T) {
 	got, err := pull.Receive(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, "through", string(got))
+}
+
+// logBuffer is a goroutine-safe log destination.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// A client the policy denies is logged at Warn, with its key and address,
+// besides the error callback and the counter.
+func TestCurveDenialLoggedAtWarn(t *testing.T) {
+	zctx := newTestContext(t)
+	alice, bob := newKeys(t), newKeys(t)
+	var logs logBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	srv, sk := curveServer(t, zctx, AllowKeys(alice.Public), "tcp", WithLogger(logger))
+	requireRefused(t, newClient(t, zctx, srv.Endpoints()[0], WithCurveClient(bob, sk.Public)))
+	require.Eventually(t, func() bool {
+		for _, line := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(line, "level=WARN") && strings.Contains(line, bob.Public) &&
+				strings.Contains(line, "127.0.0.1") && strings.Contains(line, "key not allowed") {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, time.Millisecond, "no Warn record of the denial: %q", logs.String())
+	assert.NotContains(t, logs.String(), bob.Secret)
 }
