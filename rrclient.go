@@ -38,7 +38,10 @@ import (
 // its ctx ends, and a server that restarts on the same endpoint is found
 // again by reconnection (every 100 ms by default, WithReconnectInterval)
 // without recreating the client. Requests in flight to a server that dies
-// are lost; their callers see their ctx end, or a retry (WithRetries). An
+// are lost; their callers see their ctx end, or a retry (WithRetries). So
+// is a request sent in the moment a server closes, before libzmq has seen
+// its connection end (the request goes into that connection's queue, and
+// libzmq drops the queue with it): WithRetries covers that too. An
 // inproc:// server is not reconnected to once it has closed: a restartable
 // server needs tcp:// or ipc://.
 type RRClient struct {
