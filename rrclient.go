@@ -54,6 +54,12 @@ type RRClient struct {
 	trying  map[uint64]context.CancelCauseFunc // tries in flight, with retries
 	outbox  []outgoing                         // requests for the reader to send
 
+	// made holds the endpoints the client connected to (as libzmq
+	// reported them), dropped those whose connection was lost and that
+	// libzmq has not yet announced it retries: serverLost's, used only on
+	// the monitor's goroutine.
+	made, dropped map[string]bool
+
 	// reader is a one-slot semaphore: the waiting Request that holds it
 	// is the only goroutine that uses the socket: it sends every request
 	// (the others queue theirs in outbox and interrupt its wait), receives
@@ -88,7 +94,8 @@ func NewRRClient(endpoints string, opts ...Option) (*RRClient, error) {
 			// A server seen to disconnect ends the tries at once, not at
 			// their time-out (a server that froze seems alive without
 			// heartbeats: WithHeartbeat finds it).
-			cfg.Monitor = &zsock.Monitor{Events: zmq.EVENT_DISCONNECTED, On: c.serverLost}
+			c.made, c.dropped = map[string]bool{}, map[string]bool{}
+			cfg.Monitor = &zsock.Monitor{Events: zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED, On: c.serverLost}
 		}
 		return cfg
 	}
@@ -169,8 +176,29 @@ func (c *RRClient) tryContext(ctx context.Context, id uint64) (context.Context, 
 
 // serverLost ends every try in flight with errServerLost (from the
 // monitor's goroutine): we cannot tell which server had which request, so
-// every one is sent again.
-func (c *RRClient) serverLost(zsock.Event) {
+// every one is sent again. libzmq reports a lost connection before it
+// retires the connection's queue from the socket's choices, and a request
+// resent in between would go into that queue and wait out its try. For a
+// server the client connects to, the tries end on the CONNECT_RETRIED that
+// libzmq reports once the queue is retired (reconnection is always on);
+// for one that connected to the client, which is not retried, on the
+// DISCONNECTED itself.
+func (c *RRClient) serverLost(ev zsock.Event) {
+	switch ev.Kind {
+	case zmq.EVENT_CONNECTED:
+		c.made[ev.Endpoint] = true
+		return
+	case zmq.EVENT_DISCONNECTED:
+		if c.made[ev.Endpoint] {
+			c.dropped[ev.Endpoint] = true
+			return
+		}
+	case zmq.EVENT_CONNECT_RETRIED:
+		if !c.dropped[ev.Endpoint] {
+			return // a server not there yet: nothing was sent to it
+		}
+		delete(c.dropped, ev.Endpoint)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, lose := range c.trying {
