@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -54,6 +55,20 @@ type common struct {
 
 	log  *slog.Logger
 	zctx *zmqkit.Context
+
+	// holdReports keeps the error callback's reports instead of printing
+	// them, for a command that prints one line when it fails (req): the
+	// last one is the reason it gives (heldReport).
+	holdReports bool
+	reportMu    sync.Mutex
+	lastReport  string
+}
+
+// heldReport returns the last report held (holdReports), or "".
+func (c *common) heldReport() string {
+	c.reportMu.Lock()
+	defer c.reportMu.Unlock()
+	return c.lastReport
 }
 
 // addCommon registers the common flags on cmd.
@@ -165,7 +180,15 @@ func (c *common) optionsFor(flags int) ([]zmqkit.Option, error) {
 	}
 	if flags&reports != 0 {
 		opts = append(opts, zmqkit.WithErrorHandler(func(err error) {
-			fmt.Fprintf(c.e.stderr, "zmqkit %s: %s\n", c.name, oneLine(trimLibPrefix(err.Error())))
+			line := oneLine(trimLibPrefix(err.Error()))
+			if c.holdReports {
+				c.reportMu.Lock()
+				c.lastReport = line
+				c.reportMu.Unlock()
+				c.log.Debug("held report", "err", line)
+				return
+			}
+			fmt.Fprintf(c.e.stderr, "zmqkit %s: %s\n", c.name, line)
 		}))
 	}
 	curve, err := c.curveOption()

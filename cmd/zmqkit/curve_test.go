@@ -172,3 +172,27 @@ func TestCurvePubSubPyzmqCerts(t *testing.T) {
 	code, _ = pub.wait()
 	assert.Equal(t, 0, code, "%q", pub.errLines())
 }
+
+// A req the CURVE server refuses exits 1 with one line, which says why
+// (the refusals the error callback reported are not printed one by one).
+func TestCurveReqRefusedOneLine(t *testing.T) {
+	dir := t.TempDir()
+	keygenFor(t, filepath.Join(dir, "server"), "server")
+	keygenFor(t, filepath.Join(dir, "clients"), "alice")
+	keygenFor(t, filepath.Join(dir, "others"), "mallory")
+	rep := start(t, "rep", "tcp://127.0.0.1:*", "--echo",
+		"--curve-server-key", filepath.Join(dir, "server", "server.key_secret"),
+		"--curve-allow", filepath.Join(dir, "clients"))
+	ep := rep.bound(1)
+	code, out, errText := runCmd(t, "", "req", ep, "--timeout", "500ms",
+		"--curve-client-key", filepath.Join(dir, "others", "mallory.key_secret"),
+		"--curve-server-key", filepath.Join(dir, "server", "server.key"), "let me in")
+	assert.Equal(t, 1, code)
+	assert.Empty(t, out)
+	lines := strings.Split(strings.TrimSuffix(errText, "\n"), "\n")
+	require.Len(t, lines, 1, "%q", errText)
+	assert.Regexp(t, `^zmqkit req: no reply from `+regexp.QuoteMeta(ep)+` within 500ms \(last problem: CURVE: .*refused.*\)$`, lines[0])
+	rep.interrupt()
+	code, _ = rep.wait()
+	assert.Equal(t, 0, code, "%q", rep.errLines())
+}

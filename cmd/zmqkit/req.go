@@ -31,7 +31,9 @@ Each reply is awaited for --timeout; with --retries N a request that got no
 reply is sent again up to N more times (only for requests that are safe to
 repeat). req exits 1, with one line on stderr, at the first request that
 gets no reply in time or gets an error reply (a zmqkit server's handler
-failed), and on Ctrl-C before a reply.`,
+failed), and on Ctrl-C before a reply. What went wrong on the way (a
+CURVE server that refused this client, a peer that does not speak ZMTP)
+ends that line, as "(last problem: ...)"; -v logs each occurrence.`,
 		Example: `  zmqkit req tcp://localhost:5555 hello
   zmqkit req tcp://localhost:5555 --timeout 200ms --retries 2 ping ping
   printf 'a\nb\n' | zmqkit req ipc:///tmp/rpc`,
@@ -59,6 +61,7 @@ func (r *reqCmd) run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	r.holdReports = true // one line on failure: the last report is its reason
 	opts, err := r.options()
 	if err != nil {
 		return err
@@ -114,10 +117,14 @@ func (r *reqCmd) noReply(ctx context.Context, err error, endpoints string) error
 	case errors.As(err, &remote):
 		return fmt.Errorf("error reply: %s", remote.Message)
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, zmqkit.ErrNoReply):
+		msg := fmt.Sprintf("no reply from %s within %v", endpoints, r.timeout)
 		if r.retries > 0 {
-			return fmt.Errorf("no reply from %s after %d tries of %v", endpoints, r.retries+1, r.timeout)
+			msg = fmt.Sprintf("no reply from %s after %d tries of %v", endpoints, r.retries+1, r.timeout)
 		}
-		return fmt.Errorf("no reply from %s within %v", endpoints, r.timeout)
+		if why := r.heldReport(); why != "" {
+			msg += " (last problem: " + why + ")"
+		}
+		return errors.New(msg)
 	}
 	return err
 }
