@@ -77,6 +77,12 @@ type crew[T any] struct {
 	// demoted.
 	leading atomic.Uint64
 	wg      sync.WaitGroup // the goroutines started (not the caller's)
+	// slow is set when a handler outlasted promoteAfter and cleared when
+	// one does not: while it is set, the leader hands the lead over as it
+	// starts a handler instead of when the timer fires, since a timer's
+	// wake-up can take far longer than promoteAfter on an idle machine
+	// (and would pace a crew of slow handlers to one call per wake-up).
+	slow atomic.Bool
 
 	mu      sync.Mutex
 	members int  // goroutines in the crew
@@ -111,6 +117,18 @@ func (c *crew[T]) lead() {
 		}
 		turn := c.turn.Add(1)
 		c.leading.Store(turn)
+		if c.slow.Load() {
+			c.demote(turn) // hand the lead over now
+			start := time.Now()
+			c.handle(c.ctx, m)
+			if time.Since(start) < promoteAfter {
+				c.slow.Store(false)
+			}
+			if !c.leadAgain() {
+				return
+			}
+			continue
+		}
 		if timer == nil {
 			// A new timer (and cell) each time one fired: a late call
 			// of the old one must find its own turn, never this one.
@@ -130,16 +148,23 @@ func (c *crew[T]) lead() {
 			continue
 		}
 		timer = nil // it fired and demoted this goroutine
-		c.mu.Lock()
-		if !c.stop && !c.leader {
-			c.leader = true
-			c.mu.Unlock()
-			continue
+		if !c.leadAgain() {
+			return
 		}
-		c.members--
-		c.mu.Unlock()
-		return
 	}
+}
+
+// leadAgain is for a demoted member whose handler returned: it leads again
+// if no one leads (true), or else leaves the crew (false).
+func (c *crew[T]) leadAgain() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.stop && !c.leader {
+		c.leader = true
+		return true
+	}
+	c.members--
+	return false
 }
 
 // demote is the timer's: if the leader is still in the handler call of
@@ -149,6 +174,7 @@ func (c *crew[T]) demote(turn uint64) {
 	if !c.leading.CompareAndSwap(turn, 0) {
 		return
 	}
+	c.slow.Store(true)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.leader = false
