@@ -34,8 +34,7 @@ type Stats struct {
 	AuthFailures uint64
 
 	// Connection counters, kept when the object has WithEvents (they come
-	// from libzmq's socket monitor, which runs only when asked; inproc
-	// connections have none).
+	// from libzmq's socket monitor; inproc connections have none).
 	Connects          uint64 // connections accepted or made
 	Disconnects       uint64 // connections ended
 	HandshakeFailures uint64 // connections whose handshake failed

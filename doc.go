@@ -165,10 +165,13 @@
 // # Running in production
 //
 // WithEvents gives an object's connection events (and Stats its
-// Connects, Disconnects, HandshakeFailures and Peers), from a libzmq
-// monitor that runs only when asked, on a goroutine that never holds the
-// object up. WithHeartbeat finds peers that froze: no answer within the
-// time-out, and the connection is dropped and reported. An RRClient with
+// Connects, Disconnects, HandshakeFailures and Peers), from the object's
+// libzmq monitor, on a goroutine that never holds the object up. An object
+// that connects over tcp or ipc always has that monitor, since zmqkit uses
+// it to connect again after a protocol error (libzmq never does); a pair
+// type has it to follow its peer; the others have one only when asked.
+// WithHeartbeat finds peers that froze: no answer within the time-out, and
+// the connection is dropped and reported. An RRClient with
 // retries resends at once the requests of a server that disconnected.
 // Publisher.WaitForSubscribers waits until n subscriptions have reached a
 // publisher, so that the next message is not lost to a slow joiner.
