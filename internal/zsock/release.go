@@ -59,15 +59,43 @@ func (s *Socket) awaitFree(eps []string) {
 func addressFree(ep string) bool {
 	switch {
 	case strings.HasPrefix(ep, "tcp://"):
-		l, err := net.Listen("tcp", strings.TrimPrefix(ep, "tcp://"))
-		if err != nil {
-			return !errors.Is(err, syscall.EADDRINUSE)
-		}
-		_ = l.Close()
-		return true
+		return tcpPortFree(strings.TrimPrefix(ep, "tcp://"))
 	case strings.HasPrefix(ep, "ipc://"):
 		_, err := os.Lstat(strings.TrimPrefix(ep, "ipc://"))
 		return errors.Is(err, fs.ErrNotExist)
 	}
 	return true
+}
+
+// tcpPortFree reports whether hostport can be bound: it binds a socket
+// there, with SO_REUSEADDR as libzmq does, and closes it without ever
+// listening. (A listening probe would accept, and then reset, the
+// connections the closed socket's peers are making again at that moment:
+// they would see a failed handshake.) When it cannot tell, it says yes.
+func tcpPortFree(hostport string) bool {
+	a, err := net.ResolveTCPAddr("tcp", hostport)
+	if err != nil {
+		return true
+	}
+	var sa syscall.Sockaddr
+	family := syscall.AF_INET
+	if ip4 := a.IP.To4(); ip4 != nil || a.IP == nil {
+		in := &syscall.SockaddrInet4{Port: a.Port}
+		copy(in.Addr[:], ip4)
+		sa = in
+	} else {
+		family = syscall.AF_INET6
+		in := &syscall.SockaddrInet6{Port: a.Port}
+		copy(in.Addr[:], a.IP.To16())
+		sa = in
+	}
+	fd, err := syscall.Socket(family, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return true
+	}
+	defer syscall.Close(fd)
+	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
+		return true
+	}
+	return !errors.Is(syscall.Bind(fd, sa), syscall.EADDRINUSE)
 }
