@@ -744,6 +744,38 @@ func TestRRClientRecoversFromOversizeReply(t *testing.T) {
 	require.Equal(t, "again", string(reply))
 }
 
+// With retries, a reply over WithMaxMessageSize, which drops the
+// connection for a protocol error (libzmq then does not reconnect; zmqkit
+// does), ends the try once the connection is made again: the request goes
+// again at once, not after the 10 s per-try time-out.
+func TestRRRetryAfterOversizeReply(t *testing.T) {
+	zctx := newTestContext(t)
+	var calls atomic.Int32
+	srv, err := NewRRServer(bindEndpoint(t, "tcp"), func(_ context.Context, req []byte) ([]byte, error) {
+		if calls.Add(1) == 2 { // the first try of "big"
+			return make([]byte, 1000), nil
+		}
+		return req, nil
+	}, WithZMQContext(zctx))
+	require.NoError(t, err)
+	closeOnCleanup(t, srv)
+	runServer(t, srv)
+	cli, err := NewRRClient(srv.Endpoints()[0], WithZMQContext(zctx), WithMaxMessageSize(100), WithRetries(3, 10*time.Second))
+	require.NoError(t, err)
+	closeOnCleanup(t, cli)
+	ctx := testCtx(t)
+	reply, err := cli.Request(ctx, []byte("hi"))
+	require.NoError(t, err)
+	require.Equal(t, "hi", string(reply))
+
+	short, cancel := context.WithTimeout(ctx, 5*time.Second) // half a try
+	defer cancel()
+	reply, err = cli.Request(short, []byte("big"))
+	require.NoError(t, err, "the request was not sent again when the connection was made again")
+	assert.Equal(t, "big", string(reply))
+	assert.EqualValues(t, 1, cli.Stats().ProtocolErrors)
+}
+
 // Request/reply under load: one RRClient shared by 64 goroutines, each
 // with a request in flight, against an echo RRServer. Every reply must be
 // the right one, and the run fails on a stall: a request unanswered for

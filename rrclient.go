@@ -180,14 +180,21 @@ func (c *RRClient) tryContext(ctx context.Context, id uint64) (context.Context, 
 // retires the connection's queue from the socket's choices, and a request
 // resent in between would go into that queue and wait out its try. For a
 // server the client connects to, the tries end on the CONNECT_RETRIED that
-// libzmq reports once the queue is retired (reconnection is always on);
-// for one that connected to the client, which is not retried, on the
-// DISCONNECTED itself.
+// libzmq reports once the queue is retired (reconnection is always on), or,
+// after a protocol error, which libzmq does not retry, on the CONNECTED of
+// zmqkit's redial; for one that connected to the client, which is not
+// retried, on the DISCONNECTED itself.
 func (c *RRClient) serverLost(ev zsock.Event) {
 	switch ev.Kind {
 	case zmq.EVENT_CONNECTED:
 		c.made[ev.Endpoint] = true
-		return
+		if !c.dropped[ev.Endpoint] {
+			return
+		}
+		// libzmq did not retry (a protocol error): zmqkit's redial
+		// disconnected the endpoint, which retired its queue, and made it
+		// again.
+		delete(c.dropped, ev.Endpoint)
 	case zmq.EVENT_DISCONNECTED:
 		if c.made[ev.Endpoint] {
 			c.dropped[ev.Endpoint] = true
