@@ -297,7 +297,8 @@ func (c *PairClient) Request(ctx context.Context, msg []byte) ([]byte, error) {
 		if errors.Is(err, pairlink.ErrUnsent) {
 			// The socket msg went out on was replaced before any peer
 			// got through (a handshake that failed): nobody has msg, so
-			// it goes again, on the new socket.
+			// it goes again, on the new socket, and is counted once.
+			c.stats.sent.Add(^uint64(0))
 			gen, err = c.link.Send(ctx, [][]byte{msg}, 0)
 			continue
 		}

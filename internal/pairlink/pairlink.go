@@ -45,6 +45,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
@@ -95,6 +96,10 @@ type generation struct {
 	events chan zsock.Event // the socket's peer events; nil when not monitored (inproc only)
 	gone   chan struct{}    // closed when the generation is retired
 	peered bool             // the supervisor's: a handshake succeeded on it
+	// handshook is set by the monitor as soon as a handshake succeeded,
+	// before the supervisor reads the event; retire reads it once the
+	// monitor has stopped.
+	handshook atomic.Bool
 }
 
 // retiredGens is how many retired generations the link remembers, for
@@ -211,6 +216,9 @@ func (g *generation) monitor() *zsock.Monitor {
 	return &zsock.Monitor{
 		Events: watchEvents,
 		On: func(ev zsock.Event) {
+			if ev.Kind == zmq.EVENT_HANDSHAKE_SUCCEEDED {
+				g.handshook.Store(true)
+			}
 			select {
 			case g.events <- ev:
 			case <-g.gone: // retired: nobody reads any more
@@ -293,14 +301,9 @@ func (l *Link) awaitReplace(ctx context.Context, g *generation) (string, bool) {
 // and the socket closes at once.
 func (l *Link) retire(g *generation, keep bool) {
 	l.mu.Lock()
-	if !g.peered {
-		l.unpeered[g.n%retiredGens] = g.n
-	}
-	if l.cur == g {
-		l.cur = nil
-		l.gen = g.n + 1
-		close(l.changed)
-		l.changed = make(chan struct{})
+	current := l.cur == g
+	if current {
+		l.cur = nil // callers wait for the next socket (or, pinned to g, for retire's end)
 	}
 	l.mu.Unlock()
 	if keep {
@@ -323,6 +326,20 @@ func (l *Link) retire(g *generation, keep bool) {
 		_ = g.sock.Do(func(z *zmq.Socket) error { return z.SetLinger(0) })
 	}
 	l.closeGen(g)
+	// Only now, with the monitor stopped, is it known that no handshake
+	// succeeded: a peer that got through while the supervisor decided to
+	// retire g may have the messages sent on it. So the link moves past g
+	// (and calls pinned to g learn ErrUnsent or ErrReset) only now.
+	l.mu.Lock()
+	if !g.handshook.Load() {
+		l.unpeered[g.n%retiredGens] = g.n
+	}
+	if current {
+		l.gen = g.n + 1
+		close(l.changed)
+		l.changed = make(chan struct{})
+	}
+	l.mu.Unlock()
 }
 
 // closeGen closes g's socket, which stops its monitor first.
