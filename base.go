@@ -247,7 +247,9 @@ func (b *base) single(msg []byte, err error) ([]byte, error) {
 // as another service on the port before the real one, or a CURVE client's
 // failed handshake). So every object that connects over tcp or ipc has
 // zsock watch its connections (a libzmq monitor; inproc has no protocol to
-// fail).
+// fail). It is decided from the constructor's endpoints: a connection
+// added later with AddEndpoint to an object made without one is not
+// watched.
 func (b *base) redial(eps []endpoint.Endpoint) (bool, func(string, bool)) {
 	if !connectsOverNetwork(eps) {
 		return false, nil

@@ -228,3 +228,13 @@ func TestOptionDocsMatchTheTable(t *testing.T) {
 		assert.True(t, seen[name], "optionKinds has %s, the package has no such option", name)
 	}
 }
+
+// A bad type given to WithBodyCodec is a bad option (ErrInvalidOption, and
+// ErrInvalidMessage for what is wrong with the type), not a bad argument.
+func TestBodyCodecBadTypeIsAnOptionError(t *testing.T) {
+	_, err := NewPublisher(bindEndpoint(t, "inproc"), WithZMQContext(newTestContext(t)), WithBodyCodec("a b", nil))
+	require.ErrorIs(t, err, ErrInvalidOption)
+	assert.ErrorIs(t, err, ErrInvalidMessage)
+	assert.NotErrorIs(t, err, ErrInvalidArgument)
+	assert.Equal(t, 1, strings.Count(err.Error(), "zmqkit:"), "%q", err)
+}

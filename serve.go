@@ -61,7 +61,8 @@ func serve[T any](b *base, ctx context.Context, n int, recv func(context.Context
 // itself, so a quick handler costs no hand-over between goroutines (which
 // took microseconds a message: an echo server handing every request to a
 // worker answered half as fast at concurrency 8 as at 1). If the handler
-// is still running after promoteAfter, the leader is demoted and another
+// is still running after promoteAfter (or, once handlers have been slow,
+// as soon as it starts: see slow), the leader is demoted and another
 // goroutine, new or the next to finish its handler, becomes leader and
 // receives; at most n goroutines handle at once. A demoted goroutine,
 // once its handler returns, leads again if no one leads, or else ends.

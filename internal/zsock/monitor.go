@@ -24,7 +24,9 @@ type Event struct {
 type Monitor struct {
 	Events zmq.Event // the events On is called for
 	// On is called from the monitor's goroutine, one event at a time, in
-	// the order libzmq reported them. It must not block for long: libzmq's
+	// the order libzmq reported them; and, once that goroutine has ended,
+	// by Close, from the caller's goroutine, with the EVENT_CLOSED of each
+	// tcp and ipc listener. It must not block for long: libzmq's
 	// I/O thread blocks once a thousand events wait to be read.
 	On func(Event)
 }
