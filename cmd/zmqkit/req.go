@@ -31,9 +31,10 @@ Each reply is awaited for --timeout; with --retries N a request that got no
 reply is sent again up to N more times (only for requests that are safe to
 repeat). req exits 1, with one line on stderr, at the first request that
 gets no reply in time or gets an error reply (a zmqkit server's handler
-failed), and on Ctrl-C before a reply. What went wrong on the way (a
-CURVE server that refused this client, a peer that does not speak ZMTP)
-ends that line, as "(last problem: ...)"; -v logs each occurrence.`,
+failed), and on Ctrl-C before a reply. When no reply came, that line ends
+with the last problem met on the way, if any, as "(last problem: ...)": a
+CURVE server that refused this client, a peer that does not speak ZMTP;
+-v logs each occurrence.`,
 		Example: `  zmqkit req tcp://localhost:5555 hello
   zmqkit req tcp://localhost:5555 --timeout 200ms --retries 2 ping ping
   printf 'a\nb\n' | zmqkit req ipc:///tmp/rpc`,
