@@ -172,12 +172,17 @@ func (c *crew[T]) leadAgain() bool {
 // turn, it no longer leads, and a new goroutine does if the crew has room
 // (else the next to finish its handler will).
 func (c *crew[T]) demote(turn uint64) {
+	// The turn is taken under mu, so that a leader whose handler returns
+	// meanwhile and finds its turn taken (leadAgain) sees what demote did
+	// to leader: else it could leave, thinking another leads, and be the
+	// last member to go while serve waits, before demote adds the new one
+	// (a WaitGroup Add after Wait has seen zero).
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if !c.leading.CompareAndSwap(turn, 0) {
 		return
 	}
 	c.slow.Store(true)
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.leader = false
 	if c.stop || c.members == c.n {
 		return
