@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"slices"
@@ -605,23 +604,7 @@ func TestPairClientCountsDroppedConnection(t *testing.T) {
 func TestPairClientAfterNonZMTPServer(t *testing.T) {
 	zctx := newTestContext(t)
 	ctx := testCtx(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ep := "tcp://" + l.Addr().String()
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		greeting := make([]byte, 64) // ZMTP 3.0 with a mechanism nobody has
-		greeting[0], greeting[9], greeting[10], greeting[11] = 0xff, 0x7f, 3, 0
-		copy(greeting[12:], "BOGUS")
-		_, _ = c.Write(greeting)
-		_, _ = io.Copy(io.Discard, c) // until the client hangs up
-	}()
+	ep, hangUp := bogusServer(t)
 	cli, err := NewPairClient(ep, WithZMQContext(zctx))
 	require.NoError(t, err)
 	closeOnCleanup(t, cli)
@@ -634,8 +617,7 @@ func TestPairClientAfterNonZMTPServer(t *testing.T) {
 		reply, err := cli.Request(ctx, []byte("early"))
 		early <- result{reply, err}
 	}()
-	<-served
-	require.NoError(t, l.Close())
+	hangUp()
 
 	srv := bindAgain(t, zctx, ep, upper)
 	runInBackground(t, srv.Run)
