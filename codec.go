@@ -219,7 +219,7 @@ func (c *Codec) Encoding() string { return c.charset }
 // them, and cannot be replaced: registering either is an error.
 func (c *Codec) Register(typ string, bc BodyCodec) error {
 	if err := checkType(typ); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidOption, err)
+		return invalidBy("Codec.Register", err)
 	}
 	if typ == TypeText || typ == TypeJSON {
 		return fmt.Errorf("%w: message type %q is built in and cannot be replaced", ErrInvalidOption, typ)
@@ -251,15 +251,16 @@ func (c *Codec) body(typ []byte) (string, BodyCodec, bool) {
 }
 
 // checkType refuses a type token that would break the frame: it must be
-// printable ASCII without spaces. The error wraps ErrInvalidMessage and
-// matches ErrInvalidArgument.
+// printable ASCII without spaces. The error wraps ErrInvalidMessage; a
+// message's encoder makes it a header error (also ErrInvalidArgument),
+// an option's setter an option error.
 func checkType(typ string) error {
 	if typ == "" {
-		return invalidHeader("empty message type")
+		return invalidMessage("empty message type")
 	}
 	for i := 0; i < len(typ); i++ {
 		if typ[i] <= ' ' || typ[i] >= 0x7f {
-			return invalidHeader("message type %q must be printable ASCII without spaces", typ)
+			return invalidMessage("message type %q must be printable ASCII without spaces", typ)
 		}
 	}
 	return nil
@@ -368,7 +369,7 @@ func (c *Codec) encode(hdr []byte, id int, typ string, body []byte, jsonOK bool)
 		return hdr, nil, invalidHeader("msgid %d is negative", id)
 	}
 	if err := checkType(typ); err != nil {
-		return hdr, nil, err
+		return hdr, nil, headerError{err}
 	}
 	hdr = strconv.AppendInt(hdr, int64(id), 10)
 	hdr = append(append(append(hdr, ' '), typ...), ' ')

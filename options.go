@@ -1,7 +1,6 @@
 package zmqkit
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -304,10 +303,6 @@ func WithEncoding(name string) Option {
 func WithBodyCodec(typ string, bc BodyCodec) Option {
 	return option("WithBodyCodec", func(o *options) error {
 		if err := checkType(typ); err != nil {
-			var he headerError // a bad option, not a bad argument: ErrInvalidOption and ErrInvalidMessage only
-			if errors.As(err, &he) {
-				err = he.error
-			}
 			return invalidBy("WithBodyCodec", err)
 		}
 		if typ == TypeText || typ == TypeJSON {

@@ -237,4 +237,13 @@ func TestBodyCodecBadTypeIsAnOptionError(t *testing.T) {
 	assert.ErrorIs(t, err, ErrInvalidMessage)
 	assert.NotErrorIs(t, err, ErrInvalidArgument)
 	assert.Equal(t, 1, strings.Count(err.Error(), "zmqkit:"), "%q", err)
+
+	// Codec.Register, the same check on a codec of one's own.
+	codec, err := NewCodec("utf-8")
+	require.NoError(t, err)
+	err = codec.Register("a b", nil)
+	require.ErrorIs(t, err, ErrInvalidOption)
+	assert.ErrorIs(t, err, ErrInvalidMessage)
+	assert.NotErrorIs(t, err, ErrInvalidArgument)
+	assert.Equal(t, 1, strings.Count(err.Error(), "zmqkit:"), "%q", err)
 }
