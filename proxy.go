@@ -264,12 +264,21 @@ func (p *Proxy) move(ctx context.Context, src, dst *zsock.Socket, toBack bool, c
 			return p.opError("send", err)
 		}
 		c.sent.Add(1)
-		if toBack && p.moved != nil {
-			select {
-			case p.moved <- struct{}{}:
-			default:
-			}
+		if toBack {
+			p.signalMoved()
 		}
+	}
+}
+
+// signalMoved tells a forwarder's forwardSubscriptions that messages went
+// to the back (a no-op for the other proxies): see subscriptionCheck.
+func (p *Proxy) signalMoved() {
+	if p.moved == nil {
+		return
+	}
+	select {
+	case p.moved <- struct{}{}:
+	default:
 	}
 }
 
@@ -291,11 +300,8 @@ func (p *Proxy) moveDirect(ctx context.Context, src, dst *zsock.Socket, toBack b
 		c.received.Add(uint64(res.Taken))
 		c.sent.Add(uint64(res.Sent))
 		c.dropped.Add(uint64(res.Dropped))
-		if res.Sent > 0 && toBack && p.moved != nil {
-			select {
-			case p.moved <- struct{}{}:
-			default:
-			}
+		if res.Sent > 0 && toBack {
+			p.signalMoved()
 		}
 		if err != nil {
 			if stopped(ctx, err) {
