@@ -95,7 +95,6 @@ type generation struct {
 	sock   *zsock.Socket
 	events chan zsock.Event // the socket's peer events; nil when not monitored (inproc only)
 	gone   chan struct{}    // closed when the generation is retired
-	peered bool             // the supervisor's: a handshake succeeded on it
 	// handshook is set by the monitor as soon as a handshake succeeded,
 	// before the supervisor reads the event; retire reads it once the
 	// monitor has stopped.
@@ -270,7 +269,6 @@ func (l *Link) awaitReplace(ctx context.Context, g *generation) (string, bool) {
 		case ev := <-g.events:
 			if ev.Kind == zmq.EVENT_HANDSHAKE_SUCCEEDED {
 				l.failures = 0
-				g.peered = true
 			}
 			v = t.event(ev, time.Now(), l.failures)
 		case <-wake:
