@@ -283,26 +283,24 @@ func (c *PairClient) Request(ctx context.Context, msg []byte) ([]byte, error) {
 		return nil, c.opError("request", ErrClosed)
 	}
 	defer func() { <-c.reqSem }()
-	gen, err := c.link.Send(ctx, [][]byte{msg}, 0)
-	for {
+	for first := true; ; first = false {
+		gen, err := c.link.Send(ctx, [][]byte{msg}, 0)
 		if err != nil {
 			return nil, c.opError("request", err)
 		}
-		c.stats.sent.Add(1)
+		if first { // a copy sent again after ErrUnsent replaces one nobody got
+			c.stats.sent.Add(1)
+		}
 		if gen != c.owedGen { // a new connection owes nothing
 			c.owed, c.owedGen = 0, gen
 		}
-		var reply []byte
-		reply, err = c.awaitReply(ctx, gen)
-		if errors.Is(err, pairlink.ErrUnsent) {
-			// The socket msg went out on was replaced before any peer
-			// got through (a handshake that failed): nobody has msg, so
-			// it goes again, on the new socket, and is counted once.
-			c.stats.sent.Add(^uint64(0))
-			gen, err = c.link.Send(ctx, [][]byte{msg}, 0)
-			continue
+		reply, err := c.awaitReply(ctx, gen)
+		if !errors.Is(err, pairlink.ErrUnsent) {
+			return reply, err
 		}
-		return reply, err
+		// The socket msg went out on was replaced before any peer got
+		// through (a handshake that failed): nobody has msg, so it goes
+		// again, on the new socket.
 	}
 }
 
