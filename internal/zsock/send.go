@@ -35,3 +35,11 @@ func bytesPtr(b []byte) unsafe.Pointer {
 	}
 	return unsafe.Pointer(&b[0])
 }
+
+// poolStats reports the send buffer pool's state (see zk.c): bytes kept
+// for reuse, buffers handed to libzmq and not yet given back, the smallest
+// frame that takes one, and the most bytes kept.
+func poolStats() (kept, out, minFrame, keep int) {
+	c := C.zk_pool_stats()
+	return int(c.kept), int(c.out), int(c.min), int(c.keep)
+}

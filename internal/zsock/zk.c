@@ -1,6 +1,8 @@
 // See zk.h.
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -30,6 +32,119 @@ static int zk_msg_recv(zmq_msg_t *m, void *s) {
 	}
 }
 
+// The send buffer pool. zmq_send copies a frame into memory it mallocs,
+// which libzmq frees once the frame is written out, often on another
+// thread. For large frames glibc hands that memory back to the kernel
+// when a thread's heap shrinks (trim), and the next frame's copy
+// page-faults it all in again: with 1 MiB frames over tcp, most of the
+// sender's time went to those faults. Frames of ZK_POOL_MIN bytes or more
+// are copied into buffers kept here instead, in size classes a quarter of
+// a power of two apart, which libzmq gives back through zk_pool_put when
+// it is done with them. At most ZK_POOL_KEEP bytes are kept, process-wide;
+// the rest go back to free().
+enum {
+	ZK_POOL_MIN_SHIFT = 16,          // 64 KiB
+	ZK_POOL_MAX_SHIFT = 26,          // 64 MiB: larger frames are not pooled
+	ZK_POOL_CLASSES = 4 * (ZK_POOL_MAX_SHIFT - ZK_POOL_MIN_SHIFT),
+};
+#define ZK_POOL_MIN ((size_t)1 << ZK_POOL_MIN_SHIFT)
+#define ZK_POOL_KEEP ((size_t)16 << 20)
+
+typedef struct zk_pooled { struct zk_pooled *next; } zk_pooled;
+
+static pthread_mutex_t zk_pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static zk_pooled *zk_pool_free[ZK_POOL_CLASSES];
+static size_t zk_pool_kept;
+static long zk_pool_out; // buffers handed out and not yet given back
+
+static size_t zk_class_size(int c) {
+	size_t base = (size_t)1 << (ZK_POOL_MIN_SHIFT + c / 4);
+	return base + base / 4 * (c % 4);
+}
+
+// zk_class_of is the smallest class that holds n bytes, or -1.
+static int zk_class_of(size_t n) {
+	for (int c = 0; c < ZK_POOL_CLASSES; c++)
+		if (zk_class_size(c) >= n) return c;
+	return -1;
+}
+
+static void zk_pool_put(void *data, void *hint) {
+	int c = (int)(intptr_t)hint;
+	size_t size = zk_class_size(c);
+	pthread_mutex_lock(&zk_pool_mu);
+	zk_pool_out--;
+	if (zk_pool_kept + size <= ZK_POOL_KEEP) {
+		zk_pooled *p = data;
+		p->next = zk_pool_free[c];
+		zk_pool_free[c] = p;
+		zk_pool_kept += size;
+		data = NULL;
+	}
+	pthread_mutex_unlock(&zk_pool_mu);
+	free(data);
+}
+
+static void *zk_pool_get(int c) {
+	pthread_mutex_lock(&zk_pool_mu);
+	zk_pooled *p = zk_pool_free[c];
+	if (p != NULL) {
+		zk_pool_free[c] = p->next;
+		zk_pool_kept -= zk_class_size(c);
+	}
+	zk_pool_out++;
+	pthread_mutex_unlock(&zk_pool_mu);
+	if (p != NULL) return p;
+	void *data = malloc(zk_class_size(c));
+	if (data == NULL) {
+		pthread_mutex_lock(&zk_pool_mu);
+		zk_pool_out--;
+		pthread_mutex_unlock(&zk_pool_mu);
+	}
+	return data;
+}
+
+zk_pool_counts zk_pool_stats(void) {
+	pthread_mutex_lock(&zk_pool_mu);
+	zk_pool_counts r = {zk_pool_kept, zk_pool_out, ZK_POOL_MIN, ZK_POOL_KEEP};
+	pthread_mutex_unlock(&zk_pool_mu);
+	return r;
+}
+
+// zk_msg_init_size is zmq_msg_init_size, with a large frame's memory from
+// the pool.
+static int zk_msg_init_size(zmq_msg_t *m, size_t n) {
+	int c = n >= ZK_POOL_MIN ? zk_class_of(n) : -1;
+	if (c < 0) return zmq_msg_init_size(m, n);
+	void *data = zk_pool_get(c);
+	if (data == NULL) {
+		errno = ENOMEM;
+		return -1;
+	}
+	if (zmq_msg_init_data(m, data, n, zk_pool_put, (void *)(intptr_t)c) == -1) {
+		int e = zmq_errno();
+		zk_pool_put(data, (void *)(intptr_t)c);
+		errno = e;
+		return -1;
+	}
+	return 0;
+}
+
+// zk_send_once is one zmq_send, of a large frame through the pool.
+static int zk_send_once(void *s, const void *buf, size_t n, int flags) {
+	if (n < ZK_POOL_MIN) return zmq_send(s, buf, n, flags);
+	zmq_msg_t m;
+	if (zk_msg_init_size(&m, n) == -1) return -1;
+	memcpy(zmq_msg_data(&m), buf, n);
+	int rc = zmq_msg_send(&m, s, flags);
+	if (rc == -1) {
+		int e = zmq_errno();
+		zmq_msg_close(&m); // gives the memory back
+		errno = e;
+	}
+	return rc;
+}
+
 // zk_send sends one frame without waiting, retrying when a signal
 // interrupts libzmq, for the same reason. It returns 0, or the errno.
 int zk_send(void *s, const void *buf, size_t n, int flags) {
@@ -39,7 +154,7 @@ int zk_send(void *s, const void *buf, size_t n, int flags) {
 			errno = EINTR;
 			rc = -1;
 		} else {
-			rc = zmq_send(s, buf, n, flags | ZMQ_DONTWAIT);
+			rc = zk_send_once(s, buf, n, flags | ZMQ_DONTWAIT);
 		}
 		if (rc >= 0) return 0;
 		if (zmq_errno() != EINTR) return zmq_errno();
@@ -143,7 +258,7 @@ zk_sresult zk_sendm(void *s, const char *buf, const int *sizes, int n, int lb) {
 // signal is retried).
 int zk_send2(void *s, const void *a, size_t alen, const void *b, size_t blen) {
 	zmq_msg_t m;
-	if (zmq_msg_init_size(&m, alen + blen) != 0) return zmq_errno();
+	if (zk_msg_init_size(&m, alen + blen) != 0) return zmq_errno();
 	char *p = (char *)zmq_msg_data(&m);
 	if (alen) memcpy(p, a, alen);
 	if (blen) memcpy(p + alen, b, blen);

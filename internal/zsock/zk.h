@@ -16,6 +16,10 @@ zk_mresult zk_recvm(void *s, zmq_msg_t *held, char *buf, size_t cap, int *sizes,
 int zk_send(void *s, const void *buf, size_t n, int flags);
 zk_sresult zk_sendm(void *s, const char *buf, const int *sizes, int n, int lb);
 int zk_send2(void *s, const void *a, size_t alen, const void *b, size_t blen);
+// The send buffer pool's bytes kept, buffers out (in libzmq's hands),
+// smallest pooled frame and most bytes kept (see zk.c).
+typedef struct { size_t kept; long out; size_t min; size_t keep; } zk_pool_counts;
+zk_pool_counts zk_pool_stats(void);
 int zk_poll(int zfd, int wfd, int timeout);
 int zk_events(void *s);
 
