@@ -206,7 +206,7 @@ func (b *blocking) waitEnd(d dir) {
 func (b *blocking) block(ctx context.Context, st waitState, hot bool) (waitState, error) {
 	s := b.s
 	switch {
-	case !st.poller && b.busy.CompareAndSwap(false, true):
+	case !st.poller && !st.parkFirst && b.busy.CompareAndSwap(false, true):
 		// The role came free: retry holding it before polling.
 		st.poller = true
 	case !st.poller:
@@ -214,11 +214,24 @@ func (b *blocking) block(ctx context.Context, st waitState, hot bool) (waitState
 			return st, err
 		}
 		st.ready = s.waitChan()
+		st.parkFirst = false
 	default:
 		b.watch(ctx)
 		if err := ctx.Err(); err != nil {
 			return st, err
 		}
+		if !takePollSlot() {
+			// As many threads as allowed sit in poll(2) already: give
+			// the role up and wait as a Netpoller waiter does, woken by
+			// the reactor's edges (which go to the wait channel while
+			// nobody holds the role). An edge that came while this call
+			// held it went to nobody: retry before parking.
+			b.busy.Store(false)
+			st.poller, st.parkFirst = false, true
+			st.ready = s.waitChan()
+			return st, nil
+		}
+		defer releasePollSlot()
 		if h := testHookBeforePoll.Load(); h != nil {
 			(*h)(s)
 		}
@@ -229,6 +242,30 @@ func (b *blocking) block(ctx context.Context, st waitState, hot bool) (waitState
 	}
 	return st, nil
 }
+
+// maxPollers bounds the goroutines blocked in poll(2) at once, process
+// wide: each holds an OS thread (Go allows 10,000 in all), so a program
+// with thousands of Blocking sockets waiting at once has the rest wait on
+// the netpoller instead. Tests change it.
+var maxPollers atomic.Int32
+
+// defaultMaxPollers is maxPollers' value.
+const defaultMaxPollers = 256
+
+func init() { maxPollers.Store(defaultMaxPollers) }
+
+// pollers counts the goroutines in poll(2) now.
+var pollers atomic.Int32
+
+func takePollSlot() bool {
+	if pollers.Add(1) > maxPollers.Load() {
+		pollers.Add(-1)
+		return false
+	}
+	return true
+}
+
+func releasePollSlot() { pollers.Add(-1) }
 
 // leave gives the poller role up; one of the parked waiters takes it over.
 func (b *blocking) leave(st waitState) {

@@ -508,6 +508,9 @@ var testHookAfterFirstTry atomic.Pointer[func(*Socket)]
 // waitState is one waiting call's state between its tries.
 type waitState struct {
 	poller bool            // it holds a Blocking socket's poll(2) role
+	// A Blocking call that found no poll(2) slot parks once on the wait
+	// channel before it may take the role again.
+	parkFirst bool
 	ready  <-chan struct{} // the wait channel taken before the last try
 }
 

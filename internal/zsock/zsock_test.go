@@ -818,3 +818,54 @@ func dealerPipeDies(t *testing.T, send func(sendCtx context.Context, zctx *Conte
 	stop()
 	require.NoError(t, <-sendErr)
 }
+
+// With more Blocking sockets waiting than maxPollers allows in poll(2),
+// the others wait on the netpoller, woken by the reactor: every one still
+// gets its message, and no more than the bound ever sit in poll(2).
+func TestBlockingPollerBound(t *testing.T) {
+	maxPollers.Store(1)
+	t.Cleanup(func() { maxPollers.Store(defaultMaxPollers) })
+	var over atomic.Int32
+	setHook(t, &testHookBeforePoll, func(*Socket) {
+		if pollers.Load() > 1 {
+			over.Add(1)
+		}
+	})
+	zctx := newContext(t)
+	ctx := testCtx(t)
+	const n = 3
+	var pushes, pulls [n]*Socket
+	got := make(chan string, n)
+	for i := range n {
+		pushes[i], pulls[i] = newPushPull(t, zctx, Blocking)
+		go func() {
+			b, err := pulls[i].RecvBytes(ctx)
+			if err != nil {
+				t.Error(err)
+			}
+			got <- string(b)
+		}()
+	}
+	// One polls; the others found no slot and parked.
+	require.Eventually(t, func() bool {
+		parked := 0
+		for _, p := range pulls {
+			parked += int(p.parked.Load())
+		}
+		return pollers.Load() == 1 && parked == n-1
+	}, 5*time.Second, time.Millisecond)
+	for i := n - 1; i >= 0; i-- { // the parked ones first
+		require.NoError(t, pushes[i].SendBytes(ctx, []byte(fmt.Sprint("to ", i)), false))
+	}
+	var all []string
+	for range n {
+		select {
+		case m := <-got:
+			all = append(all, m)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("received only %q", all)
+		}
+	}
+	require.ElementsMatch(t, []string{"to 0", "to 1", "to 2"}, all)
+	require.Zero(t, over.Load(), "more than maxPollers in poll(2)")
+}
