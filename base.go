@@ -156,7 +156,7 @@ func (b *base) openSocket(self closer, k kind, endpoints string, defaultBind boo
 		cfg.Options = append(b.o.socketOptions(), cfg.Options...)
 		cfg.Endpoints = eps
 		cfg.Monitor = b.monitor(cfg.Monitor)
-		cfg.Redial, cfg.OnRedial = b.redial(eps)
+		cfg.Redial, cfg.OnRedial = b.redial()
 		var err error
 		if sock, err = b.zctx.newSocket(cfg); err != nil {
 			return nil, err
@@ -241,21 +241,14 @@ func (b *base) single(msg []byte, err error) ([]byte, error) {
 	return msg, err
 }
 
-// redial says whether zsock must make again the connections libzmq drops
-// for good: it never reconnects one it dropped for a protocol error (a
-// message over WithMaxMessageSize, a peer that does not speak ZMTP, such
-// as another service on the port before the real one, or a CURVE client's
-// failed handshake). So every object that connects over tcp or ipc has
-// zsock watch its connections (a libzmq monitor; inproc has no protocol to
-// fail). It is decided from the constructor's endpoints: a connection
-// added later with AddEndpoint to an object made without one is not
-// watched.
-func (b *base) redial(eps []endpoint.Endpoint) (bool, func(string, bool)) {
-	if !connectsOverNetwork(eps) {
-		return false, nil
-	}
-	return true, b.redialed
-}
+// redial has zsock make again the connections libzmq drops for good: it
+// never reconnects one it dropped for a protocol error (a message over
+// WithMaxMessageSize, a peer that does not speak ZMTP, such as another
+// service on the port before the real one, or a CURVE client's failed
+// handshake). zsock watches every tcp or ipc endpoint an object connects,
+// from its constructor or AddEndpoint, with a libzmq monitor started at the
+// first (inproc has no protocol to fail).
+func (b *base) redial() (bool, func(string, bool)) { return true, b.redialed }
 
 // redialed counts and reports a connection zsock made again after libzmq
 // dropped it for a protocol error; a failed handshake was reported as an
@@ -341,17 +334,6 @@ func (b *base) unregisterZAP() {
 	if b.zap != nil && b.o.zapDomain != "" {
 		b.zap.unregister(b.o.zapDomain)
 	}
-}
-
-// connectsOverNetwork reports whether eps has a tcp or ipc endpoint to
-// connect.
-func connectsOverNetwork(eps []endpoint.Endpoint) bool {
-	for _, ep := range eps {
-		if !ep.Bind && (strings.HasPrefix(ep.Addr, "tcp://") || strings.HasPrefix(ep.Addr, "ipc://")) {
-			return true
-		}
-	}
-	return false
 }
 
 // report sends an asynchronous failure to the error callback and the log.

@@ -167,9 +167,10 @@
 // WithEvents gives an object's connection events (and Stats its
 // Connects, Disconnects, HandshakeFailures and Peers), from the object's
 // libzmq monitor, on a goroutine that never holds the object up. An object
-// that connects over tcp or ipc always has that monitor, since zmqkit uses
-// it to connect again after a protocol error (libzmq never does); a pair
-// type has it to follow its peer; the others have one only when asked.
+// that connects over tcp or ipc, from its constructor or AddEndpoint,
+// always has that monitor, since zmqkit uses it to connect again after a
+// protocol error (libzmq never does); a pair type has it to follow its
+// peer; the others have one only when asked.
 // WithHeartbeat finds peers that froze: no answer within the time-out, and
 // the connection is dropped and reported. An RRClient with
 // retries resends at once the requests of a server that disconnected.

@@ -63,9 +63,9 @@ func (e Event) String() string {
 // succeeded or failed, with the endpoint and, where libzmq gives it, the
 // peer's address. With it, Stats counts Connects, Disconnects,
 // HandshakeFailures and the Peers connected now. Without it, no event is
-// read: an object that connects over tcp or ipc (or a pair type) still
-// has a monitor, for zmqkit's own use (see the package doc), and the
-// others have none.
+// read: an object that connects over tcp or ipc (from its constructor or
+// AddEndpoint), or a pair type, still has a monitor, for zmqkit's own use
+// (see the package doc), and the others have none.
 //
 // f is called from a goroutine of the object's, one event at a time in
 // the order libzmq reported them, never under a lock; a panic in f is

@@ -126,7 +126,7 @@ func newProxy(kind string, ft, bt zmq.Type, front, back string, both bool, opts 
 	err = p.open(p, kindProxy, front, true, opts, func(frontEps []endpoint.Endpoint) (conn, error) {
 		cfg := func(t zmq.Type, eps []endpoint.Endpoint) zsock.Config {
 			cfg := zsock.Config{Type: t, Options: p.o.socketOptions(), Endpoints: eps, Monitor: p.monitor(nil)}
-			cfg.Redial, cfg.OnRedial = p.redial(eps)
+			cfg.Redial, cfg.OnRedial = p.redial()
 			return cfg
 		}
 		var err error

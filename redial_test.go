@@ -111,3 +111,25 @@ func TestConnectAfterNonZMTPServerEveryType(t *testing.T) {
 		})
 	}
 }
+
+// A connection added with AddEndpoint to an object made without one over
+// tcp or ipc is watched too: after a non-ZMTP "server" it reaches the real
+// one. (Before, only the constructor's endpoints decided, and the object
+// stayed disconnected for good.)
+func TestAddEndpointConnectRedials(t *testing.T) {
+	zctx := newTestContext(t)
+	pull, err := NewPPPuller("@inproc://late-connect", WithZMQContext(zctx), WithReconnectInterval(20*time.Millisecond, 0))
+	require.NoError(t, err)
+	closeOnCleanup(t, pull)
+	ep, hangUp := bogusServer(t)
+	require.NoError(t, pull.AddEndpoint(ep))
+	hangUp()
+	push, err := NewPPPusher("@"+ep, WithZMQContext(zctx))
+	require.NoError(t, err)
+	closeOnCleanup(t, push)
+	require.NoError(t, push.Push(testCtx(t), []byte("x")))
+	got, err := pull.Receive(testCtx(t))
+	require.NoError(t, err)
+	assert.Equal(t, "x", string(got))
+	assert.EqualValues(t, 1, pull.Stats().ProtocolErrors)
+}

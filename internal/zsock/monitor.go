@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -117,7 +118,11 @@ func (s *Socket) startMonitorLocked(cfg *Monitor, redial bool, onRedial func(str
 		return err
 	}
 	s.mu.Lock()
-	err = retryReaped(func() error { return s.sock.Monitor(addr, events) })
+	if s.closed { // Close ran while Attach was starting this monitor
+		err = ErrClosed
+	} else {
+		err = retryReaped(func() error { return s.sock.Monitor(addr, events) })
+	}
 	if err == nil {
 		s.mon = m
 	}
@@ -234,6 +239,12 @@ func (s *Socket) redial(ep string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || s.zc.term {
+		return false
+	}
+	// A peer that connected to one of the socket's listeners is named by
+	// the listener's address: it reconnects by itself, and none of the
+	// socket's own connections is the one that dropped.
+	if slices.Contains(s.bound, ep) {
 		return false
 	}
 	target := ""

@@ -41,6 +41,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -87,7 +88,10 @@ type Config struct {
 	// Redial makes connections that libzmq gave up on be made again:
 	// libzmq does not reconnect after a protocol error (a message over
 	// ZMQ_MAXMSGSIZE, a peer that does not speak ZMTP), so such a
-	// connection would stay down for good. OnRedial, if set, is called
+	// connection would stay down for good. It watches every tcp or ipc
+	// endpoint the socket connects, from New or Attach, with a monitor
+	// started at the first (inproc has no protocol to fail; a peer that
+	// connected to the socket reconnects by itself). OnRedial, if set, is called
 	// with the endpoint each time (from the monitor's goroutine), and
 	// whether the connection had failed its handshake (rather than, say,
 	// received a message over ZMQ_MAXMSGSIZE).
@@ -122,6 +126,12 @@ type Socket struct {
 	done      chan struct{} // closed by Close: waiters return ErrClosed
 	closeOnce sync.Once
 	closeErr  error
+
+	// Config.Redial and OnRedial, for a monitor Attach starts; guarded by
+	// mu, like monStarting (such a start is under way).
+	redialOn    bool
+	onRedial    func(endpoint string, handshakeFailed bool)
+	monStarting bool
 
 	rid uint64 // the reactor's key for the socket
 	rfd int    // ZMQ_FD, as the reactor watches it
@@ -204,7 +214,8 @@ func newLocked(zc *Context, cfg Config) (*Socket, error) {
 	default:
 		return fail(fmt.Errorf("zmqkit: unknown wait %d", cfg.Wait))
 	}
-	if cfg.Monitor != nil || cfg.Redial {
+	s.redialOn, s.onRedial = cfg.Redial, cfg.OnRedial
+	if cfg.Monitor != nil || cfg.Redial && slices.ContainsFunc(cfg.Endpoints, networkConnect) {
 		if err := s.startMonitorLocked(cfg.Monitor, cfg.Redial, cfg.OnRedial); err != nil {
 			return fail(err)
 		}
@@ -252,11 +263,28 @@ func (s *Socket) Attach(ep endpoint.Endpoint) error {
 		return ErrClosed
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return ErrClosed
 	}
-	return s.attachLocked(ep)
+	err := s.attachLocked(ep)
+	// The socket's first connection to watch for Redial starts its
+	// monitor; the flag keeps a concurrent Attach from starting another.
+	watch := err == nil && s.redialOn && s.mon == nil && !s.monStarting && networkConnect(ep)
+	s.monStarting = s.monStarting || watch
+	s.mu.Unlock()
+	if watch {
+		err = s.startMonitorLocked(nil, true, s.onRedial)
+		s.mu.Lock()
+		s.monStarting = false
+		s.mu.Unlock()
+	}
+	return err
+}
+
+// networkConnect reports whether ep connects over tcp or ipc.
+func networkConnect(ep endpoint.Endpoint) bool {
+	return !ep.Bind && (strings.HasPrefix(ep.Addr, "tcp://") || strings.HasPrefix(ep.Addr, "ipc://"))
 }
 
 // Endpoints returns the endpoints bound (with ephemeral ports resolved)
@@ -507,11 +535,11 @@ var testHookAfterFirstTry atomic.Pointer[func(*Socket)]
 
 // waitState is one waiting call's state between its tries.
 type waitState struct {
-	poller bool            // it holds a Blocking socket's poll(2) role
+	poller bool // it holds a Blocking socket's poll(2) role
 	// A Blocking call that found no poll(2) slot parks once on the wait
 	// channel before it may take the role again.
 	parkFirst bool
-	ready  <-chan struct{} // the wait channel taken before the last try
+	ready     <-chan struct{} // the wait channel taken before the last try
 }
 
 // waiter is how calls on a socket wait for it to become ready: netpoll

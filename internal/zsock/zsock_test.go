@@ -869,3 +869,42 @@ func TestBlockingPollerBound(t *testing.T) {
 	require.ElementsMatch(t, []string{"to 0", "to 1", "to 2"}, all)
 	require.Zero(t, over.Load(), "more than maxPollers in poll(2)")
 }
+
+// Redial makes a socket's own connections again, never for a peer that
+// connected to one of its listeners: libzmq names that peer by the
+// listener's address, and the socket's one connection was taken for it,
+// so a peer leaving a socket that binds and connects dropped that
+// connection's queue and reported a protocol error.
+func TestRedialLeavesAcceptedPeers(t *testing.T) {
+	zctx := newContext(t)
+	push, err := New(zctx, Config{Type: zmq.PUSH, Options: []Option{linger0},
+		Endpoints: []endpoint.Endpoint{{Bind: true, Addr: "tcp://127.0.0.1:*"}}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = push.Close() })
+	pull, err := New(zctx, Config{Type: zmq.PULL, Options: []Option{linger0}, Redial: true,
+		Endpoints: []endpoint.Endpoint{{Bind: true, Addr: "tcp://127.0.0.1:*"}, {Addr: push.Bound()[0]}}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = pull.Close() })
+	require.False(t, pull.redial(pull.Bound()[0]), "a peer of the listener")
+	require.True(t, pull.redial(push.Bound()[0]), "the socket's own connection")
+}
+
+// A socket made with Redial and no connection to watch starts its monitor
+// with the first tcp or ipc endpoint Attach connects, and only then.
+func TestRedialMonitorStartsWithAttach(t *testing.T) {
+	zctx := newContext(t)
+	pull, err := New(zctx, Config{Type: zmq.PULL, Options: []Option{linger0}, Redial: true,
+		Endpoints: []endpoint.Endpoint{{Bind: true, Addr: "inproc://redial-later"}}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = pull.Close() })
+	hasMonitor := func() bool {
+		pull.mu.Lock()
+		defer pull.mu.Unlock()
+		return pull.mon != nil
+	}
+	require.False(t, hasMonitor())
+	require.NoError(t, pull.Attach(endpoint.Endpoint{Bind: true, Addr: "tcp://127.0.0.1:*"}))
+	require.False(t, hasMonitor(), "a listener needs no watching")
+	require.NoError(t, pull.Attach(endpoint.Endpoint{Addr: "tcp://127.0.0.1:1"}))
+	require.True(t, hasMonitor())
+}
