@@ -123,7 +123,10 @@
 //     soon as the kernel wakes it, which a netpoller wake-up, passing
 //     through the Go scheduler twice, does not. An RRServer whose Run is
 //     waiting therefore holds one OS thread, as a hand-written REP loop
-//     does; an RRClient holds one only while requests are in flight.
+//     does; an RRClient holds one only while requests are in flight. At
+//     most 256 calls in the process block in poll(2) at once (Go crashes a
+//     program past 10,000 threads); past that, a waiting call parks on a
+//     channel, woken by the reactor, as the other types' calls do.
 //
 // When nobody waits on a socket, the reactor processes the socket's pending
 // libzmq commands itself: libzmq acts on them only inside calls on the
@@ -194,6 +197,15 @@
 // WithMaxMessageSize drops the connection of a peer that sends more; a
 // connection the object made is then made again (ErrConnectionDropped),
 // which libzmq alone would not do.
+//
+// Every send copies the message into libzmq's memory, which libzmq frees
+// once the message is out. Messages of 64 KiB and more are copied into
+// buffers that zmqkit keeps for the next ones (up to 16 MiB in all, for the
+// whole process), not into fresh memory from malloc: glibc hands freed
+// large blocks back to the kernel, and faulting them in again for every
+// message cost more than the copy. On the receiving side, each message is
+// copied out of libzmq into a fresh slice, or, with PPPuller.AppendReceive,
+// into the caller's buffer, which large messages want.
 //
 // # Errors
 //
