@@ -110,7 +110,7 @@ type PPPuller struct {
 func NewPPPuller(endpoints string, opts ...Option) (*PPPuller, error) {
 	p := &PPPuller{}
 	var err error
-	if p.sock, err = p.openSocket(p, kindPuller, endpoints, false, opts, func() zsock.Config { return zsock.Config{Type: zmq.PULL} }); err != nil {
+	if p.sock, err = p.openSocket(p, kindPuller, endpoints, false, opts, func() zsock.Config { return zsock.Config{Type: zmq.PULL, Wait: zsock.Adaptive} }); err != nil {
 		return nil, err
 	}
 	return p, nil

@@ -48,7 +48,7 @@ func NewSubscriber(endpoints string, opts ...Option) (*Subscriber, error) {
 	}}
 	var err error
 	if s.sock, err = s.openSocket(s, kindSubscriber, endpoints, false, opts, func() zsock.Config {
-		return zsock.Config{Type: zmq.SUB, Options: []zsock.Option{sub}}
+		return zsock.Config{Type: zmq.SUB, Wait: zsock.Adaptive, Options: []zsock.Option{sub}}
 	}); err != nil {
 		return nil, err
 	}

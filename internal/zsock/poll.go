@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	zmq "github.com/pebbe/zmq4"
 )
@@ -32,8 +33,9 @@ import (
 // none of them is missed while the poller sleeps in C. An idle socket with a
 // waiter holds one OS thread, so only the request/reply sockets use it.
 type blocking struct {
-	s    *Socket
-	busy atomic.Bool // a goroutine holds the poller role
+	s        *Socket
+	adaptive bool        // waits start on the channel (see adaptiveNet)
+	busy     atomic.Bool // a goroutine holds the poller role
 
 	// Waiters (poller included) waiting to receive and to send.
 	wantIn, wantOut atomic.Int32
@@ -59,34 +61,52 @@ type blocking struct {
 	wIno uint64 // the write end's inode, kept only for testHookPipeWrite
 }
 
-// newBlocking makes the wake pipe of s, whose ZMQ_FD is fd.
+// newBlocking makes the Blocking waiter of s, whose ZMQ_FD is fd. The wake
+// pipe is made by the first call that polls (makePipe): a socket whose
+// calls never wait in poll(2), such as an Adaptive one that is never idle
+// long, holds no descriptor of zmqkit's.
 func newBlocking(s *Socket, fd int) (*blocking, error) {
+	return &blocking{s: s, zfd: C.int(fd), rfd: -1, wfd: -1}, nil
+}
+
+// makePipe makes the wake pipe if there is none yet; made reports that
+// this call made it. A wake-up before it was made went nowhere, so the
+// caller must try its operation again before it polls.
+func (b *blocking) makePipe() (made bool, err error) {
+	b.pipeMu.Lock()
+	defer b.pipeMu.Unlock()
+	if b.pipeShut {
+		return false, ErrClosed
+	}
+	if b.rfd >= 0 {
+		return false, nil
+	}
 	var p [2]int
 	syscall.ForkLock.RLock()
-	err := syscall.Pipe(p[:])
+	err = syscall.Pipe(p[:])
 	if err == nil {
 		syscall.CloseOnExec(p[0])
 		syscall.CloseOnExec(p[1])
 	}
 	syscall.ForkLock.RUnlock()
 	if err != nil {
-		return nil, fmt.Errorf("zmqkit: wake pipe: %w", err)
+		return false, fmt.Errorf("zmqkit: wake pipe: %w", err)
 	}
 	for _, fd := range p {
 		if err := syscall.SetNonblock(fd, true); err != nil {
 			_ = syscall.Close(p[0])
 			_ = syscall.Close(p[1])
-			return nil, fmt.Errorf("zmqkit: wake pipe: %w", err)
+			return false, fmt.Errorf("zmqkit: wake pipe: %w", err)
 		}
 	}
-	b := &blocking{s: s, zfd: C.int(fd), rfd: p[0], wfd: p[1]}
+	b.rfd, b.wfd = p[0], p[1]
 	if testHookPipeWrite.Load() != nil {
 		var st syscall.Stat_t
 		if syscall.Fstat(p[1], &st) == nil {
 			b.wIno = st.Ino
 		}
 	}
-	return b, nil
+	return true, nil
 }
 
 // observe wakes the waiters
@@ -159,8 +179,8 @@ func (b *blocking) unwatch() {
 func (b *blocking) wake() {
 	b.pipeMu.RLock()
 	defer b.pipeMu.RUnlock()
-	if b.pipeShut {
-		return // closed: nobody polls any more
+	if b.pipeShut || b.wfd < 0 {
+		return // closed, or nobody has polled yet
 	}
 	if h := testHookPipeWrite.Load(); h != nil {
 		(*h)(b.wfd, b.wIno)
@@ -206,9 +226,18 @@ func (b *blocking) waitEnd(d dir) {
 func (b *blocking) block(ctx context.Context, st waitState, hot bool) (waitState, error) {
 	s := b.s
 	switch {
-	case !st.poller && !st.parkFirst && b.busy.CompareAndSwap(false, true):
+	case !st.poller && !st.parkFirst && !st.netFirst && b.busy.CompareAndSwap(false, true):
 		// The role came free: retry holding it before polling.
 		st.poller = true
+	case !st.poller && st.netFirst && !hot:
+		// The first part of an adaptive wait: on the channel, for up to
+		// adaptiveNet, then (timedOut) in poll(2).
+		timedOut, err := s.parkFor(ctx, st.ready, adaptiveNet)
+		if err != nil {
+			return st, err
+		}
+		st.ready = s.waitChan()
+		st.netFirst = st.netFirst && !timedOut
 	case !st.poller:
 		if err := s.parkRetry(ctx, st.ready, hot); err != nil {
 			return st, err
@@ -216,6 +245,17 @@ func (b *blocking) block(ctx context.Context, st waitState, hot bool) (waitState
 		st.ready = s.waitChan()
 		st.parkFirst = false
 	default:
+		if b.adaptive && !st.netDone {
+			// Wait on the channel first (see adaptiveNet): give the role
+			// up, and retry before parking, as below.
+			b.busy.Store(false)
+			st.poller, st.netFirst, st.netDone = false, true, true
+			st.ready = s.waitChan()
+			return st, nil
+		}
+		if made, err := b.makePipe(); err != nil || made {
+			return st, err // made: retry first (see makePipe)
+		}
 		b.watch(ctx)
 		if err := ctx.Err(); err != nil {
 			return st, err
@@ -314,6 +354,12 @@ func (b *blocking) close() {
 	b.pipeMu.Lock()
 	defer b.pipeMu.Unlock()
 	b.pipeShut = true
-	_ = syscall.Close(b.rfd)
-	_ = syscall.Close(b.wfd)
+	if b.rfd >= 0 {
+		_ = syscall.Close(b.rfd)
+		_ = syscall.Close(b.wfd)
+	}
 }
+
+// adaptiveNet is how long an adaptive Blocking socket's wait stays on the
+// channel, woken by the reactor, before it blocks in poll(2).
+const adaptiveNet = 50 * time.Microsecond

@@ -67,6 +67,10 @@ const (
 	// Blocking has one waiting call block in poll(2): the lowest latency,
 	// one OS thread held while a call waits.
 	Blocking
+	// Adaptive is Blocking whose waits start on the channel, woken by
+	// the reactor, and go on in poll(2) after adaptiveNet: short waits
+	// (a busy stream) as Netpoller, long ones (a paced one) as Blocking.
+	Adaptive
 )
 
 // Option sets one socket option before the first bind or connect. Name is
@@ -205,11 +209,12 @@ func newLocked(zc *Context, cfg Config) (*Socket, error) {
 	switch cfg.Wait {
 	case Netpoller:
 		s.w = &netpoll{s: s}
-	case Blocking:
+	case Blocking, Adaptive:
 		b, err := newBlocking(s, fd)
 		if err != nil {
 			return fail(err)
 		}
+		b.adaptive = cfg.Wait == Adaptive
 		s.w = b
 	default:
 		return fail(fmt.Errorf("zmqkit: unknown wait %d", cfg.Wait))
@@ -539,7 +544,10 @@ type waitState struct {
 	// A Blocking call that found no poll(2) slot parks once on the wait
 	// channel before it may take the role again.
 	parkFirst bool
-	ready     <-chan struct{} // the wait channel taken before the last try
+	// An adaptive wait is on the channel (netFirst) before it polls; it
+	// has been (netDone).
+	netFirst, netDone bool
+	ready             <-chan struct{} // the wait channel taken before the last try
 }
 
 // waiter is how calls on a socket wait for it to become ready: netpoll
@@ -583,6 +591,24 @@ func (s *Socket) parkRetry(ctx context.Context, ready <-chan struct{}, hot bool)
 }
 
 // park waits on ready, ctx and the socket's closing.
+// parkFor is park for at most d; timedOut reports that d passed.
+func (s *Socket) parkFor(ctx context.Context, ready <-chan struct{}, d time.Duration) (timedOut bool, err error) {
+	s.parked.Add(1)
+	defer s.parked.Add(-1)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ready:
+		return false, nil
+	case <-t.C:
+		return true, nil
+	case <-ctx.Done():
+		return false, ctx.Err()
+	case <-s.done:
+		return false, ErrClosed
+	}
+}
+
 func (s *Socket) park(ctx context.Context, ready <-chan struct{}) error {
 	s.parked.Add(1)
 	defer s.parked.Add(-1)

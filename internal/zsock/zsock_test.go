@@ -529,7 +529,7 @@ func eventsOf(s *Socket) (zmq.State, error) {
 func TestFallbackPaths(t *testing.T) {
 	testForceFallback.Store(true)
 	t.Cleanup(func() { testForceFallback.Store(false) })
-	for _, w := range []Wait{Netpoller, Blocking} {
+	for _, w := range []Wait{Netpoller, Blocking, Adaptive} {
 		t.Run(fmt.Sprint("wait=", w), func(t *testing.T) {
 			zctx := newContext(t)
 			sd := side{wait: w}
@@ -626,7 +626,7 @@ func recvAppend(t *testing.T, push, pull *Socket) {
 }
 
 func TestRecvBytesAppend(t *testing.T) {
-	for _, w := range []Wait{Netpoller, Blocking} {
+	for _, w := range []Wait{Netpoller, Blocking, Adaptive} {
 		t.Run(fmt.Sprint("wait=", w), func(t *testing.T) {
 			push, pull := newPushPull(t, newContext(t), w)
 			recvAppend(t, push, pull)
@@ -652,7 +652,7 @@ func newPushPull(t *testing.T, zctx *Context, w Wait) (push, pull *Socket) {
 // another goroutine interrupts it; an Interrupt before the Wait is not
 // lost.
 func TestWaitAndInterrupt(t *testing.T) {
-	for _, w := range []Wait{Netpoller, Blocking} {
+	for _, w := range []Wait{Netpoller, Blocking, Adaptive} {
 		t.Run(fmt.Sprint("wait=", w), func(t *testing.T) {
 			zctx := newContext(t)
 			sd := side{wait: w}
@@ -907,4 +907,55 @@ func TestRedialMonitorStartsWithAttach(t *testing.T) {
 	require.False(t, hasMonitor(), "a listener needs no watching")
 	require.NoError(t, pull.Attach(endpoint.Endpoint{Addr: "tcp://127.0.0.1:1"}))
 	require.True(t, hasMonitor())
+}
+
+// An Adaptive wait starts on the channel and, after adaptiveNet, goes on in
+// poll(2): a message that comes then wakes it, and so do its ctx's end and
+// Close.
+func TestAdaptiveWaitPolls(t *testing.T) {
+	zctx := newContext(t)
+	push, pull := newPushPull(t, zctx, Adaptive)
+	require.Negative(t, pull.w.(*blocking).rfd, "no wake pipe before a call polls")
+	ctx := testCtx(t)
+	polling := make(chan struct{}, 8)
+	setHook(t, &testHookBeforePoll, func(s *Socket) {
+		if s == pull {
+			polling <- struct{}{}
+		}
+	})
+	recv := func(ctx context.Context) <-chan error {
+		errc := make(chan error, 1)
+		go func() {
+			b, err := pull.RecvBytes(ctx)
+			if err == nil && string(b) != "late" {
+				err = fmt.Errorf("got %q", b)
+			}
+			errc <- err
+		}()
+		return errc
+	}
+	inPoll := func() {
+		t.Helper()
+		select {
+		case <-polling:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the wait never went on to poll(2)")
+		}
+	}
+
+	errc := recv(ctx)
+	inPoll()
+	require.NoError(t, push.SendBytes(ctx, []byte("late"), false))
+	require.NoError(t, <-errc)
+
+	cctx, cancel := context.WithCancel(ctx)
+	errc = recv(cctx)
+	inPoll()
+	cancel()
+	require.ErrorIs(t, <-errc, context.Canceled)
+
+	errc = recv(ctx)
+	inPoll()
+	require.NoError(t, pull.Close())
+	require.ErrorIs(t, <-errc, ErrClosed)
 }
