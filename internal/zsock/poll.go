@@ -226,32 +226,24 @@ func (b *blocking) waitEnd(d dir) {
 func (b *blocking) block(ctx context.Context, st waitState, hot bool) (waitState, error) {
 	s := b.s
 	switch {
-	case !st.poller && !st.parkFirst && !st.netFirst && b.busy.CompareAndSwap(false, true):
+	case !st.poller && !st.parkOnce && b.busy.CompareAndSwap(false, true):
 		// The role came free: retry holding it before polling.
 		st.poller = true
-	case !st.poller && st.netFirst && !hot:
-		// The first part of an adaptive wait: on the channel, for up to
-		// adaptiveNet, then (timedOut) in poll(2).
-		timedOut, err := s.parkFor(ctx, st.ready, adaptiveNet)
-		if err != nil {
-			return st, err
-		}
-		st.ready = s.waitChan()
-		st.netFirst = st.netFirst && !timedOut
 	case !st.poller:
-		if err := s.parkRetry(ctx, st.ready, hot); err != nil {
+		if st.parkOnce && st.parkLimit > 0 && !hot {
+			if err := s.parkFor(ctx, st.ready, st.parkLimit); err != nil {
+				return st, err
+			}
+		} else if err := s.parkRetry(ctx, st.ready, hot); err != nil {
 			return st, err
 		}
 		st.ready = s.waitChan()
-		st.parkFirst = false
+		st.parkOnce = false
 	default:
 		if b.adaptive && !st.netDone {
-			// Wait on the channel first (see adaptiveNet): give the role
-			// up, and retry before parking, as below.
-			b.busy.Store(false)
-			st.poller, st.netFirst, st.netDone = false, true, true
-			st.ready = s.waitChan()
-			return st, nil
+			// Wait on the channel first, for up to adaptiveNet.
+			st.netDone = true
+			return b.yield(st, time.Duration(adaptiveNet.Load())), nil
 		}
 		if made, err := b.makePipe(); err != nil || made {
 			return st, err // made: retry first (see makePipe)
@@ -261,15 +253,8 @@ func (b *blocking) block(ctx context.Context, st waitState, hot bool) (waitState
 			return st, err
 		}
 		if !takePollSlot() {
-			// As many threads as allowed sit in poll(2) already: give
-			// the role up and wait as a Netpoller waiter does, woken by
-			// the reactor's edges (which go to the wait channel while
-			// nobody holds the role). An edge that came while this call
-			// held it went to nobody: retry before parking.
-			b.busy.Store(false)
-			st.poller, st.parkFirst = false, true
-			st.ready = s.waitChan()
-			return st, nil
+			// As many threads as allowed sit in poll(2) already.
+			return b.yield(st, 0), nil
 		}
 		defer releasePollSlot()
 		if h := testHookBeforePoll.Load(); h != nil {
@@ -281,6 +266,18 @@ func (b *blocking) block(ctx context.Context, st waitState, hot bool) (waitState
 		return st, b.poll(hot)
 	}
 	return st, nil
+}
+
+// yield gives the poller role up for one park on the wait channel, of at
+// most limit (0: until woken), as a Netpoller waiter waits: woken by the
+// reactor's edges, which go to the channel while nobody holds the role.
+// An edge that came while this call held the role went to nobody, so the
+// call retries before it parks.
+func (b *blocking) yield(st waitState, limit time.Duration) waitState {
+	b.busy.Store(false)
+	st.poller, st.parkOnce, st.parkLimit = false, true, limit
+	st.ready = b.s.waitChan()
+	return st
 }
 
 // maxPollers bounds the goroutines blocked in poll(2) at once, process
@@ -361,5 +358,8 @@ func (b *blocking) close() {
 }
 
 // adaptiveNet is how long an adaptive Blocking socket's wait stays on the
-// channel, woken by the reactor, before it blocks in poll(2).
-const adaptiveNet = 50 * time.Microsecond
+// channel, woken by the reactor, before it blocks in poll(2): 50 µs; tests
+// change it.
+var adaptiveNet atomic.Int64
+
+func init() { adaptiveNet.Store(int64(50 * time.Microsecond)) }

@@ -541,13 +541,12 @@ var testHookAfterFirstTry atomic.Pointer[func(*Socket)]
 // waitState is one waiting call's state between its tries.
 type waitState struct {
 	poller bool // it holds a Blocking socket's poll(2) role
-	// A Blocking call that found no poll(2) slot parks once on the wait
-	// channel before it may take the role again.
-	parkFirst bool
-	// An adaptive wait is on the channel (netFirst) before it polls; it
-	// has been (netDone).
-	netFirst, netDone bool
-	ready             <-chan struct{} // the wait channel taken before the last try
+	// A Blocking call that gave the role up (yield) parks once on the wait
+	// channel, for at most parkLimit if set, before it may take it again.
+	parkOnce  bool
+	parkLimit time.Duration
+	netDone   bool            // an Adaptive call has had its channel wait
+	ready     <-chan struct{} // the wait channel taken before the last try
 }
 
 // waiter is how calls on a socket wait for it to become ready: netpoll
@@ -590,36 +589,31 @@ func (s *Socket) parkRetry(ctx context.Context, ready <-chan struct{}, hot bool)
 	return s.park(ctx, ready)
 }
 
-// park waits on ready, ctx and the socket's closing.
-// parkFor is park for at most d; timedOut reports that d passed.
-func (s *Socket) parkFor(ctx context.Context, ready <-chan struct{}, d time.Duration) (timedOut bool, err error) {
-	s.parked.Add(1)
-	defer s.parked.Add(-1)
+// parkFor is park for at most d.
+func (s *Socket) parkFor(ctx context.Context, ready <-chan struct{}, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
-	select {
-	case <-ready:
-		return false, nil
-	case <-t.C:
-		return true, nil
-	case <-ctx.Done():
-		return false, ctx.Err()
-	case <-s.done:
-		return false, ErrClosed
-	}
+	return s.parkOr(ctx, ready, t.C)
 }
 
+// park waits on ready, ctx and the socket's closing.
 func (s *Socket) park(ctx context.Context, ready <-chan struct{}) error {
+	return s.parkOr(ctx, ready, nil)
+}
+
+// parkOr is park that also returns when timeout fires (never, when nil).
+func (s *Socket) parkOr(ctx context.Context, ready <-chan struct{}, timeout <-chan time.Time) error {
 	s.parked.Add(1)
 	defer s.parked.Add(-1)
 	select {
 	case <-ready:
-		return nil
+	case <-timeout:
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-s.done:
 		return ErrClosed
 	}
+	return nil
 }
 
 // try runs op under the lock; again reports that it failed with EAGAIN.

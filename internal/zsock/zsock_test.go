@@ -913,6 +913,7 @@ func TestRedialMonitorStartsWithAttach(t *testing.T) {
 // poll(2): a message that comes then wakes it, and so do its ctx's end and
 // Close.
 func TestAdaptiveWaitPolls(t *testing.T) {
+	t.Cleanup(func() { adaptiveNet.Store(int64(50 * time.Microsecond)) })
 	zctx := newContext(t)
 	push, pull := newPushPull(t, zctx, Adaptive)
 	require.Negative(t, pull.w.(*blocking).rfd, "no wake pipe before a call polls")
@@ -943,7 +944,18 @@ func TestAdaptiveWaitPolls(t *testing.T) {
 		}
 	}
 
+	// Within adaptiveNet the wait is on the channel, and a message wakes
+	// it there: no poll(2).
+	adaptiveNet.Store(int64(time.Hour))
 	errc := recv(ctx)
+	require.Eventually(t, func() bool { return pull.parked.Load() == 1 }, 5*time.Second, time.Millisecond)
+	require.NoError(t, push.SendBytes(ctx, []byte("late"), false))
+	require.NoError(t, <-errc)
+	require.Empty(t, polling, "a wait within adaptiveNet polled")
+	require.Negative(t, pull.w.(*blocking).rfd, "no wake pipe before a call polls")
+	adaptiveNet.Store(int64(50 * time.Microsecond))
+
+	errc = recv(ctx)
 	inPoll()
 	require.NoError(t, push.SendBytes(ctx, []byte("late"), false))
 	require.NoError(t, <-errc)
