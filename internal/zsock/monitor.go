@@ -180,6 +180,9 @@ func (m *monitor) run() {
 		if m.redial {
 			switch ev.Kind {
 			case zmq.EVENT_DISCONNECTED:
+				if m.s.listens(ev.Endpoint) {
+					break // a peer of a listener: it reconnects by itself
+				}
 				wait := redialAfter << min(m.tries[ev.Endpoint], 6)
 				m.due[ev.Endpoint] = time.Now().Add(min(wait, redialMax))
 			case zmq.EVENT_CONNECT_RETRIED, zmq.EVENT_CONNECT_DELAYED, zmq.EVENT_CONNECTED:
@@ -230,6 +233,16 @@ func (m *monitor) redialDue() {
 	}
 }
 
+// listens reports whether ep is one of the socket's listeners: libzmq
+// names a peer that connected to a listener by the listener's address, and
+// none of the socket's own connections is the one that dropped (with one
+// connection, redial would have taken it for that peer).
+func (s *Socket) listens(ep string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Contains(s.bound, ep)
+}
+
 // redial connects again to the connect endpoint that ep (as libzmq names
 // it in events, its address resolved) stands for. It reports whether it
 // did.
@@ -239,12 +252,6 @@ func (s *Socket) redial(ep string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || s.zc.term {
-		return false
-	}
-	// A peer that connected to one of the socket's listeners is named by
-	// the listener's address: it reconnects by itself, and none of the
-	// socket's own connections is the one that dropped.
-	if slices.Contains(s.bound, ep) {
 		return false
 	}
 	target := ""

@@ -881,11 +881,38 @@ func TestRedialLeavesAcceptedPeers(t *testing.T) {
 		Endpoints: []endpoint.Endpoint{{Bind: true, Addr: "tcp://127.0.0.1:*"}}})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = push.Close() })
-	pull, err := New(zctx, Config{Type: zmq.PULL, Options: []Option{linger0}, Redial: true,
+	// Called on the monitor's goroutine right after its own bookkeeping
+	// of the same event, so it may read the redials due.
+	scheduled := make(chan bool, 4)
+	var made atomic.Pointer[Socket]
+	mon := &Monitor{Events: zmq.EVENT_DISCONNECTED, On: func(ev Event) {
+		if s := made.Load(); s != nil && ev.Endpoint == s.Bound()[0] {
+			_, due := s.mon.due[ev.Endpoint]
+			scheduled <- due
+		}
+	}}
+	pull, err := New(zctx, Config{Type: zmq.PULL, Options: []Option{linger0}, Redial: true, Monitor: mon,
 		Endpoints: []endpoint.Endpoint{{Bind: true, Addr: "tcp://127.0.0.1:*"}, {Addr: push.Bound()[0]}}})
 	require.NoError(t, err)
+	made.Store(pull)
 	t.Cleanup(func() { _ = pull.Close() })
-	require.False(t, pull.redial(pull.Bound()[0]), "a peer of the listener")
+
+	// A peer connects to the listener, delivers, and leaves.
+	peer, err := New(zctx, Config{Type: zmq.PUSH, Options: []Option{linger0},
+		Endpoints: []endpoint.Endpoint{{Addr: pull.Bound()[0]}}})
+	require.NoError(t, err)
+	ctx := testCtx(t)
+	require.NoError(t, peer.SendBytes(ctx, []byte("x"), false))
+	_, err = pull.RecvBytes(ctx)
+	require.NoError(t, err)
+	require.NoError(t, peer.Close())
+	select {
+	case due := <-scheduled:
+		require.False(t, due, "a peer of the listener")
+	case <-time.After(5 * time.Second):
+		t.Fatal("no DISCONNECTED for the peer of the listener")
+	}
+	require.True(t, pull.listens(pull.Bound()[0]))
 	require.True(t, pull.redial(push.Bound()[0]), "the socket's own connection")
 }
 
