@@ -711,12 +711,13 @@ func TestRRServerRepliesAtStop(t *testing.T) {
 	})
 }
 
-// A reply over the client's WithMaxMessageSize drops its connection; the
-// client reconnects, and the next requests are answered.
-func TestRRClientRecoversFromOversizeReply(t *testing.T) {
-	zctx := newTestContext(t)
+// oversizeServer runs an RRServer on tcp that echoes each request, except
+// that it answers 1000 bytes to a request big says is big: over a client's
+// WithMaxMessageSize(100).
+func oversizeServer(t *testing.T, zctx *Context, big func(req []byte) bool) *RRServer {
+	t.Helper()
 	srv, err := NewRRServer(bindEndpoint(t, "tcp"), func(_ context.Context, req []byte) ([]byte, error) {
-		if string(req) == "big" {
+		if big(req) {
 			return make([]byte, 1000), nil
 		}
 		return req, nil
@@ -724,6 +725,14 @@ func TestRRClientRecoversFromOversizeReply(t *testing.T) {
 	require.NoError(t, err)
 	closeOnCleanup(t, srv)
 	runServer(t, srv)
+	return srv
+}
+
+// A reply over the client's WithMaxMessageSize drops its connection; the
+// client reconnects, and the next requests are answered.
+func TestRRClientRecoversFromOversizeReply(t *testing.T) {
+	zctx := newTestContext(t)
+	srv := oversizeServer(t, zctx, func(req []byte) bool { return string(req) == "big" })
 	var rec errorRecorder
 	cli, err := NewRRClient(srv.Endpoints()[0], WithZMQContext(zctx), WithMaxMessageSize(100), rec.option())
 	require.NoError(t, err)
@@ -751,15 +760,9 @@ func TestRRClientRecoversFromOversizeReply(t *testing.T) {
 func TestRRRetryAfterOversizeReply(t *testing.T) {
 	zctx := newTestContext(t)
 	var calls atomic.Int32
-	srv, err := NewRRServer(bindEndpoint(t, "tcp"), func(_ context.Context, req []byte) ([]byte, error) {
-		if calls.Add(1) == 2 { // the first try of "big"
-			return make([]byte, 1000), nil
-		}
-		return req, nil
-	}, WithZMQContext(zctx))
-	require.NoError(t, err)
-	closeOnCleanup(t, srv)
-	runServer(t, srv)
+	srv := oversizeServer(t, zctx, func([]byte) bool {
+		return calls.Add(1) == 2 // the first try of "big"
+	})
 	cli, err := NewRRClient(srv.Endpoints()[0], WithZMQContext(zctx), WithMaxMessageSize(100), WithRetries(3, 10*time.Second))
 	require.NoError(t, err)
 	closeOnCleanup(t, cli)
