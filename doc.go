@@ -39,7 +39,10 @@
 // Stopping a server: when Run's ctx ends (a graceful stop), no new request
 // is taken and the replies of the handlers already running are still sent;
 // Close is immediate, and those replies are dropped and counted in
-// Stats.Dropped, never sent after Close.
+// Stats.Dropped, never sent after Close. A reply sent just before Close can
+// still be lost on the client's side, which may drop it with the connection
+// (see RRClient): a server that stops for a restart should let its last
+// replies be read before it closes.
 //
 // # Endpoints
 //

@@ -41,7 +41,14 @@ import (
 // are lost; their callers see their ctx end, or a retry (WithRetries). So
 // is a request sent in the moment a server closes, before libzmq has seen
 // its connection end (the request goes into that connection's queue, and
-// libzmq drops the queue with it): WithRetries covers that too. An
+// libzmq drops the queue with it): WithRetries covers that too. And so,
+// sometimes, is a reply a server sends just before it closes the
+// connection (a server stopping gracefully, a one-shot worker): with
+// ZMQ_IMMEDIATE, libzmq drops the replies the client has received but not
+// yet read when a connection ends, and the reply and the end of the
+// connection usually reach the client together. Such a request's caller
+// sees its ctx end or, with WithRetries, a retry that a server still up
+// answers (so the request runs twice). An
 // inproc:// server is not reconnected to once it has closed: a restartable
 // server needs tcp:// or ipc://.
 type RRClient struct {
