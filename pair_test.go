@@ -646,8 +646,9 @@ func TestPairServerNonZMTPClients(t *testing.T) {
 				return err == nil
 			}, 5*time.Second, time.Millisecond)
 			if b != nil {
-				_, err := c.Write(b)
-				require.NoError(t, err)
+				// The server may have dropped the connection already (a
+				// reset): the write's outcome is not what is tested.
+				_, _ = c.Write(b)
 			}
 			if held {
 				t.Cleanup(func() { _ = c.Close() })
