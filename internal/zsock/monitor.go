@@ -186,9 +186,9 @@ func (m *monitor) run() {
 				wait := redialAfter << min(m.tries[ev.Endpoint], 6)
 				m.due[ev.Endpoint] = time.Now().Add(min(wait, redialMax))
 			case zmq.EVENT_CONNECT_RETRIED, zmq.EVENT_CONNECT_DELAYED, zmq.EVENT_CONNECTED:
-				delete(m.due, ev.Endpoint) // libzmq is on it
+				delete(m.due, named(m.due, ev.Endpoint)) // libzmq is on it
 			case zmq.EVENT_HANDSHAKE_SUCCEEDED:
-				delete(m.tries, ev.Endpoint)
+				delete(m.tries, named(m.tries, ev.Endpoint))
 			case zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_AUTH:
 				m.failed[ev.Endpoint] = true
 			}
@@ -197,6 +197,34 @@ func (m *monitor) run() {
 			m.cfg.On(ev)
 		}
 	}
+}
+
+// named is the key of keys that ep names: ep itself, or else the only one
+// on the same tcp port. libzmq names a connection by the address it was
+// given (a host name, say) until it reconnects, and by the address resolved
+// from then on, so a DISCONNECTED's redial would otherwise outlive the
+// CONNECT_RETRIED that says libzmq is on it.
+func named[V any](keys map[string]V, ep string) string {
+	if _, ok := keys[ep]; ok {
+		return ep
+	}
+	found, n := ep, 0
+	for k := range keys {
+		if SamePort(k, ep) {
+			found, n = k, n+1
+		}
+	}
+	if n != 1 {
+		return ep
+	}
+	return found
+}
+
+// SamePort reports whether a and b are tcp endpoints on the same port, as
+// libzmq may name one connection before and after resolving its host.
+func SamePort(a, b string) bool {
+	i, j := strings.LastIndexByte(a, ':'), strings.LastIndexByte(b, ':')
+	return strings.HasPrefix(a, "tcp://") && strings.HasPrefix(b, "tcp://") && i > 5 && j > 5 && a[i:] == b[j:]
 }
 
 // receive reads the next event, or returns DeadlineExceeded when a redial

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -914,6 +915,44 @@ func TestRedialLeavesAcceptedPeers(t *testing.T) {
 	}
 	require.True(t, pull.listens(pull.Bound()[0]))
 	require.True(t, pull.redial(push.Bound()[0]), "the socket's own connection")
+}
+
+// A connection made to a host name is named by it until libzmq
+// reconnects, and by the address resolved from then on: the
+// CONNECT_RETRIED that follows a DISCONNECTED (libzmq reconnecting) must
+// still cancel the redial the DISCONNECTED scheduled, or zsock drops the
+// connection 250 ms later and reports a protocol error that never was.
+func TestRedialHostNameReconnecting(t *testing.T) {
+	zctx := newContext(t)
+	push, err := New(zctx, Config{Type: zmq.PUSH, Options: []Option{linger0},
+		Endpoints: []endpoint.Endpoint{{Bind: true, Addr: "tcp://127.0.0.1:*"}}})
+	require.NoError(t, err)
+	port := push.Bound()[0][strings.LastIndexByte(push.Bound()[0], ':'):]
+	// Called on the monitor's goroutine right after its own bookkeeping
+	// of the same event, so it may read the redials due.
+	retried := make(chan int, 64)
+	var made atomic.Pointer[Socket]
+	mon := &Monitor{Events: zmq.EVENT_CONNECT_RETRIED, On: func(ev Event) {
+		if s := made.Load(); s != nil && ev.Endpoint == "tcp://127.0.0.1"+port {
+			retried <- len(s.mon.due)
+		}
+	}}
+	pull, err := New(zctx, Config{Type: zmq.PULL, Options: []Option{linger0}, Redial: true, Monitor: mon,
+		Endpoints: []endpoint.Endpoint{{Addr: "tcp://localhost" + port}}})
+	require.NoError(t, err)
+	made.Store(pull)
+	t.Cleanup(func() { _ = pull.Close() })
+	ctx := testCtx(t)
+	require.NoError(t, push.SendBytes(ctx, []byte("x"), false))
+	_, err = pull.RecvBytes(ctx)
+	require.NoError(t, err)
+	require.NoError(t, push.Close()) // the server goes: libzmq reconnects, by the resolved name
+	select {
+	case due := <-retried:
+		require.Zero(t, due, "a redial stays scheduled while libzmq reconnects")
+	case <-ctx.Done():
+		t.Fatal("no CONNECT_RETRIED by the resolved name")
+	}
 }
 
 // A socket made with Redial and no connection to watch starts its monitor
