@@ -209,7 +209,7 @@ func TestContextSocketLimit(t *testing.T) {
 	}
 	assert.Equal(t, 5, made)
 	require.ErrorIs(t, err, ErrSocketLimit)
-	assert.Equal(t, "zmqkit: socket limit reached: the Context holds at most 5 sockets (an object takes 1 to 3; raise it with WithMaxSockets)", err.Error())
+	assert.Equal(t, "zmqkit: socket limit reached: the Context holds at most 5 sockets (an object takes 1 to 3, an RRClient up to 6; raise it with WithMaxSockets)", err.Error())
 
 	for _, n := range []int{0, -1, 1<<20 + 1} {
 		_, err := NewContext(WithMaxSockets(n))

@@ -39,10 +39,9 @@
 // Stopping a server: when Run's ctx ends (a graceful stop), no new request
 // is taken and the replies of the handlers already running are still sent;
 // Close is immediate, and those replies are dropped and counted in
-// Stats.Dropped, never sent after Close. A reply sent just before Close can
-// still be lost on the client's side, which may drop it with the connection
-// (see RRClient): a server that stops for a restart should let its last
-// replies be read before it closes.
+// Stats.Dropped, never sent after Close. An RRClient reads the replies a
+// server sent before it closed, though the connection ends right after
+// them.
 //
 // # Endpoints
 //
@@ -99,8 +98,9 @@
 // and then terminates libzmq; because every socket has a bounded linger
 // (WithLinger, 200 ms by default), it does not hang on messages for peers
 // that never came. A Context holds at most WithMaxSockets sockets (32,768
-// by default: 10,000 objects of any type); a constructor beyond it fails
-// with ErrSocketLimit.
+// by default: 10,000 objects of any type, which take 1 to 3 each, an
+// RRClient 3 more once it has had to watch a server that was down); a
+// constructor beyond it fails with ErrSocketLimit.
 //
 // # Blocking, cancellation and goroutines
 //

@@ -447,7 +447,7 @@ func TestRRSeveralServers(t *testing.T) {
 		eps = append(eps, srv.Endpoints()[0])
 		srvs = append(srvs, srv)
 	}
-	cli, err := NewRRClient(eps[0]+","+eps[1], WithZMQContext(zctx))
+	cli, err := NewRRClient(eps[0]+","+eps[1], WithZMQContext(zctx), WithEvents(func(Event) {}))
 	require.NoError(t, err)
 	closeOnCleanup(t, cli)
 	seen := map[string]bool{}
@@ -459,6 +459,75 @@ func TestRRSeveralServers(t *testing.T) {
 	}, 10*time.Second, time.Millisecond, "requests reach both servers")
 	assert.NotZero(t, srvs[0].Stats().Received)
 	assert.NotZero(t, srvs[1].Stats().Received)
+	// Servers started together do not take each other out: each has one
+	// connection, counted once.
+	assert.EqualValues(t, 2, cli.Stats().Peers)
+}
+
+// A server that is down is left out of the round-robin, whether it was
+// never up or went down later, and is put back when it answers again:
+// requests go only to servers up, never wait in a dead one's queue.
+func TestRRSeveralServersOneDown(t *testing.T) {
+	zctx := newTestContext(t)
+	ctx := testCtx(t)
+	tagged := func(tag string) RequestHandler {
+		return func(context.Context, []byte) ([]byte, error) { return []byte(tag), nil }
+	}
+	a, err := NewRRServer(bindEndpoint(t, "tcp"), tagged("a"), WithZMQContext(zctx))
+	require.NoError(t, err)
+	closeOnCleanup(t, a)
+	runServer(t, a)
+	bEp := bindEndpoint(t, "ipc") // nothing there until b starts
+
+	cli, err := NewRRClient(a.Endpoints()[0]+","+bEp, WithZMQContext(zctx), WithReconnectInterval(10*time.Millisecond, 0))
+	require.NoError(t, err)
+	closeOnCleanup(t, cli)
+	// request sends one request; it fails after wait (a request in a dead
+	// server's queue waits for ever).
+	request := func(wait time.Duration) (string, error) {
+		rctx, cancel := context.WithTimeout(ctx, wait)
+		defer cancel()
+		rep, err := cli.Request(rctx, nil)
+		return string(rep), err
+	}
+	requestAll := func(n int) map[string]int {
+		t.Helper()
+		seen := map[string]int{}
+		for i := 0; i < n; i++ {
+			rep, err := request(5 * time.Second)
+			require.NoError(t, err, "request %d waited in a dead server's queue", i)
+			seen[rep]++
+		}
+		return seen
+	}
+	assert.Equal(t, map[string]int{"a": 50}, requestAll(50), "b never up: every request to a")
+
+	b, err := NewRRServer(bEp, tagged("b"), WithZMQContext(zctx))
+	require.NoError(t, err)
+	closeOnCleanup(t, b)
+	runServer(t, b)
+	require.Eventually(t, func() bool {
+		rep, err := request(5 * time.Second)
+		return err == nil && rep == "b"
+	}, 10*time.Second, time.Millisecond, "b found back")
+	seen := requestAll(50)
+	assert.Positive(t, seen["a"])
+	assert.Positive(t, seen["b"])
+	assert.Len(t, seen, 2)
+
+	require.NoError(t, a.Close())
+	// The first requests may still go to a before the client sees it
+	// gone (and wait in its queue): once b alone answers ten in a row, a
+	// is out.
+	require.Eventually(t, func() bool {
+		for i := 0; i < 10; i++ {
+			if rep, err := request(100 * time.Millisecond); err != nil || rep != "b" {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, time.Millisecond)
+	assert.Equal(t, map[string]int{"b": 50}, requestAll(50), "a down: every request to b")
 }
 
 // TestRRClientAgainstREP runs RRClient against a hand-written REP loop,
@@ -664,6 +733,51 @@ func TestRRJSON(t *testing.T) {
 			assert.Error(t, err)
 		})
 	}
+}
+
+// A server that replies and closes at once (a graceful stop, a one-shot
+// worker): the reply still reaches the client. With ZMQ_IMMEDIATE on the
+// socket, libzmq dropped a reply the client had received but not yet read
+// when the connection ended: about a quarter of them.
+func TestRRReplyThenServerCloses(t *testing.T) {
+	zc, err := zmq.NewContext()
+	require.NoError(t, err)
+	defer func() { require.NoError(t, zc.Term()) }()
+	zctx := newTestContext(t)
+	ctx := testCtx(t)
+	lost := 0
+	for i := 0; i < 100; i++ {
+		srv, err := zc.NewSocket(zmq.ROUTER)
+		require.NoError(t, err)
+		require.NoError(t, srv.SetRcvtimeo(5*time.Second)) // a request lost fails the test, not hangs it
+		require.NoError(t, srv.Bind("tcp://127.0.0.1:*"))
+		ep, err := srv.GetLastEndpoint()
+		require.NoError(t, err)
+		cli, err := NewRRClient(ep, WithZMQContext(zctx))
+		require.NoError(t, err)
+		served := make(chan error, 1)
+		go func() {
+			msg, err := srv.RecvMessageBytes(0)
+			if err == nil {
+				_, err = srv.SendMessage(msg)
+			}
+			if e := srv.Close(); err == nil { // linger: the reply goes out first
+				err = e
+			}
+			served <- err
+		}()
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		rep, err := cli.Request(rctx, []byte("x"))
+		cancel()
+		if err != nil {
+			lost++
+		} else {
+			assert.Equal(t, "x", string(rep))
+		}
+		require.NoError(t, <-served)
+		require.NoError(t, cli.Close())
+	}
+	assert.Zero(t, lost, "replies lost of 100")
 }
 
 func TestRRServerRepliesAtStop(t *testing.T) {

@@ -6,11 +6,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
 	zmq "github.com/pebbe/zmq4"
 
+	"github.com/zmqkit/zmqkit/internal/endpoint"
 	"github.com/zmqkit/zmqkit/internal/zsock"
 )
 
@@ -33,24 +36,30 @@ import (
 // several endpoints, requests are spread round-robin across the servers
 // that are connected.
 //
-// Requests are only queued to servers whose connection is complete
-// (ZMQ_IMMEDIATE): while no server is reachable, Request waits to send until
-// its ctx ends, and a server that restarts on the same endpoint is found
-// again by reconnection (every 100 ms by default, WithReconnectInterval)
-// without recreating the client. Requests in flight to a server that dies
-// are lost; their callers see their ctx end, or a retry (WithRetries). So
-// is a request sent in the moment a server closes, before libzmq has seen
-// its connection end (the request goes into that connection's queue, and
-// libzmq drops the queue with it): WithRetries covers that too. And so,
-// sometimes, is a reply a server sends just before it closes the
-// connection (a server stopping gracefully, a one-shot worker): with
-// ZMQ_IMMEDIATE, libzmq drops the replies the client has received but not
-// yet read when a connection ends, and the reply and the end of the
-// connection usually reach the client together. Such a request's caller
-// sees its ctx end or, with WithRetries, a retry that a server still up
-// answers (so the request runs twice). An
-// inproc:// server is not reconnected to once it has closed: a restartable
-// server needs tcp:// or ipc://.
+// Requests are sent only while a server is up (its connection complete,
+// the ZMTP handshake done): while none is, Request waits to send until its
+// ctx ends, and a server that restarts on the same endpoint is found again
+// by reconnection (every 100 ms by default, WithReconnectInterval) without
+// recreating the client. With several servers, one that goes down, or is
+// not reached, is taken out of the round-robin as soon as the client sees
+// it (its connection is closed and watched by a probe connection until
+// the server answers again; the probe is a second DEALER, with its
+// monitor, made the first time a server is taken out), so requests go to
+// the others. A server put back, or connected by AddEndpoint while others
+// are up, may be given requests while its connection is being made: it
+// gets them once its handshake is done, and they are lost with it if it
+// never is (WithRetries covers that). A server that
+// connected to the client (which binds) is not tracked: libzmq only queues
+// to such a server while it is connected. The client does not use
+// ZMQ_IMMEDIATE for this: with it libzmq drops, with a connection that
+// ends, the replies the client received on it but had not yet read, so a
+// server that replied and then closed would lose its last replies.
+//
+// Requests in flight to a server that dies are lost; their callers see
+// their ctx end, or a retry (WithRetries). So may be a request sent in the
+// moment a server closes, before the client has seen its connection end:
+// WithRetries covers that too. An inproc:// server is not reconnected to
+// once it has closed: a restartable server needs tcp:// or ipc://.
 type RRClient struct {
 	base
 	sock   *zsock.Socket
@@ -61,11 +70,17 @@ type RRClient struct {
 	trying  map[uint64]context.CancelCauseFunc // tries in flight, with retries
 	outbox  []outgoing                         // requests for the reader to send
 
-	// made holds the endpoints the client connected to (as libzmq
-	// reported them), dropped those whose connection was lost and that
-	// libzmq has not yet announced it retries: serverLost's, used only on
-	// the monitor's goroutine.
-	made, dropped map[string]bool
+	// The servers the client connects to, with the state of each (see
+	// serverState), and the probe socket that watches those taken out of
+	// the round-robin; guarded by pmu, which is never held while a socket
+	// is called or made.
+	pmu     sync.Mutex
+	servers []*server
+	probe   *zsock.Socket
+	wake    func()      // sock's Interrupt, once sock is made
+	pclosed bool        // Close ran: no probe may be made
+	binds   bool        // the client binds too: servers that connected to it are not tracked
+	changed atomic.Bool // a server went down or came back: the reader rebalances
 
 	// reader is a one-slot semaphore: the waiting Request that holds it
 	// is the only goroutine that uses the socket: it sends every request
@@ -75,6 +90,26 @@ type RRClient struct {
 	// the readiness signal the reader waits for.
 	reader chan struct{}
 }
+
+// server is one endpoint the client connects to.
+type server struct {
+	ep       string
+	net      bool // tcp or ipc (an inproc server is up from the connect on: no handshake)
+	state    serverState
+	restored bool // connected again after the probe found it back
+	tcp      bool // its connection is made (a handshake may be under way)
+}
+
+// serverState is where a server stands.
+type serverState int
+
+const (
+	pending serverState = iota // connected on the socket, no handshake yet
+	up                         // handshake done, not lost since
+	down                       // on the socket, lost or not reached (libzmq retries)
+	retired                    // disconnected from the socket; the probe connects to it
+	back                       // the probe's handshake succeeded: to connect again
+)
 
 // outgoing is a request waiting in the outbox.
 type outgoing struct {
@@ -94,23 +129,56 @@ type rrReply struct {
 // RRClient; it does not wait for a server.
 func NewRRClient(endpoints string, opts ...Option) (*RRClient, error) {
 	c := &RRClient{pending: map[uint64]chan rrReply{}, trying: map[uint64]context.CancelCauseFunc{}, reader: make(chan struct{}, 1)}
-	immediate := zsock.Option{Name: "ZMQ_IMMEDIATE", Set: func(z *zmq.Socket) error { return z.SetImmediate(true) }}
-	mk := func() zsock.Config {
-		cfg := zsock.Config{Type: zmq.DEALER, Wait: zsock.Blocking, Options: []zsock.Option{immediate}}
-		if c.o.tries > 1 {
-			// A server seen to disconnect ends the tries at once, not at
-			// their time-out (a server that froze seems alive without
-			// heartbeats: WithHeartbeat finds it).
-			c.made, c.dropped = map[string]bool{}, map[string]bool{}
-			cfg.Monitor = &zsock.Monitor{Events: zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED, On: c.serverLost}
+	if eps, err := endpoint.Parse(endpoints, false); err == nil { // else openSocket reports it
+		for _, ep := range eps {
+			c.track(ep)
 		}
-		return cfg
+	}
+	mk := func() zsock.Config {
+		return zsock.Config{Type: zmq.DEALER, Wait: zsock.Blocking, Monitor: &zsock.Monitor{
+			Events: zmq.EVENT_CONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED,
+			On:     c.serverEvent,
+		}}
 	}
 	var err error
 	if c.sock, err = c.openSocket(c, kindRRClient, endpoints, false, opts, mk); err != nil {
 		return nil, err
 	}
+	c.pmu.Lock()
+	c.wake = c.sock.Interrupt
+	c.pmu.Unlock()
 	return c, nil
+}
+
+// track records an endpoint before it is bound or connected (a handshake
+// may be reported before Attach returns); the function returned forgets it
+// again.
+func (c *RRClient) track(ep endpoint.Endpoint) (forget func()) {
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	if ep.Bind {
+		was := c.binds
+		c.binds = true
+		return func() {
+			c.pmu.Lock()
+			defer c.pmu.Unlock()
+			c.binds = was
+		}
+	}
+	if slices.ContainsFunc(c.servers, func(s *server) bool { return s.ep == ep.Addr }) {
+		return func() {} // libzmq makes one connection to an endpoint
+	}
+	net := strings.HasPrefix(ep.Addr, "tcp://") || strings.HasPrefix(ep.Addr, "ipc://")
+	sv := &server{ep: ep.Addr, net: net}
+	if !net {
+		sv.state = up
+	}
+	c.servers = append(c.servers, sv)
+	return func() {
+		c.pmu.Lock()
+		defer c.pmu.Unlock()
+		c.servers = slices.DeleteFunc(c.servers, func(s *server) bool { return s == sv })
+	}
 }
 
 // Request sends req and returns its reply. It returns when the reply comes;
@@ -181,43 +249,250 @@ func (c *RRClient) tryContext(ctx context.Context, id uint64) (context.Context, 
 	}
 }
 
-// serverLost ends every try in flight with errServerLost (from the
-// monitor's goroutine): we cannot tell which server had which request, so
-// every one is sent again. libzmq reports a lost connection before it
-// retires the connection's queue from the socket's choices, and a request
-// resent in between would go into that queue and wait out its try. For a
-// server the client connects to, the tries end on the CONNECT_RETRIED that
-// libzmq reports once the queue is retired (reconnection is always on), or,
-// after a protocol error, which libzmq does not retry, on the CONNECTED of
-// zmqkit's redial; for one that connected to the client, which is not
-// retried, on the DISCONNECTED itself.
-func (c *RRClient) serverLost(ev zsock.Event) {
+// serverEvent follows the servers' connections on the client's socket
+// (from its monitor's goroutine). A handshake puts a server in the
+// round-robin. A server lost, or not reached, is left for the reader to
+// take out (see rebalance); a server lost ends every try in flight with
+// errServerLost, with retries on: we cannot tell which server had which
+// request, so every one is sent again, to the servers still up. A server
+// that had connected to the client (which binds) is not tracked, but its
+// loss ends the tries too.
+func (c *RRClient) serverEvent(ev zsock.Event) {
+	c.pmu.Lock()
+	var sv *server
+	lost := false
 	switch ev.Kind {
 	case zmq.EVENT_CONNECTED:
-		c.made[ev.Endpoint] = true
-		if !c.dropped[ev.Endpoint] {
-			return
+		if sv = c.serverNamed(ev.Endpoint, pending, down); sv != nil {
+			sv.tcp = true
 		}
-		// libzmq did not retry (a protocol error): zmqkit's redial
-		// disconnected the endpoint, which retired its queue, and made it
-		// again.
-		delete(c.dropped, ev.Endpoint)
-	case zmq.EVENT_DISCONNECTED:
-		if c.made[ev.Endpoint] {
-			c.dropped[ev.Endpoint] = true
-			return
+	case zmq.EVENT_HANDSHAKE_SUCCEEDED:
+		if sv = c.serverNamed(ev.Endpoint, pending, down); sv != nil {
+			sv.state, sv.tcp = up, true
+			c.changed.Store(true) // others down may go out now
 		}
-	case zmq.EVENT_CONNECT_RETRIED:
-		if !c.dropped[ev.Endpoint] {
-			return // a server not there yet: nothing was sent to it
+	case zmq.EVENT_DISCONNECTED, zmq.EVENT_CONNECT_RETRIED:
+		if sv = c.serverNamed(ev.Endpoint, up, pending, down); sv != nil {
+			lost = sv.state == up
+			sv.state, sv.tcp = down, false
+			c.changed.Store(true)
 		}
-		delete(c.dropped, ev.Endpoint)
+	}
+	wake, binds := c.wake, c.binds
+	c.pmu.Unlock()
+	if sv != nil && ev.Kind != zmq.EVENT_CONNECTED && wake != nil {
+		wake() // requests may wait for a server, or the reader must rebalance
+	}
+	if ev.Kind != zmq.EVENT_DISCONNECTED || !lost && !(sv == nil && binds) {
+		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, lose := range c.trying {
 		lose(errServerLost)
 	}
+}
+
+// probeEvent follows the probe's connections: a handshake means a server
+// taken out is back.
+func (c *RRClient) probeEvent(ev zsock.Event) {
+	c.pmu.Lock()
+	sv := c.serverNamed(ev.Endpoint, retired)
+	if sv != nil {
+		sv.state = back
+		c.changed.Store(true)
+	}
+	wake := c.wake
+	c.pmu.Unlock()
+	if sv != nil && wake != nil {
+		wake()
+	}
+}
+
+// serverNamed finds the tcp or ipc server that libzmq names ep in an
+// event, if it is in one of the states given: the one connected as ep,
+// else the only one on the same port (libzmq names a connection by its
+// address resolved once it has reconnected). Callers hold pmu.
+func (c *RRClient) serverNamed(ep string, states ...serverState) *server {
+	var port *server
+	exact, ports := false, 0
+	for _, sv := range c.servers {
+		switch {
+		case !sv.net:
+		case sv.ep == ep:
+			exact = true
+			if slices.Contains(states, sv.state) {
+				return sv // the first, if the endpoint is connected twice
+			}
+		case zsock.SamePort(sv.ep, ep):
+			port, ports = sv, ports+1
+		}
+	}
+	if exact || ports != 1 || !slices.Contains(states, port.state) {
+		return nil
+	}
+	return port
+}
+
+// rebalance, from the reader, takes the servers that are down out of the
+// round-robin while another is up, and puts back those the probe found
+// back. A server being connected for the first time is taken out only
+// while it has no connection yet (not reached), so that servers started
+// together do not take each other out. It returns only the errors of a
+// client closing; it reports the others and leaves the server as it was.
+func (c *RRClient) rebalance() error {
+	c.pmu.Lock()
+	var out, in []*server
+	for _, sv := range c.servers {
+		switch {
+		case sv.state == back:
+			in = append(in, sv)
+		case c.retirable(sv):
+			out = append(out, sv)
+		}
+	}
+	c.pmu.Unlock()
+	for _, sv := range out {
+		if err := c.retire(sv); err != nil {
+			return err
+		}
+	}
+	for _, sv := range in {
+		if err := c.restore(sv); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// retirable reports whether sv should be taken out now. Callers hold pmu.
+func (c *RRClient) retirable(sv *server) bool {
+	if !sv.net || sv.state != down && (sv.state != pending || sv.restored || sv.tcp) {
+		return false
+	}
+	return c.binds || slices.ContainsFunc(c.servers, func(o *server) bool { return o.state == up })
+}
+
+// drain reads and hands out every reply already received.
+func (c *RRClient) drain() error {
+	for {
+		msg, ok, err := c.sock.TryRecvMessage()
+		if err != nil || !ok {
+			return err
+		}
+		c.stats.received.Add(1)
+		c.dispatch(msg)
+	}
+}
+
+// retire takes sv out, if it still should go: its replies read, off the
+// socket, onto the probe.
+func (c *RRClient) retire(sv *server) error {
+	probe, err := c.probeSocket()
+	if err != nil {
+		if errors.Is(err, ErrClosed) {
+			return err
+		}
+		// No probe (the socket limit, say): sv stays in, as with plain
+		// libzmq, and requests may wait in its queue for it.
+		c.report(c.opError("watch server", err))
+		c.pmu.Lock()
+		sv.restored = true // not again and again, if it is only pending
+		c.pmu.Unlock()
+		return nil
+	}
+	if err := c.drain(); err != nil {
+		return err
+	}
+	c.pmu.Lock()
+	if !c.retirable(sv) { // it came up meanwhile
+		c.pmu.Unlock()
+		return nil
+	}
+	sv.state, sv.tcp = retired, false
+	c.pmu.Unlock()
+	if err := c.sock.Detach(sv.ep); err != nil {
+		return c.rebalanceFailed(sv, down, err)
+	}
+	c.o.logger.Debug("zmqkit: rrclient server out", "endpoint", sv.ep)
+	if err := probe.Attach(endpoint.Endpoint{Addr: sv.ep}); err != nil {
+		_ = c.rebalanceFailed(sv, down, err)
+		return c.restore(sv) // back on the socket, if not watched
+	}
+	return nil
+}
+
+// restore puts a server the probe found back into the round-robin.
+func (c *RRClient) restore(sv *server) error {
+	c.pmu.Lock()
+	probe := c.probe
+	sv.state, sv.restored, sv.tcp = pending, true, false
+	c.pmu.Unlock()
+	if probe != nil {
+		_ = probe.Detach(sv.ep) // not attached, if retire's Attach failed
+	}
+	c.o.logger.Debug("zmqkit: rrclient server back", "endpoint", sv.ep)
+	if err := c.sock.Attach(endpoint.Endpoint{Addr: sv.ep}); err != nil {
+		// Lost to the client: say so once, and forget it.
+		c.drop(sv)
+		return c.rebalanceFailed(sv, retired, err)
+	}
+	return nil
+}
+
+// rebalanceFailed reports a rebalance that failed over sv, which is left
+// in state st; it returns err only when the client is closing.
+func (c *RRClient) rebalanceFailed(sv *server, st serverState, err error) error {
+	if errors.Is(err, zsock.ErrClosed) || errors.Is(err, ErrClosed) {
+		return err
+	}
+	c.pmu.Lock()
+	sv.state = st
+	c.pmu.Unlock()
+	c.report(c.opError("rebalance servers", fmt.Errorf("%s: %w", sv.ep, err)))
+	return nil
+}
+
+// drop forgets a server.
+func (c *RRClient) drop(sv *server) {
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	c.servers = slices.DeleteFunc(c.servers, func(s *server) bool { return s == sv })
+}
+
+// probeSocket returns the probe, made on first use: a DEALER with the
+// client's socket options and ZMQ_IMMEDIATE, which carries no message and
+// only tells, by its handshakes, when a server is back.
+func (c *RRClient) probeSocket() (*zsock.Socket, error) {
+	c.pmu.Lock()
+	p, closed := c.probe, c.pclosed
+	c.pmu.Unlock()
+	switch {
+	case closed:
+		return nil, ErrClosed
+	case p != nil:
+		return p, nil
+	}
+	// Only the reader makes it, so there is no other to race with, but
+	// Close may run meanwhile.
+	cfg := zsock.Config{Type: zmq.DEALER, Wait: zsock.Netpoller, Redial: true,
+		Options: append(c.o.socketOptions(), zsock.Option{Name: "ZMQ_IMMEDIATE", Set: func(z *zmq.Socket) error { return z.SetImmediate(true) }}),
+		Monitor: &zsock.Monitor{Events: zmq.EVENT_HANDSHAKE_SUCCEEDED, On: c.probeEvent}}
+	p, err := c.zctx.newSocket(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.pmu.Lock()
+	closed = c.pclosed
+	if !closed {
+		c.probe = p
+	}
+	c.pmu.Unlock()
+	if closed {
+		_ = p.Close()
+		return nil, ErrClosed
+	}
+	return p, nil
 }
 
 // try sends the request once and waits for a reply to it: it queues the
@@ -261,13 +536,19 @@ func (c *RRClient) read(ctx context.Context, ch chan rrReply) (rrReply, bool, er
 			return r, true, nil
 		default:
 		}
+		if c.changed.Swap(false) {
+			if err := c.rebalance(); err != nil {
+				return rrReply{}, false, err
+			}
+			continue // rebalance may have delivered ch's reply
+		}
 		blocked, err := c.send()
 		if err != nil {
 			return rrReply{}, false, err
 		}
-		if blocked {
-			// Requests wait for room (no server yet, or its queue full):
-			// wait for that too, or for a reply, or a request queued.
+		if blocked != sendable {
+			// Requests wait for a server, or for room: wait for that
+			// too, or for a reply, or a request queued.
 			msg, ok, err := c.sock.TryRecvMessage()
 			switch {
 			case err != nil:
@@ -276,7 +557,9 @@ func (c *RRClient) read(ctx context.Context, ch chan rrReply) (rrReply, bool, er
 				c.stats.received.Add(1)
 				c.dispatch(msg)
 			default:
-				if err := c.sock.Wait(ctx, true, true); err != nil {
+				// With no server up, the queues of those pending have
+				// room: only the monitor's interrupt says one is up.
+				if err := c.sock.Wait(ctx, true, blocked == noRoom); err != nil {
 					return rrReply{}, false, err
 				}
 			}
@@ -295,13 +578,27 @@ func (c *RRClient) read(ctx context.Context, ch chan rrReply) (rrReply, bool, er
 	}
 }
 
-// send sends the queued requests, as many as the socket takes now; blocked
-// reports that some must wait for room. c.mu is held throughout, so a try
-// that ends takes its request back before it can be sent (its caller may
-// reuse req).
-func (c *RRClient) send() (blocked bool, err error) {
+// blockage is why send left requests queued.
+type blockage int
+
+const (
+	sendable blockage = iota // it did not: every request went out
+	noServer                 // no server is up
+	noRoom                   // every queue is full
+)
+
+// send sends the queued requests, as many as the socket takes now, and
+// says why the others wait. c.mu is held throughout, so a try that ends
+// takes its request back before it can be sent (its caller may reuse req).
+func (c *RRClient) send() (blockage, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if len(c.outbox) == 0 {
+		return sendable, nil
+	}
+	if !c.serverUp() {
+		return noServer, nil
+	}
 	sent := 0
 	defer func() {
 		if sent > 0 {
@@ -312,15 +609,27 @@ func (c *RRClient) send() (blocked bool, err error) {
 		o := &c.outbox[i]
 		ok, err := c.sock.TrySendMessage(o.idb[:], nil, o.req)
 		if err != nil {
-			return false, err
+			return sendable, err
 		}
 		if !ok {
-			return true, nil
+			return noRoom, nil
 		}
 		sent++
 		c.stats.sent.Add(1)
 	}
-	return false, nil
+	return sendable, nil
+}
+
+// serverUp reports whether a request may be sent: no rebalance is owed,
+// and a server the client connected to is up, or the client binds (libzmq
+// then queues only to the servers connected to it).
+func (c *RRClient) serverUp() bool {
+	if c.changed.Load() {
+		return false // a server may have to go out first (the reader is interrupted)
+	}
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	return c.binds || slices.ContainsFunc(c.servers, func(sv *server) bool { return sv.state == up })
 }
 
 // unqueue takes a request back from the outbox if it was not sent.
@@ -390,7 +699,18 @@ func (c *RRClient) forget(id uint64, ch chan rrReply, answered bool) {
 
 // AddEndpoint connects (or, with "@", binds) one more endpoint: one more
 // server to spread requests over.
-func (c *RRClient) AddEndpoint(endpoint string) error { return c.addEndpoint(endpoint, false) }
+func (c *RRClient) AddEndpoint(ep string) error {
+	e, err := endpoint.ParseOne(ep, false)
+	if err != nil {
+		return c.addEndpoint(ep, false) // which reports it
+	}
+	forget := c.track(e)
+	if err := c.addEndpoint(ep, false); err != nil {
+		forget()
+		return err
+	}
+	return nil
+}
 
 // Endpoints returns the endpoints bound, with ephemeral ports resolved, then
 // those connected.
@@ -402,4 +722,14 @@ func (c *RRClient) Stats() Stats { return c.stats.snapshot() }
 
 // Close closes the client; requests waiting for a reply return ErrClosed.
 // Close is idempotent.
-func (c *RRClient) Close() error { return c.close(c) }
+func (c *RRClient) Close() error {
+	err := c.close(c)
+	c.pmu.Lock()
+	probe := c.probe
+	c.pclosed = true
+	c.pmu.Unlock()
+	if probe != nil {
+		_ = probe.Close() // carries nothing
+	}
+	return err
+}

@@ -101,7 +101,7 @@ func (c *Context) reserve(n int) error {
 func (c *Context) release(n int) { c.used.Add(-int64(n)) }
 
 func (c *Context) limitError() error {
-	return fmt.Errorf("%w: the Context holds at most %d sockets (an object takes 1 to 3; raise it with WithMaxSockets)", ErrSocketLimit, c.max)
+	return fmt.Errorf("%w: the Context holds at most %d sockets (an object takes 1 to 3, an RRClient up to 6; raise it with WithMaxSockets)", ErrSocketLimit, c.max)
 }
 
 // reapWait bounds how long a socket is retried when libzmq refuses it for

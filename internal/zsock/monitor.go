@@ -288,7 +288,7 @@ func (s *Socket) redial(ep string) bool {
 			target = c
 		}
 	}
-	if target == "" && len(s.conns) == 1 {
+	if target == "" && len(s.conns) == 1 && !s.detached[ep] {
 		target = s.conns[0] // named otherwise (a host name, say)
 	}
 	if target == "" {

@@ -121,11 +121,14 @@ type Socket struct {
 	bound  []string // endpoints really bound (ephemeral ports resolved)
 	tmpIPC []string // those bound as ipc://*: libzmq removes their files on close
 	conns  []string // endpoints connected
-	recv   receiver
-	sc     scratch // the one-call multi-frame paths' buffer
-	w      waiter
-	mon    *monitor           // nil unless monitored
-	in     func(msg [][]byte) // Config.Incoming
+	// endpoints Detach disconnected (and not connected since): a redial
+	// must not take another connection for one of them.
+	detached map[string]bool
+	recv     receiver
+	sc       scratch // the one-call multi-frame paths' buffer
+	w        waiter
+	mon      *monitor           // nil unless monitored
+	in       func(msg [][]byte) // Config.Incoming
 
 	done      chan struct{} // closed by Close: waiters return ErrClosed
 	closeOnce sync.Once
@@ -256,6 +259,7 @@ func (s *Socket) attachLocked(ep endpoint.Endpoint) error {
 	if err := s.sock.Connect(ep.Addr); err != nil {
 		return &endpoint.Error{Op: "connect", Endpoint: ep.Addr, Err: err}
 	}
+	delete(s.detached, ep.Addr)
 	s.conns = append(s.conns, ep.Addr)
 	return nil
 }
@@ -283,6 +287,31 @@ func (s *Socket) Attach(ep endpoint.Endpoint) error {
 		s.mu.Lock()
 		s.monStarting = false
 		s.mu.Unlock()
+	}
+	return err
+}
+
+// Detach disconnects addr, which New or Attach connected: libzmq ends the
+// connection and drops its queues, with the messages it received that were
+// not yet read (read them first). A redial no longer makes it again.
+func (s *Socket) Detach(addr string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	i := slices.Index(s.conns, addr)
+	if i < 0 {
+		return fmt.Errorf("zmqkit: %s is not connected", addr)
+	}
+	s.conns = slices.Delete(s.conns, i, i+1)
+	if s.detached == nil {
+		s.detached = map[string]bool{}
+	}
+	s.detached[addr] = true
+	err := s.sock.Disconnect(addr)
+	if s.waiting.Load() > 0 {
+		s.observeNow(false)
 	}
 	return err
 }
