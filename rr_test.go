@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -528,6 +529,65 @@ func TestRRSeveralServersOneDown(t *testing.T) {
 		return true
 	}, 10*time.Second, time.Millisecond)
 	assert.Equal(t, map[string]int{"b": 50}, requestAll(50), "a down: every request to b")
+}
+
+// A client that binds for some servers and connects to others spreads
+// requests over both kinds, and a server AddEndpoint adds while they are up
+// but that cannot be reached takes none of them.
+func TestRRClientBindsAndConnects(t *testing.T) {
+	zctx := newTestContext(t)
+	ctx := testCtx(t)
+	tagged := func(tag string) RequestHandler {
+		return func(context.Context, []byte) ([]byte, error) { return []byte(tag), nil }
+	}
+	cli, err := NewRRClient("@tcp://127.0.0.1:*", WithZMQContext(zctx))
+	require.NoError(t, err)
+	closeOnCleanup(t, cli)
+	in, err := NewRRServer(">"+cli.Endpoints()[0], tagged("in"), WithZMQContext(zctx)) // connects to the client
+	require.NoError(t, err)
+	closeOnCleanup(t, in)
+	runServer(t, in)
+	out, err := NewRRServer(bindEndpoint(t, "tcp"), tagged("out"), WithZMQContext(zctx))
+	require.NoError(t, err)
+	closeOnCleanup(t, out)
+	runServer(t, out)
+	require.NoError(t, cli.AddEndpoint(out.Endpoints()[0]))
+	seen := map[string]bool{}
+	require.Eventually(t, func() bool {
+		rep, err := cli.Request(ctx, nil)
+		seen[string(rep)] = err == nil
+		return seen["in"] && seen["out"]
+	}, 10*time.Second, time.Millisecond, "requests reach both servers")
+
+	require.NoError(t, cli.AddEndpoint(unreachableTCP(t)))
+	for i := 0; i < 50; i++ {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := cli.Request(rctx, nil)
+		cancel()
+		require.NoError(t, err, "request %d waited in the unreachable server's queue", i)
+	}
+}
+
+// unreachableTCP returns a loopback endpoint whose connects hang, as a
+// host that drops packets makes them: a listener with a backlog of 0 that
+// never accepts, its queue filled, drops every new SYN.
+func unreachableTCP(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = syscall.Close(fd) })
+	require.NoError(t, syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}))
+	require.NoError(t, syscall.Listen(fd, 0))
+	sa, err := syscall.Getsockname(fd)
+	require.NoError(t, err)
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	for filled := false; !filled; {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if filled = err != nil; !filled {
+			t.Cleanup(func() { _ = c.Close() })
+		}
+	}
+	return "tcp://" + addr
 }
 
 // TestRRClientAgainstREP runs RRClient against a hand-written REP loop,

@@ -45,10 +45,11 @@ import (
 // it (its connection is closed and watched by a probe connection until
 // the server answers again; the probe is a second DEALER, with its
 // monitor, made the first time a server is taken out), so requests go to
-// the others. A server put back, or connected by AddEndpoint while others
-// are up, may be given requests while its connection is being made: it
-// gets them once its handshake is done, and they are lost with it if it
-// never is (WithRetries covers that). A server that
+// the others; so is one that AddEndpoint connects while others are up,
+// until it is reached. A server put back, or not taken out because its
+// connection was already made, may be given requests during its
+// handshake: it gets them once the handshake is done, and they are lost
+// with it if it never is (WithRetries covers that). A server that
 // connected to the client (which binds) is not tracked: libzmq only queues
 // to such a server while it is connected. The client does not use
 // ZMQ_IMMEDIATE for this: with it libzmq drops, with a connection that
@@ -708,6 +709,12 @@ func (c *RRClient) AddEndpoint(ep string) error {
 	if err := c.addEndpoint(ep, false); err != nil {
 		forget()
 		return err
+	}
+	if !e.Bind {
+		// With servers up, the reader takes the new one out until it is
+		// reached, rather than queue requests to it meanwhile.
+		c.changed.Store(true)
+		c.sock.Interrupt()
 	}
 	return nil
 }
