@@ -277,6 +277,11 @@ func (s *Socket) Attach(ep endpoint.Endpoint) error {
 		return ErrClosed
 	}
 	err := s.attachLocked(ep)
+	if s.waiting.Load() > 0 {
+		// libzmq's bind and connect process the socket's commands, which
+		// takes ZMQ_FD's signal from a Blocking poller (see Do).
+		s.observeNow(false)
+	}
 	// The socket's first connection to watch for Redial starts its
 	// monitor; the flag keeps a concurrent Attach from starting another.
 	watch := err == nil && s.redialOn && s.mon == nil && !s.monStarting && networkConnect(ep)
@@ -861,6 +866,12 @@ func (s *Socket) Wait(ctx context.Context, in, out bool) error {
 	d := receiving
 	if !in {
 		d = sending
+	} else if out {
+		// attempt says the call waits to receive; say it waits for room
+		// too, or an operation of another goroutine (or the pump) that
+		// takes the signal of room would not wake it (see attempt).
+		s.w.waitBegin(sending)
+		defer s.w.waitEnd(sending)
 	}
 	return s.attempt(ctx, d, func(*zmq.Socket) error {
 		if s.interrupted.Swap(false) {

@@ -733,6 +733,57 @@ func TestBlockingPumpBeforePoll(t *testing.T) {
 	}
 }
 
+// The same for Wait(ctx, true, true), which waits for room as well as for
+// a message: a DEALER with ZMQ_IMMEDIATE has room only once its
+// connection is made, and the pump that takes that signal must wake the
+// poller. (Wait said only that it waited to receive, so the pump's POLLOUT
+// woke nobody: an RRClient's first request hung for good, once in a
+// benchmark.)
+func TestBlockingWaitBothPumpBeforePoll(t *testing.T) {
+	zctx := newContext(t)
+	addr := "ipc://" + t.TempDir() + "/s"
+	immediate := Option{Name: "ZMQ_IMMEDIATE", Set: func(z *zmq.Socket) error { return z.SetImmediate(true) }}
+	ivl := Option{Name: "ZMQ_RECONNECT_IVL", Set: func(z *zmq.Socket) error { return z.SetReconnectIvl(time.Millisecond) }}
+	dealer, err := New(zctx, Config{Type: zmq.DEALER, Wait: Blocking, Options: []Option{linger0, immediate, ivl},
+		Endpoints: []endpoint.Endpoint{{Addr: addr}}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = dealer.Close() })
+	ctx := testCtx(t)
+	// A first wait makes the wake pipe (the first poll(2) makes it, then
+	// tries again, which would see the room).
+	short, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+	require.ErrorIs(t, dealer.Wait(short, true, true), context.DeadlineExceeded)
+	cancel()
+	var once sync.Once
+	setHook(t, &testHookAfterFirstTry, func(s *Socket) {
+		if s != dealer {
+			return
+		}
+		once.Do(func() {
+			// A server comes, the connection is made, and the reactor's
+			// pump takes the signal of the room it brings.
+			router, err := New(zctx, Config{Type: zmq.ROUTER, Options: []Option{linger0},
+				Endpoints: []endpoint.Endpoint{{Bind: true, Addr: addr}}})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = router.Close() })
+			require.Eventually(t, func() bool {
+				require.True(t, fdReadable(t, int(dealer.w.(*blocking).zfd), 5*time.Second))
+				dealer.pump()
+				ev, err := eventsOf(dealer)
+				return err == nil && ev&zmq.POLLOUT != 0
+			}, 5*time.Second, time.Millisecond)
+		})
+	})
+	done := make(chan error, 1)
+	go func() { done <- dealer.Wait(ctx, true, true) }()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the poller slept through the room whose signal the pump took")
+	}
+}
+
 // A DEALER whose pipe dies in the middle of a message (its ROUTER peer
 // closing over and over) goes on sending whole messages: libzmq rolls the
 // message back and drops the rest of it, and SendMessage sends it again
