@@ -99,8 +99,8 @@
 // (WithLinger, 200 ms by default), it does not hang on messages for peers
 // that never came. A Context holds at most WithMaxSockets sockets (32,768
 // by default: 10,000 objects of any type, which take 1 to 3 each, an
-// RRClient 3 more once it has had to watch a server that was down); a
-// constructor beyond it fails with ErrSocketLimit.
+// RRClient 3 more once it has had to watch a server that was down or
+// added); a constructor beyond it fails with ErrSocketLimit.
 //
 // # Blocking, cancellation and goroutines
 //

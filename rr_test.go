@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -568,6 +569,53 @@ func TestRRClientBindsAndConnects(t *testing.T) {
 	}
 }
 
+// The peers that connect to a client that binds are named in libzmq's
+// events by the client's listener: they are not taken for a server the
+// client connects to on the same port, whose state their leaving leaves
+// alone.
+func TestRRClientListenerPeerNotAServer(t *testing.T) {
+	zctx := newTestContext(t)
+	ctx := testCtx(t)
+	tagged := func(tag string) RequestHandler {
+		return func(context.Context, []byte) ([]byte, error) { return []byte(tag), nil }
+	}
+	out, err := NewRRServer("tcp://127.0.0.2:*", tagged("out"), WithZMQContext(zctx))
+	require.NoError(t, err)
+	closeOnCleanup(t, out)
+	runServer(t, out)
+	port := out.Endpoints()[0][strings.LastIndexByte(out.Endpoints()[0], ':'):]
+	left := make(chan string, 16)
+	cli, err := NewRRClient("@tcp://127.0.0.1"+port, WithZMQContext(zctx), WithEvents(func(e Event) {
+		if e.Kind == EventDisconnected {
+			left <- e.Endpoint
+		}
+	}))
+	require.NoError(t, err)
+	closeOnCleanup(t, cli)
+	require.NoError(t, cli.AddEndpoint(out.Endpoints()[0]))
+	in, err := NewRRServer(">"+cli.Endpoints()[0], tagged("in"), WithZMQContext(zctx))
+	require.NoError(t, err)
+	runServer(t, in)
+	seen := map[string]bool{}
+	require.Eventually(t, func() bool {
+		rep, err := cli.Request(ctx, nil)
+		seen[string(rep)] = err == nil
+		return seen["in"] && seen["out"]
+	}, 10*time.Second, time.Millisecond, "requests reach both servers")
+
+	require.NoError(t, in.Close())
+	select {
+	case ep := <-left: // the client's own monitor saw it first
+		require.Equal(t, cli.Endpoints()[0], ep)
+	case <-ctx.Done():
+		t.Fatal("no DISCONNECTED for the peer that left")
+	}
+	cli.pmu.Lock()
+	defer cli.pmu.Unlock()
+	require.Len(t, cli.servers, 1)
+	assert.Equal(t, up, cli.servers[0].state, "the server on the same port is still up")
+}
+
 // unreachableTCP returns a loopback endpoint whose connects hang, as a
 // host that drops packets makes them: a listener with a backlog of 0 that
 // never accepts, its queue filled, drops every new SYN.
@@ -582,7 +630,7 @@ func unreachableTCP(t *testing.T) string {
 	require.NoError(t, err)
 	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
 	for filled := false; !filled; {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		c, err := net.DialTimeout("tcp", addr, time.Second) // a dial that completes takes far less
 		if filled = err != nil; !filled {
 			t.Cleanup(func() { _ = c.Close() })
 		}

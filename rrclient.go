@@ -40,9 +40,9 @@ import (
 // the ZMTP handshake done): while none is, Request waits to send until its
 // ctx ends, and a server that restarts on the same endpoint is found again
 // by reconnection (every 100 ms by default, WithReconnectInterval) without
-// recreating the client. With several servers, one that goes down, or is
-// not reached, is taken out of the round-robin as soon as the client sees
-// it (its connection is closed and watched by a probe connection until
+// recreating the client. With several servers (or a client that binds as
+// well), one that goes down, or is not reached, is taken out of the
+// round-robin as soon as the client sees it (its connection is closed and watched by a probe connection until
 // the server answers again; the probe is a second DEALER, with its
 // monitor, made the first time a server is taken out), so requests go to
 // the others; so is one that AddEndpoint connects while others are up,
@@ -55,6 +55,13 @@ import (
 // ZMQ_IMMEDIATE for this: with it libzmq drops, with a connection that
 // ends, the replies the client received on it but had not yet read, so a
 // server that replied and then closed would lose its last replies.
+//
+// The client tells its servers apart in libzmq's events by the endpoint
+// each was given, or by its port: libzmq names a connection by its
+// resolved address once it has reconnected. Two servers given by host
+// name on the same port (tcp://a:5555,tcp://b:5555) cannot be told apart
+// that way after a reconnection, and are then not followed: give them by
+// address, or on different ports.
 //
 // Requests in flight to a server that dies are lost; their callers see
 // their ctx end, or a retry (WithRetries). So may be a request sent in the
@@ -78,17 +85,19 @@ type RRClient struct {
 	pmu     sync.Mutex
 	servers []*server
 	probe   *zsock.Socket
-	wake    func()      // sock's Interrupt, once sock is made
-	pclosed bool        // Close ran: no probe may be made
-	binds   bool        // the client binds too: servers that connected to it are not tracked
-	changed atomic.Bool // a server went down or came back: the reader rebalances
+	wake    func()               // sock's Interrupt, once sock is made
+	listens func(ep string) bool // sock's Listens, likewise
+	noProbe bool                 // the probe could not be made: servers stay in
+	pclosed bool                 // Close ran: no probe may be made
+	binds   bool                 // the client binds too: servers that connected to it are not tracked
+	changed atomic.Bool          // a server went down or came back: the reader rebalances
 
 	// reader is a one-slot semaphore: the waiting Request that holds it
-	// is the only goroutine that uses the socket: it sends every request
-	// (the others queue theirs in outbox and interrupt its wait), receives
-	// every reply and hands each to its owner. So the client needs no
-	// goroutine of its own, and no operation of another goroutine can take
-	// the readiness signal the reader waits for.
+	// is the only goroutine that sends or receives on the socket: it
+	// sends every request (the others queue theirs in outbox and interrupt
+	// its wait), receives every reply and hands each to its owner. So the
+	// client needs no goroutine of its own. (AddEndpoint's connect may
+	// process the socket's commands meanwhile; zsock then wakes the reader.)
 	reader chan struct{}
 }
 
@@ -146,8 +155,11 @@ func NewRRClient(endpoints string, opts ...Option) (*RRClient, error) {
 		return nil, err
 	}
 	c.pmu.Lock()
-	c.wake = c.sock.Interrupt
+	c.wake, c.listens = c.sock.Interrupt, c.sock.Listens
 	c.pmu.Unlock()
+	// A client that binds sends at once: have the reader take out first
+	// the servers it connects to that are not reached yet.
+	c.changed.Store(true)
 	return c, nil
 }
 
@@ -260,6 +272,17 @@ func (c *RRClient) tryContext(ctx context.Context, id uint64) (context.Context, 
 // loss ends the tries too.
 func (c *RRClient) serverEvent(ev zsock.Event) {
 	c.pmu.Lock()
+	listens := c.listens
+	c.pmu.Unlock()
+	if listens != nil && listens(ev.Endpoint) {
+		// A server that connected to the client: not tracked, but its
+		// loss ends the tries too.
+		if ev.Kind == zmq.EVENT_DISCONNECTED {
+			c.loseTries()
+		}
+		return
+	}
+	c.pmu.Lock()
 	var sv *server
 	lost := false
 	switch ev.Kind {
@@ -284,9 +307,13 @@ func (c *RRClient) serverEvent(ev zsock.Event) {
 	if sv != nil && ev.Kind != zmq.EVENT_CONNECTED && wake != nil {
 		wake() // requests may wait for a server, or the reader must rebalance
 	}
-	if ev.Kind != zmq.EVENT_DISCONNECTED || !lost && !(sv == nil && binds) {
-		return
+	if ev.Kind == zmq.EVENT_DISCONNECTED && (lost || sv == nil && binds) {
+		c.loseTries()
 	}
+}
+
+// loseTries ends every try in flight with errServerLost.
+func (c *RRClient) loseTries() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, lose := range c.trying {
@@ -339,8 +366,9 @@ func (c *RRClient) serverNamed(ep string, states ...serverState) *server {
 // round-robin while another is up, and puts back those the probe found
 // back. A server being connected for the first time is taken out only
 // while it has no connection yet (not reached), so that servers started
-// together do not take each other out. It returns only the errors of a
-// client closing; it reports the others and leaves the server as it was.
+// together do not take each other out. It returns the errors of the
+// client's socket (a client closing, say); it reports those of moving a
+// server and leaves the server as it was.
 func (c *RRClient) rebalance() error {
 	c.pmu.Lock()
 	var out, in []*server
@@ -368,7 +396,7 @@ func (c *RRClient) rebalance() error {
 
 // retirable reports whether sv should be taken out now. Callers hold pmu.
 func (c *RRClient) retirable(sv *server) bool {
-	if !sv.net || sv.state != down && (sv.state != pending || sv.restored || sv.tcp) {
+	if c.noProbe || !sv.net || sv.state != down && (sv.state != pending || sv.restored || sv.tcp) {
 		return false
 	}
 	return c.binds || slices.ContainsFunc(c.servers, func(o *server) bool { return o.state == up })
@@ -394,11 +422,12 @@ func (c *RRClient) retire(sv *server) error {
 		if errors.Is(err, ErrClosed) {
 			return err
 		}
-		// No probe (the socket limit, say): sv stays in, as with plain
-		// libzmq, and requests may wait in its queue for it.
+		// No probe (the socket limit, say): servers stay in from now
+		// on, as with plain libzmq, and requests may wait in the queue of
+		// one that is down. Said once.
 		c.report(c.opError("watch server", err))
 		c.pmu.Lock()
-		sv.restored = true // not again and again, if it is only pending
+		c.noProbe = true
 		c.pmu.Unlock()
 		return nil
 	}

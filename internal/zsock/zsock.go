@@ -305,21 +305,32 @@ func (s *Socket) Detach(addr string) error {
 	if s.closed {
 		return ErrClosed
 	}
-	i := slices.Index(s.conns, addr)
-	if i < 0 {
+	if !slices.Contains(s.conns, addr) {
 		return fmt.Errorf("zmqkit: %s is not connected", addr)
 	}
-	s.conns = slices.Delete(s.conns, i, i+1)
-	if s.detached == nil {
-		s.detached = map[string]bool{}
-	}
-	s.detached[addr] = true
 	err := s.sock.Disconnect(addr)
 	if s.waiting.Load() > 0 {
 		s.observeNow(false)
 	}
-	return err
+	if errors.Is(err, zmq.ETERM) {
+		return ErrClosed
+	}
+	if err != nil && zmq.AsErrno(err) != zmq.Errno(syscall.ENOENT) {
+		return err
+	}
+	// libzmq made one connection however often addr was connected.
+	s.conns = slices.DeleteFunc(s.conns, func(c string) bool { return c == addr })
+	if s.detached == nil {
+		s.detached = map[string]bool{}
+	}
+	s.detached[addr] = true
+	return nil
 }
+
+// Listens reports whether libzmq's name for a connection in an event, ep,
+// is one of the socket's listeners: events of the peers that connected to
+// a listener bear its address.
+func (s *Socket) Listens(ep string) bool { return s.listens(ep) }
 
 // networkConnect reports whether ep connects over tcp or ipc.
 func networkConnect(ep endpoint.Endpoint) bool {
