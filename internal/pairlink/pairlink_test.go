@@ -1033,7 +1033,7 @@ func TestConnectAfterNonZMTPServer(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	ep := "tcp://" + l.Addr().String()
-	served := make(chan struct{})
+	served, sent := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(served)
 		c, err := l.Accept()
@@ -1041,11 +1041,16 @@ func TestConnectAfterNonZMTPServer(t *testing.T) {
 			return
 		}
 		defer c.Close()
+		// Only once the message is queued on the first socket: a handshake
+		// failed before would leave that socket no pipe, and the message
+		// would wait for, and go out on, the next one.
+		<-sent
 		_, _ = c.Write(bogusGreeting())
 		_, _ = io.Copy(io.Discard, c) // until the client hangs up
 	}()
 	cli := open(t, zc, []endpoint.Endpoint{connectTo(ep)})
 	gen, err := cli.Send(ctx, frames("early"), 0)
+	close(sent)
 	require.NoError(t, err)
 	<-served
 	require.NoError(t, l.Close())
