@@ -115,9 +115,7 @@ func (m *Mover) Move(max int) (res MoveResult, err error) {
 	}
 	for _, s := range []*Socket{m.src, m.dst} {
 		s.ops.Add(1)
-		if s.waiting.Load() > 0 {
-			s.observeNow(false)
-		}
+		s.observeForWaiters()
 	}
 	if errors.Is(err, zmq.ETERM) {
 		err = ErrClosed

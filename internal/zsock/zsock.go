@@ -277,11 +277,7 @@ func (s *Socket) Attach(ep endpoint.Endpoint) error {
 		return ErrClosed
 	}
 	err := s.attachLocked(ep)
-	if s.waiting.Load() > 0 {
-		// libzmq's bind and connect process the socket's commands, which
-		// takes ZMQ_FD's signal from a Blocking poller (see Do).
-		s.observeNow(false)
-	}
+	s.observeForWaiters() // libzmq's bind and connect process commands too
 	// The socket's first connection to watch for Redial starts its
 	// monitor; the flag keeps a concurrent Attach from starting another.
 	watch := err == nil && s.redialOn && s.mon == nil && !s.monStarting && networkConnect(ep)
@@ -309,9 +305,7 @@ func (s *Socket) Detach(addr string) error {
 		return fmt.Errorf("zmqkit: %s is not connected", addr)
 	}
 	err := s.sock.Disconnect(addr)
-	if s.waiting.Load() > 0 {
-		s.observeNow(false)
-	}
+	s.observeForWaiters()
 	if errors.Is(err, zmq.ETERM) {
 		return ErrClosed
 	}
@@ -365,10 +359,17 @@ func (s *Socket) Do(f func(*zmq.Socket) error) error {
 		return ErrClosed
 	}
 	err := f(s.sock)
+	s.observeForWaiters()
+	return err
+}
+
+// observeForWaiters, after an operation outside the wait loop (which may
+// have processed the socket's commands and so taken ZMQ_FD's signal from
+// a Blocking poller), wakes the waiters that can now go. mu is held.
+func (s *Socket) observeForWaiters() {
 	if s.waiting.Load() > 0 {
 		s.observeNow(false)
 	}
-	return err
 }
 
 // Waiters reports how many calls are waiting on the socket. Tests use it
