@@ -466,19 +466,42 @@ func TestRRSeveralServers(t *testing.T) {
 	assert.EqualValues(t, 2, cli.Stats().Peers)
 }
 
+// taggedServer runs an RRServer on ep that answers every request with tag,
+// closed at cleanup.
+func taggedServer(t *testing.T, zctx *Context, ep, tag string) *RRServer {
+	t.Helper()
+	srv, err := NewRRServer(ep, func(context.Context, []byte) ([]byte, error) { return []byte(tag), nil }, WithZMQContext(zctx))
+	require.NoError(t, err)
+	closeOnCleanup(t, srv)
+	runServer(t, srv)
+	return srv
+}
+
+// awaitAnswers sends requests on cli until every one of tags has
+// answered one.
+func awaitAnswers(t *testing.T, ctx context.Context, cli *RRClient, tags ...string) {
+	t.Helper()
+	seen := map[string]bool{}
+	require.Eventually(t, func() bool {
+		if rep, err := cli.Request(ctx, nil); err == nil {
+			seen[string(rep)] = true
+		}
+		for _, tag := range tags {
+			if !seen[tag] {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, time.Millisecond, "requests reach every server of %v", tags)
+}
+
 // A server that is down is left out of the round-robin, whether it was
 // never up or went down later, and is put back when it answers again:
 // requests go only to servers up, never wait in a dead one's queue.
 func TestRRSeveralServersOneDown(t *testing.T) {
 	zctx := newTestContext(t)
 	ctx := testCtx(t)
-	tagged := func(tag string) RequestHandler {
-		return func(context.Context, []byte) ([]byte, error) { return []byte(tag), nil }
-	}
-	a, err := NewRRServer(bindEndpoint(t, "tcp"), tagged("a"), WithZMQContext(zctx))
-	require.NoError(t, err)
-	closeOnCleanup(t, a)
-	runServer(t, a)
+	a := taggedServer(t, zctx, bindEndpoint(t, "tcp"), "a")
 	bEp := bindEndpoint(t, "ipc") // nothing there until b starts
 
 	cli, err := NewRRClient(a.Endpoints()[0]+","+bEp, WithZMQContext(zctx), WithReconnectInterval(10*time.Millisecond, 0))
@@ -504,10 +527,7 @@ func TestRRSeveralServersOneDown(t *testing.T) {
 	}
 	assert.Equal(t, map[string]int{"a": 50}, requestAll(50), "b never up: every request to a")
 
-	b, err := NewRRServer(bEp, tagged("b"), WithZMQContext(zctx))
-	require.NoError(t, err)
-	closeOnCleanup(t, b)
-	runServer(t, b)
+	taggedServer(t, zctx, bEp, "b")
 	require.Eventually(t, func() bool {
 		rep, err := request(5 * time.Second)
 		return err == nil && rep == "b"
@@ -538,27 +558,13 @@ func TestRRSeveralServersOneDown(t *testing.T) {
 func TestRRClientBindsAndConnects(t *testing.T) {
 	zctx := newTestContext(t)
 	ctx := testCtx(t)
-	tagged := func(tag string) RequestHandler {
-		return func(context.Context, []byte) ([]byte, error) { return []byte(tag), nil }
-	}
 	cli, err := NewRRClient("@tcp://127.0.0.1:*", WithZMQContext(zctx))
 	require.NoError(t, err)
 	closeOnCleanup(t, cli)
-	in, err := NewRRServer(">"+cli.Endpoints()[0], tagged("in"), WithZMQContext(zctx)) // connects to the client
-	require.NoError(t, err)
-	closeOnCleanup(t, in)
-	runServer(t, in)
-	out, err := NewRRServer(bindEndpoint(t, "tcp"), tagged("out"), WithZMQContext(zctx))
-	require.NoError(t, err)
-	closeOnCleanup(t, out)
-	runServer(t, out)
+	taggedServer(t, zctx, ">"+cli.Endpoints()[0], "in") // connects to the client
+	out := taggedServer(t, zctx, bindEndpoint(t, "tcp"), "out")
 	require.NoError(t, cli.AddEndpoint(out.Endpoints()[0]))
-	seen := map[string]bool{}
-	require.Eventually(t, func() bool {
-		rep, err := cli.Request(ctx, nil)
-		seen[string(rep)] = err == nil
-		return seen["in"] && seen["out"]
-	}, 10*time.Second, time.Millisecond, "requests reach both servers")
+	awaitAnswers(t, ctx, cli, "in", "out")
 
 	require.NoError(t, cli.AddEndpoint(unreachableTCP(t)))
 	for i := 0; i < 50; i++ {
@@ -576,13 +582,7 @@ func TestRRClientBindsAndConnects(t *testing.T) {
 func TestRRClientListenerPeerNotAServer(t *testing.T) {
 	zctx := newTestContext(t)
 	ctx := testCtx(t)
-	tagged := func(tag string) RequestHandler {
-		return func(context.Context, []byte) ([]byte, error) { return []byte(tag), nil }
-	}
-	out, err := NewRRServer("tcp://127.0.0.2:*", tagged("out"), WithZMQContext(zctx))
-	require.NoError(t, err)
-	closeOnCleanup(t, out)
-	runServer(t, out)
+	out := taggedServer(t, zctx, "tcp://127.0.0.2:*", "out")
 	port := out.Endpoints()[0][strings.LastIndexByte(out.Endpoints()[0], ':'):]
 	left := make(chan string, 16)
 	cli, err := NewRRClient("@tcp://127.0.0.1"+port, WithZMQContext(zctx), WithEvents(func(e Event) {
@@ -593,15 +593,8 @@ func TestRRClientListenerPeerNotAServer(t *testing.T) {
 	require.NoError(t, err)
 	closeOnCleanup(t, cli)
 	require.NoError(t, cli.AddEndpoint(out.Endpoints()[0]))
-	in, err := NewRRServer(">"+cli.Endpoints()[0], tagged("in"), WithZMQContext(zctx))
-	require.NoError(t, err)
-	runServer(t, in)
-	seen := map[string]bool{}
-	require.Eventually(t, func() bool {
-		rep, err := cli.Request(ctx, nil)
-		seen[string(rep)] = err == nil
-		return seen["in"] && seen["out"]
-	}, 10*time.Second, time.Millisecond, "requests reach both servers")
+	in := taggedServer(t, zctx, ">"+cli.Endpoints()[0], "in")
+	awaitAnswers(t, ctx, cli, "in", "out")
 
 	require.NoError(t, in.Close())
 	select {

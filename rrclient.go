@@ -399,7 +399,14 @@ func (c *RRClient) retirable(sv *server) bool {
 	if c.noProbe || !sv.net || sv.state != down && (sv.state != pending || sv.restored || sv.tcp) {
 		return false
 	}
-	return c.binds || slices.ContainsFunc(c.servers, func(o *server) bool { return o.state == up })
+	return c.anyUpLocked()
+}
+
+// anyUpLocked reports whether requests have somewhere to go: a server
+// the client connected to is up, or the client binds (libzmq then queues
+// only to the servers connected to it). Callers hold pmu.
+func (c *RRClient) anyUpLocked() bool {
+	return c.binds || slices.ContainsFunc(c.servers, func(sv *server) bool { return sv.state == up })
 }
 
 // drain reads and hands out every reply already received.
@@ -659,7 +666,7 @@ func (c *RRClient) serverUp() bool {
 	}
 	c.pmu.Lock()
 	defer c.pmu.Unlock()
-	return c.binds || slices.ContainsFunc(c.servers, func(sv *server) bool { return sv.state == up })
+	return c.anyUpLocked()
 }
 
 // unqueue takes a request back from the outbox if it was not sent.
