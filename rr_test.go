@@ -609,6 +609,40 @@ func TestRRClientListenerPeerNotAServer(t *testing.T) {
 	assert.Equal(t, up, cli.servers[0].state, "the server on the same port is still up")
 }
 
+// Servers given by host name on one port are told apart by the address
+// each name resolves to: libzmq names a connection by that address once it
+// has reconnected, and a server that comes back is found again even when
+// no other was up to take it out meanwhile.
+func TestRRHostNamesOnOnePort(t *testing.T) {
+	zctx := newTestContext(t)
+	ctx := testCtx(t)
+	a := taggedServer(t, zctx, "tcp://127.0.0.1:*", "a")
+	port := a.Endpoints()[0][strings.LastIndexByte(a.Endpoints()[0], ':'):]
+	b := taggedServer(t, zctx, "tcp://127.0.0.2"+port, "b")
+	cli, err := NewRRClient("tcp://localhost"+port+",tcp://127.0.0.2"+port,
+		WithZMQContext(zctx), WithReconnectInterval(10*time.Millisecond, 0))
+	require.NoError(t, err)
+	closeOnCleanup(t, cli)
+	awaitAnswers(t, ctx, cli, "a", "b")
+
+	// Both down, then a back: the client must see a up again by the
+	// events of its reconnection, named 127.0.0.1, not localhost. (A
+	// request sent before the client saw b down would be lost with b.)
+	require.NoError(t, a.Close())
+	require.NoError(t, b.Close())
+	require.Eventually(t, func() bool {
+		cli.pmu.Lock()
+		defer cli.pmu.Unlock()
+		return !cli.anyUpLocked()
+	}, 10*time.Second, time.Millisecond, "both servers seen down")
+	taggedServer(t, zctx, "tcp://127.0.0.1"+port, "a again")
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	rep, err := cli.Request(rctx, nil)
+	require.NoError(t, err, "a back, not seen up")
+	assert.Equal(t, "a again", string(rep))
+}
+
 // unreachableTCP returns a loopback endpoint whose connects hang, as a
 // host that drops packets makes them: a listener with a backlog of 0 that
 // never accepts, its queue filled, drops every new SYN.

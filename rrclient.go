@@ -57,11 +57,13 @@ import (
 // server that replied and then closed would lose its last replies.
 //
 // The client tells its servers apart in libzmq's events by the endpoint
-// each was given, or by its port: libzmq names a connection by its
-// resolved address once it has reconnected. Two servers given by host
-// name on the same port (tcp://a:5555,tcp://b:5555) cannot be told apart
-// that way after a reconnection, and are then not followed: give them by
-// address, or on different ports.
+// each was given, or by the address its host name resolves to: libzmq
+// names a connection by its resolved address once it has reconnected.
+// With several servers on one port given by host name
+// (tcp://a:5555,tcp://b:5555), the client looks the names up itself (with
+// a one-second time-out; answers are kept five seconds), and a server
+// whose name it cannot resolve to the address libzmq connected to is not
+// followed after a reconnection.
 //
 // Requests in flight to a server that dies are lost; their callers see
 // their ctx end, or a retry (WithRetries). So may be a request sent in the
@@ -282,21 +284,22 @@ func (c *RRClient) serverEvent(ev zsock.Event) {
 		}
 		return
 	}
+	name := c.serverName(ev.Endpoint)
 	c.pmu.Lock()
 	var sv *server
 	lost := false
 	switch ev.Kind {
 	case zmq.EVENT_CONNECTED:
-		if sv = c.serverNamed(ev.Endpoint, pending, down); sv != nil {
+		if sv = c.serverNamed(name, pending, down); sv != nil {
 			sv.tcp = true
 		}
 	case zmq.EVENT_HANDSHAKE_SUCCEEDED:
-		if sv = c.serverNamed(ev.Endpoint, pending, down); sv != nil {
+		if sv = c.serverNamed(name, pending, down); sv != nil {
 			sv.state, sv.tcp = up, true
 			c.changed.Store(true) // others down may go out now
 		}
 	case zmq.EVENT_DISCONNECTED, zmq.EVENT_CONNECT_RETRIED:
-		if sv = c.serverNamed(ev.Endpoint, up, pending, down); sv != nil {
+		if sv = c.serverNamed(name, up, pending, down); sv != nil {
 			lost = sv.state == up
 			sv.state, sv.tcp = down, false
 			c.changed.Store(true)
@@ -324,8 +327,9 @@ func (c *RRClient) loseTries() {
 // probeEvent follows the probe's connections: a handshake means a server
 // taken out is back.
 func (c *RRClient) probeEvent(ev zsock.Event) {
+	name := c.serverName(ev.Endpoint)
 	c.pmu.Lock()
-	sv := c.serverNamed(ev.Endpoint, retired)
+	sv := c.serverNamed(name, retired)
 	if sv != nil {
 		sv.state = back
 		c.changed.Store(true)
@@ -337,29 +341,32 @@ func (c *RRClient) probeEvent(ev zsock.Event) {
 	}
 }
 
-// serverNamed finds the tcp or ipc server that libzmq names ep in an
-// event, if it is in one of the states given: the one connected as ep,
-// else the only one on the same port (libzmq names a connection by its
-// address resolved once it has reconnected). Callers hold pmu.
-func (c *RRClient) serverNamed(ep string, states ...serverState) *server {
-	var port *server
-	exact, ports := false, 0
+// serverName is the endpoint of the tcp or ipc server that libzmq names
+// name in an event (see endpoint.Named), or "". It may look a host name up:
+// callers hold no lock.
+func (c *RRClient) serverName(name string) string {
+	c.pmu.Lock()
+	eps := make([]string, 0, len(c.servers))
 	for _, sv := range c.servers {
-		switch {
-		case !sv.net:
-		case sv.ep == ep:
-			exact = true
-			if slices.Contains(states, sv.state) {
-				return sv // the first, if the endpoint is connected twice
-			}
-		case zsock.SamePort(sv.ep, ep):
-			port, ports = sv, ports+1
+		if sv.net {
+			eps = append(eps, sv.ep)
 		}
 	}
-	if exact || ports != 1 || !slices.Contains(states, port.state) {
-		return nil
+	c.pmu.Unlock()
+	ep, _ := endpoint.Named(name, eps)
+	return ep
+}
+
+// serverNamed finds the server connected as ep, if it is in one of the
+// states given (the first, if the endpoint is connected twice). Callers
+// hold pmu.
+func (c *RRClient) serverNamed(ep string, states ...serverState) *server {
+	for _, sv := range c.servers {
+		if sv.net && sv.ep == ep && slices.Contains(states, sv.state) {
+			return sv
+		}
 	}
-	return port
+	return nil
 }
 
 // rebalance, from the reader, takes the servers that are down out of the

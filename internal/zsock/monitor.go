@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -199,32 +200,15 @@ func (m *monitor) run() {
 	}
 }
 
-// named is the key of keys that ep names: ep itself, or else the only one
-// on the same tcp port. libzmq names a connection by the address it was
-// given (a host name, say) until it reconnects, and by the address resolved
-// from then on, so a DISCONNECTED's redial would otherwise outlive the
-// CONNECT_RETRIED that says libzmq is on it.
+// named is the key of keys that ep names (see endpoint.Named), or ep.
 func named[V any](keys map[string]V, ep string) string {
 	if _, ok := keys[ep]; ok {
 		return ep
 	}
-	found, n := ep, 0
-	for k := range keys {
-		if SamePort(k, ep) {
-			found, n = k, n+1
-		}
+	if k, ok := endpoint.Named(ep, slices.Collect(maps.Keys(keys))); ok {
+		return k
 	}
-	if n != 1 {
-		return ep
-	}
-	return found
-}
-
-// SamePort reports whether a and b are tcp endpoints on the same port, as
-// libzmq may name one connection before and after resolving its host.
-func SamePort(a, b string) bool {
-	i, j := strings.LastIndexByte(a, ':'), strings.LastIndexByte(b, ':')
-	return strings.HasPrefix(a, "tcp://") && strings.HasPrefix(b, "tcp://") && i > 5 && j > 5 && a[i:] == b[j:]
+	return ep
 }
 
 // receive reads the next event, or returns DeadlineExceeded when a redial
@@ -273,26 +257,21 @@ func (s *Socket) listens(ep string) bool {
 
 // redial connects again to the connect endpoint that ep (as libzmq names
 // it in events, its address resolved) stands for. It reports whether it
-// did.
+// did. It may look a host name up: its caller holds no lock.
 func (s *Socket) redial(ep string) bool {
+	s.mu.Lock()
+	eps := slices.AppendSeq(slices.Clone(s.conns), maps.Keys(s.detached))
+	s.mu.Unlock()
+	target, ok := endpoint.Named(ep, eps)
+	if !ok {
+		return false
+	}
 	s.zc.mu.RLock() // a connect: see newLocked
 	defer s.zc.mu.RUnlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.zc.term {
-		return false
-	}
-	target := ""
-	for _, c := range s.conns {
-		if c == ep {
-			target = c
-		}
-	}
-	if target == "" && len(s.conns) == 1 && !s.detached[ep] {
-		target = s.conns[0] // named otherwise (a host name, say)
-	}
-	if target == "" {
-		return false
+	if s.closed || s.zc.term || !slices.Contains(s.conns, target) {
+		return false // closed, or detached (now or before)
 	}
 	// The dead connection's entry goes first, or libzmq would keep both.
 	_ = s.sock.Disconnect(target)
