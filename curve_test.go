@@ -331,6 +331,8 @@ func TestZAPHandlerDeniesMalformedRequests(t *testing.T) {
 		{"1.0", "id-3", "no-such-domain", "127.0.0.1", "", "CURVE", strings.Repeat("k", 32)},
 		{"1.0", "id-4", srv.o.zapDomain, "127.0.0.1", "", "PLAIN", "user", "pass"},
 		{"1.0", "id-5", srv.o.zapDomain, "127.0.0.1", "", "CURVE", "short key"},
+		{"1.0", "id-6", plainDomain, "127.0.0.1", "", "CURVE", strings.Repeat("k", 32)}, // plain is NULL only
+		{"1.0", "id-7", plainDomain, "127.0.0.1", "", "PLAIN", "user", "pass"},
 	} {
 		_, err := zap.SendMessage(req)
 		require.NoError(t, err)

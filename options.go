@@ -548,6 +548,13 @@ func (o *options) socketOptions() []zsock.Option {
 			return s.SetHeartbeatTtl(ms(o.heartbeatTTL))
 		}})
 	}
+	if o.curve == nil {
+		// Refuses ZMTP/1.0 and 2.0 peers: libzmq does when ZAP is on,
+		// which a domain turns on for a plain socket too.
+		opts = append(opts, zsock.Option{Name: "ZMQ_ZAP_DOMAIN", Set: func(s *zmq.Socket) error {
+			return s.SetZapDomain(plainDomain)
+		}})
+	}
 	if c := o.curve; c != nil {
 		opts = append(opts, zsock.Option{Name: "CURVE keys", Set: func(s *zmq.Socket) error {
 			if c.server {

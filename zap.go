@@ -36,6 +36,15 @@ type zapHandler struct {
 	seq     uint64
 }
 
+// plainDomain is the ZAP domain of every object without CURVE. A socket
+// with a ZAP domain refuses the peers that speak ZMTP/1.0 or 2.0 (libzmq 2
+// and 3), which it would otherwise take for any client whose first byte is
+// not 0xff (an HTTP request, a TLS hello, random bytes): it would decode
+// their bytes as messages and deliver them. With no handler in the Context,
+// libzmq admits the plain clients by itself; with one, it asks it, and the
+// handler admits them.
+const plainDomain = "zmqkit-plain"
+
 // zapDomain is one secured object's policy, and how it reports denials.
 type zapDomain struct {
 	policy *ClientPolicy
@@ -107,6 +116,12 @@ func (h *zapHandler) answer(msg [][]byte) [][]byte {
 		return reply("400", "malformed ZAP request", "")
 	}
 	address, mechanism, creds := string(req[3]), string(req[5]), req[6:]
+	if string(req[2]) == plainDomain {
+		if mechanism != "NULL" {
+			return reply("400", "plain domain: NULL required", "")
+		}
+		return reply("200", "OK", "")
+	}
 	h.mu.RLock()
 	d := h.domains[string(req[2])]
 	h.mu.RUnlock()

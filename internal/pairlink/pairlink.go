@@ -13,8 +13,10 @@
 //   - A non-ZMTP client whose first byte is not 0xff (an HTTP or TLS probe,
 //     say) is taken for a ZMTP 1.0 peer: its connection gets the slot with
 //     no handshake event, and keeps it until it leaves or ZMQ_HANDSHAKE_IVL
-//     (30 s by default) expires. A client that connects and stays silent
-//     never gets the slot.
+//     (30 s by default) expires — unless the socket refuses ZMTP 1.0 peers
+//     (libzmq does when ZAP is on: zmqkit's sockets have a ZAP domain). The
+//     tracker does not count on that. A client that connects and stays
+//     silent never gets the slot.
 //   - A connecting PAIR reconnects by itself after a lost connection, but
 //     not after a protocol error (a bogus greeting, a message over
 //     ZMQ_MAXMSGSIZE, a refused CURVE handshake): it then stays
