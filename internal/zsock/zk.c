@@ -32,6 +32,18 @@ static int zk_msg_recv(zmq_msg_t *m, void *s) {
 	}
 }
 
+// zk_hold receives the next frame into *held without waiting. It returns
+// the frame's size, or -1 with *err set and *held released.
+static int zk_hold(void *s, zmq_msg_t *held, int *err) {
+	zmq_msg_init(held);
+	int n = zk_msg_recv(held, s);
+	if (n < 0) {
+		*err = zmq_errno();
+		zmq_msg_close(held);
+	}
+	return n;
+}
+
 // The send buffer pool. zmq_send copies a frame into memory it mallocs,
 // which libzmq frees once the frame is written out, often on another
 // thread. For large frames glibc hands that memory back to the kernel
@@ -168,13 +180,8 @@ int zk_send(void *s, const void *buf, size_t n, int flags) {
 // result is returned by value: out-parameters would make Go allocate.
 zk_result zk_recv(void *s, zmq_msg_t *held, void *buf, size_t cap) {
 	zk_result r = {0, 0, 0};
-	zmq_msg_init(held);
-	r.n = zk_msg_recv(held, s);
-	if (r.n < 0) {
-		r.err = zmq_errno();
-		zmq_msg_close(held);
-		return r;
-	}
+	r.n = zk_hold(s, held, &r.err);
+	if (r.n < 0) return r;
 	r.more = zmq_msg_more(held);
 	if ((size_t)r.n <= cap) {
 		if (r.n > 0) memcpy(buf, zmq_msg_data(held), r.n);
@@ -199,13 +206,8 @@ zk_mresult zk_recvm(void *s, zmq_msg_t *held, char *buf, size_t cap, int *sizes,
 	zk_mresult r = {0, 0, 0, 0, 0};
 	size_t off = 0;
 	for (;;) {
-		zmq_msg_init(held);
-		int n = zk_msg_recv(held, s);
-		if (n < 0) {
-			r.err = zmq_errno();
-			zmq_msg_close(held);
-			return r;
-		}
+		int n = zk_hold(s, held, &r.err);
+		if (n < 0) return r;
 		int more = zmq_msg_more(held);
 		if (r.frames == maxf || off + (size_t)n > cap) {
 			r.held = 1;
@@ -246,6 +248,61 @@ zk_sresult zk_sendm(void *s, const char *buf, const int *sizes, int n, int lb) {
 			}
 			return r;
 		}
+		off += sizes[i];
+		r.sent++;
+	}
+	return r;
+}
+
+// zk_recvb receives up to max messages without waiting, copying each back
+// to back into buf (cap bytes): sizes[i] is message i's size, frames[i] its
+// frames. A message of several frames is received whole: its first frame
+// is copied, the rest dropped (the caller refuses it whole). The first
+// frame that does not fit stays in *held (held = 1, hn bytes, hmore) for
+// zk_take, and ends the batch. err is the errno that ended the batch:
+// EAGAIN once no message was left.
+zk_bresult zk_recvb(void *s, zmq_msg_t *held, char *buf, size_t cap, int *sizes, int *frames, int max) {
+	zk_bresult r = {0, 0, 0, 0, 0};
+	size_t off = 0;
+	while (r.n < max) {
+		int n = zk_hold(s, held, &r.err);
+		if (n < 0) return r;
+		int more = zmq_msg_more(held);
+		if ((size_t)n > cap - off) {
+			r.held = 1;
+			r.hn = n;
+			r.hmore = more;
+			return r;
+		}
+		if (n > 0) memcpy(buf + off, zmq_msg_data(held), n);
+		zmq_msg_close(held);
+		off += n;
+		sizes[r.n] = n;
+		frames[r.n] = 1;
+		// The rest of a message is there once its first frame is.
+		while (more) {
+			if (zk_hold(s, held, &r.err) < 0) { // a terminated context
+				r.n++;
+				return r;
+			}
+			more = zmq_msg_more(held);
+			zmq_msg_close(held);
+			frames[r.n]++;
+		}
+		r.n++;
+	}
+	return r;
+}
+
+// zk_sendb sends n single-frame messages (sizes[i] bytes each, back to back
+// in buf) without waiting, in order, until one cannot go: sent is how many
+// went, err the errno that stopped the rest (EAGAIN: no room).
+zk_sresult zk_sendb(void *s, const char *buf, const int *sizes, int n) {
+	zk_sresult r = {0, 0};
+	size_t off = 0;
+	for (int i = 0; i < n; i++) {
+		r.err = zk_send(s, buf + off, sizes[i], 0);
+		if (r.err) return r;
 		off += sizes[i];
 		r.sent++;
 	}

@@ -14,6 +14,10 @@ zk_result zk_recv(void *s, zmq_msg_t *held, void *buf, size_t cap);
 void zk_take(zmq_msg_t *held, void *buf, size_t n);
 zk_mresult zk_recvm(void *s, zmq_msg_t *held, char *buf, size_t cap, int *sizes, int maxf);
 int zk_send(void *s, const void *buf, size_t n, int flags);
+// Batches: many single-frame messages in one call each way.
+typedef struct { int n; int err; int held; int hn; int hmore; } zk_bresult;
+zk_bresult zk_recvb(void *s, zmq_msg_t *held, char *buf, size_t cap, int *sizes, int *frames, int max);
+zk_sresult zk_sendb(void *s, const char *buf, const int *sizes, int n);
 zk_sresult zk_sendm(void *s, const char *buf, const int *sizes, int n, int lb);
 int zk_send2(void *s, const void *a, size_t alen, const void *b, size_t blen);
 // The send buffer pool's bytes kept, buffers out (in libzmq's hands),

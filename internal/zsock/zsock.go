@@ -114,7 +114,7 @@ type Config struct {
 type Socket struct {
 	zc     *Context
 	seq    uint64     // unique: orders the locking of a Mover's two sockets
-	mu     sync.Mutex // guards sock, closed, bound, conns, recv and sc
+	mu     sync.Mutex // guards sock, closed, bound, conns, recv, sc and batch
 	sock   *zmq.Socket
 	typ    zmq.Type
 	closed bool
@@ -126,6 +126,7 @@ type Socket struct {
 	detached map[string]bool
 	recv     receiver
 	sc       scratch // the one-call multi-frame paths' buffer
+	batch    batch   // RecvBatch's and SendBatch's buffer
 	w        waiter
 	mon      *monitor           // nil unless monitored
 	in       func(msg [][]byte) // Config.Incoming
@@ -481,19 +482,28 @@ func (s *Socket) recvSingle(ctx context.Context, recv func(z *zmq.Socket) ([]byt
 			out = b
 			return err
 		}
-		// A multi-frame message where one frame was expected: take it all
-		// (the rest is there once the first frame is) and refuse it whole.
-		fe := &FramesError{Frames: 1, First: b}
-		for more && err == nil {
-			_, more, err = s.recv.recvFrame(z)
-			fe.Frames++
-		}
+		// A multi-frame message where one frame was expected: refuse it whole.
+		fe, err := s.refuseRest(z, b)
 		if err != nil {
 			return err
 		}
 		return fe
 	})
 	return out, err
+}
+
+// refuseRest receives the rest of a message of several frames whose first
+// frame was first (the rest is there once the first frame is), and returns
+// the message refused whole, or the error of a receive. mu is held.
+func (s *Socket) refuseRest(z *zmq.Socket, first []byte) (*FramesError, error) {
+	fe := &FramesError{Frames: 1, First: first}
+	for more := true; more; fe.Frames++ {
+		var err error
+		if _, more, err = s.recv.recvFrame(z); err != nil {
+			return nil, err
+		}
+	}
+	return fe, nil
 }
 
 // FramesError is RecvBytes' error for a message of several frames: the

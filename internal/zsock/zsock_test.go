@@ -1088,3 +1088,79 @@ func TestAdaptiveWaitPolls(t *testing.T) {
 	require.NoError(t, pull.Close())
 	require.ErrorIs(t, <-errc, ErrClosed)
 }
+
+// batchBoth moves single-frame messages of every size, and multi-frame
+// ones, through SendBatch and RecvBatch: order kept, multi-frame messages
+// returned whole as bad, in both the one-call and the pebbe path.
+func batchBoth(t *testing.T, push, pull *Socket) {
+	t.Helper()
+	ctx := testCtx(t)
+	big := bytes.Repeat([]byte("B"), batchBytes+1)
+	msgs := [][]byte{[]byte("a"), {}, big, []byte("b")}
+	n, err := push.SendBatch(ctx, msgs)
+	require.NoError(t, err)
+	require.Equal(t, len(msgs), n)
+	require.NoError(t, push.SendMessage(ctx, []byte("m1"), []byte("m2")))
+	require.NoError(t, push.SendMessage(ctx, big, []byte("m2"), []byte("m3")))
+	require.NoError(t, push.SendBytes(ctx, []byte("end"), false))
+	want := append(msgs, []byte("end"))
+	var got [][]byte
+	var bad []*FramesError
+	for len(got) < len(want) {
+		m, b, err := pull.RecvBatch(ctx, 3)
+		require.NoError(t, err)
+		require.LessOrEqual(t, len(m)+len(b), 3)
+		got, bad = append(got, m...), append(bad, b...)
+	}
+	require.Equal(t, want, got)
+	require.Len(t, bad, 2)
+	require.Equal(t, 2, bad[0].Frames)
+	require.Equal(t, "m1", string(bad[0].First))
+	require.Equal(t, 3, bad[1].Frames)
+	require.Equal(t, big, bad[1].First)
+	_, _, err = pull.RecvBatch(ctx, 0)
+	require.Error(t, err)
+}
+
+func TestBatch(t *testing.T) {
+	for _, fallback := range []bool{false, true} {
+		t.Run(fmt.Sprint("fallback=", fallback), func(t *testing.T) {
+			testForceFallback.Store(fallback)
+			t.Cleanup(func() { testForceFallback.Store(false) })
+			zctx := newContext(t)
+			push, pull := newPushPull(t, zctx, Netpoller)
+			require.Equal(t, fallback, pull.recv.raw == nil)
+			batchBoth(t, push, pull)
+		})
+	}
+}
+
+// A signal interrupting libzmq in a batch loses nothing: the frame it hit
+// is received or sent again.
+func TestEINTRInBatch(t *testing.T) {
+	t.Cleanup(func() { injectEINTR(0) })
+	zctx := newContext(t)
+	push, pull := newPushPull(t, zctx, Netpoller)
+	ctx := testCtx(t)
+	msgs := [][]byte{[]byte("1"), []byte("2"), []byte("3"), []byte("4")}
+	for _, at := range []int{1, 3} {
+		injectEINTR(at)
+		n, err := push.SendBatch(ctx, msgs)
+		injectEINTR(0)
+		require.NoError(t, err)
+		require.Equal(t, len(msgs), n)
+		require.Eventually(t, func() bool { // all four queued in pull
+			ev, err := eventsOf(pull)
+			return err == nil && ev&zmq.POLLIN != 0
+		}, 5*time.Second, time.Millisecond)
+		var got [][]byte
+		injectEINTR(at)
+		for len(got) < len(msgs) {
+			m, _, err := pull.RecvBatch(ctx, MaxBatch)
+			require.NoError(t, err)
+			got = append(got, m...)
+		}
+		injectEINTR(0)
+		require.Equal(t, msgs, got)
+	}
+}
