@@ -241,6 +241,33 @@ func (b *base) single(msg []byte, err error) ([]byte, error) {
 	return msg, err
 }
 
+// MaxBatch is the most messages ReceiveBatch returns, and PushBatch and
+// PublishBatch send, with one cgo call.
+const MaxBatch = zsock.MaxBatch
+
+// receiveBatch is the batch receive of the single-frame patterns: the
+// well-formed messages ready, up to max, waiting for the first. Messages of
+// several frames are counted, reported and skipped, as Run does.
+func (b *base) receiveBatch(ctx context.Context, sock *zsock.Socket, max int) ([][]byte, error) {
+	if max < 1 {
+		return nil, invalidArg("batch of %d messages", max)
+	}
+	for {
+		msgs, bad, err := sock.RecvBatch(ctx, max)
+		if err != nil {
+			return nil, err
+		}
+		b.stats.received.Add(uint64(len(msgs) + len(bad)))
+		for _, fe := range bad {
+			b.stats.malformed.Add(1)
+			b.report(b.opError("receive", malformed(fe.First, fe, "message of %d frames, want 1", fe.Frames)))
+		}
+		if len(msgs) > 0 {
+			return msgs, nil
+		}
+	}
+}
+
 // redial has zsock make again the connections libzmq drops for good: it
 // never reconnects one it dropped for a protocol error (a message over
 // WithMaxMessageSize, a peer that does not speak ZMTP, such as another

@@ -421,6 +421,46 @@ func ExamplePPPusher() {
 	// fold
 }
 
+// PushBatch and ReceiveBatch move many messages with one cgo call each
+// way: a batch holds what had arrived, so a loop gets all it asked for in a
+// few calls.
+func ExamplePPPuller_ReceiveBatch() {
+	zctx := newContext()
+	defer closeContext(zctx)
+	ctx := context.Background()
+	push, err := zmqkit.NewPPPusher("inproc://batch", zmqkit.WithZMQContext(zctx))
+	if err != nil {
+		log.Fatal(err)
+	}
+	pull, err := zmqkit.NewPPPuller("inproc://batch", zmqkit.WithZMQContext(zctx))
+	if err != nil {
+		log.Fatal(err)
+	}
+	var readings [][]byte
+	for i := 0; i < 10; i++ {
+		readings = append(readings, fmt.Appendf(nil, "reading %d", i))
+	}
+	n, err := push.PushBatch(ctx, readings) // waits for a puller
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("pushed", n)
+	var got []string
+	for len(got) < n {
+		batch, err := pull.ReceiveBatch(ctx, 4) // up to 4 a call
+		if err != nil {
+			log.Fatal(err)
+		}
+		for _, m := range batch {
+			got = append(got, string(m))
+		}
+	}
+	fmt.Println(got[0], "...", got[n-1])
+	// Output:
+	// pushed 10
+	// reading 0 ... reading 9
+}
+
 // Run calls a handler for every message, n at a time with WithConcurrency,
 // until its ctx ends.
 func ExamplePPPuller() {

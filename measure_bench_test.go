@@ -55,26 +55,61 @@ type stream struct {
 // pebbe and C rows of a comparison are all timed from the first send to the
 // last receive; the C loop does the same in C.
 func measureStream(b *testing.B, size int, s stream) {
-	require.NoError(b, s.send())
-	require.NoError(b, s.recv())
+	one := func(f func() error) (int, error) {
+		if err := f(); err != nil {
+			return 0, err
+		}
+		return 1, nil
+	}
+	measureBatch(b, size, batchStream{
+		send: func(int) (int, error) { return one(s.send) },
+		recv: func() (int, error) { return one(s.recv) },
+	})
+}
+
+// batchStream is a stream that moves messages in batches: send sends up to
+// n messages and says how many went, recv receives a batch and says how
+// many it held.
+type batchStream struct {
+	send func(n int) (int, error)
+	recv func() (int, error)
+}
+
+// sendBatch is how many messages a batch row's sender hands over at once.
+const sendBatch = 64
+
+// measureBatch is measureStream for a batchStream: b.N messages, sent in
+// batches of up to sendBatch on one goroutine and received in batches on
+// this one (a stream's batches are of one message).
+func measureBatch(b *testing.B, size int, s batchStream) {
+	if _, err := s.send(1); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := s.recv(); err != nil {
+		b.Fatal(err)
+	}
 	b.SetBytes(int64(size))
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
 	errc := make(chan error, 1)
 	go func() {
-		for i := 0; i < b.N; i++ {
-			if err := s.send(); err != nil {
-				errc <- fmt.Errorf("send %d: %w", i, err)
+		for sent := 0; sent < b.N; {
+			n, err := s.send(min(sendBatch, b.N-sent))
+			if err != nil {
+				errc <- fmt.Errorf("send %d: %w", sent+n, err)
 				return
 			}
+			sent += n
 		}
 		errc <- nil
 	}()
-	for i := 0; i < b.N; i++ {
-		if err := s.recv(); err != nil {
-			b.Fatalf("receive %d: %v", i, err)
+	for got := 0; got < b.N; {
+		n, err := s.recv()
+		if err != nil {
+			b.Fatalf("receive %d: %v", got, err)
 		}
+		got += n
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()

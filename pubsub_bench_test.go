@@ -44,6 +44,7 @@ func BenchmarkPubSub(b *testing.B) {
 		for _, sz := range sizes {
 			name := "tr=" + tr + "/size=" + sz.name + "/impl="
 			b.Run(name+"zmqkit", func(b *testing.B) { measureStream(b, sz.n, zmqkitPubSub(b, tr, sz.n)) })
+			b.Run(name+"zmqkit-batch", func(b *testing.B) { measureBatch(b, sz.n, zmqkitPubSubBatch(b, tr, sz.n)) })
 			b.Run(name+"pebbe", func(b *testing.B) { measureStream(b, sz.n, pebbePubSub(b, tr, sz.n)) })
 			if tr != "tcp+curve" {
 				b.Run(name+"c", func(b *testing.B) {
@@ -114,23 +115,8 @@ func (c *benchCurve) pebbeOptions() (server, client func(*zmq.Socket) error) {
 // connected to it, subscribed and drained (see BenchmarkPubSub for the
 // settings).
 func zmqkitPubSub(b *testing.B, tr string, size int) stream {
-	curve, tr := newBenchCurve(b, tr)
-	pubCurve, subCurve := curve.zmqkitOptions()
-	pubOpts := append([]Option{WithSendHWM(0)}, pubCurve...)
-	subOpts := append([]Option{WithRecvHWM(0), WithMsgIDs(1000)}, subCurve...)
-	pub, sub := newPubSub(b, tr, pubOpts, subOpts)
-	require.NoError(b, sub.Unsubscribe(probeID))
+	pub, sub, body := newBenchPubSub(b, tr, size)
 	ctx := context.Background()
-	body := benchBody(size)
-	// Probes may still be queued: drain with a short deadline.
-	for {
-		dctx, cancel := context.WithTimeout(ctx, 5*time.Millisecond)
-		_, err := sub.Receive(dctx)
-		cancel()
-		if err != nil {
-			break
-		}
-	}
 	return stream{
 		send: func() error { return pub.Publish(ctx, body) },
 		recv: func() error {
@@ -138,6 +124,51 @@ func zmqkitPubSub(b *testing.B, tr string, size int) stream {
 			return wantLen(len(m.Body), len(body), err)
 		},
 	}
+}
+
+// zmqkitPubSubBatch is zmqkitPubSub moving messages with PublishBatch and
+// ReceiveBatch (impl=zmqkit-batch).
+func zmqkitPubSubBatch(b *testing.B, tr string, size int) batchStream {
+	pub, sub, body := newBenchPubSub(b, tr, size)
+	ctx := context.Background()
+	vs := make([]any, sendBatch)
+	for i := range vs {
+		vs[i] = body
+	}
+	return batchStream{
+		send: func(n int) (int, error) { return pub.PublishBatch(ctx, vs[:n]) },
+		recv: func() (int, error) {
+			ms, err := sub.ReceiveBatch(ctx, MaxBatch)
+			for _, m := range ms {
+				if err := wantLen(len(m.Body), len(body), nil); err != nil {
+					return 0, err
+				}
+			}
+			return len(ms), err
+		},
+	}
+}
+
+// newBenchPubSub is the zmqkit rows' Publisher bound on tr and Subscriber
+// to msgid 1000 connected to it, subscribed and drained, and the body of
+// the given size they move.
+func newBenchPubSub(b *testing.B, tr string, size int) (*Publisher, *Subscriber, string) {
+	curve, tr := newBenchCurve(b, tr)
+	pubCurve, subCurve := curve.zmqkitOptions()
+	pubOpts := append([]Option{WithSendHWM(0)}, pubCurve...)
+	subOpts := append([]Option{WithRecvHWM(0), WithMsgIDs(1000)}, subCurve...)
+	pub, sub := newPubSub(b, tr, pubOpts, subOpts)
+	require.NoError(b, sub.Unsubscribe(probeID))
+	// Probes may still be queued: drain with a short deadline.
+	for {
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+		_, err := sub.Receive(dctx)
+		cancel()
+		if err != nil {
+			break
+		}
+	}
+	return pub, sub, benchBody(size)
 }
 
 // pebbePubSub is the hand-written loop's PUB bound on tr and SUB to "1000 "

@@ -56,6 +56,21 @@ func (p *PPPusher) Push(ctx context.Context, msg []byte) error {
 	return nil
 }
 
+// PushBatch sends msgs in order, each as Push sends one, with one cgo call
+// for as many as libzmq takes at once (up to MaxBatch messages or 32 KiB),
+// where Push makes a call per message: a loop with many small messages to
+// send costs less per message. It blocks as Push does, and returns how many
+// messages were sent: all of them, or those before the error. The messages
+// may be reused as soon as PushBatch returns.
+func (p *PPPusher) PushBatch(ctx context.Context, msgs [][]byte) (int, error) {
+	n, err := p.sock.SendBatch(ctx, msgs)
+	p.stats.sent.Add(uint64(n))
+	if err != nil {
+		return n, p.opError("push", err)
+	}
+	return n, nil
+}
+
 // PushFrames sends frames as one multi-frame message, to one puller, as
 // Push does. At least one frame is needed.
 func (p *PPPusher) PushFrames(ctx context.Context, frames ...[]byte) error {
@@ -144,6 +159,22 @@ func (p *PPPuller) AppendReceive(ctx context.Context, buf []byte) ([]byte, error
 	}
 	p.stats.received.Add(1)
 	return out, nil
+}
+
+// ReceiveBatch returns the messages that have arrived, up to max (at most
+// MaxBatch), waiting for the first as Receive does. One cgo call takes
+// them all from libzmq, where Receive makes a call per message, so a loop
+// over a busy stream costs less per message; order is kept, and a batch
+// holds only what had already arrived, so it adds no wait. A message of
+// several frames is counted, sent to the error callback and skipped, as
+// Run does. The messages of a batch share one allocation (each one's
+// capacity ends where it does): keeping one keeps the batch's memory.
+func (p *PPPuller) ReceiveBatch(ctx context.Context, max int) ([][]byte, error) {
+	msgs, err := p.receiveBatch(ctx, p.sock, max)
+	if err != nil {
+		return nil, p.opError("receive", err)
+	}
+	return msgs, nil
 }
 
 // ReceiveFrames returns the next message, every frame of it, as

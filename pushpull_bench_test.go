@@ -25,6 +25,7 @@ func BenchmarkPushPull(b *testing.B) {
 			name := "tr=" + tr + "/size=" + sz.name + "/impl="
 			b.Run(name+"zmqkit", func(b *testing.B) { measureStream(b, sz.n, zmqkitPushPull(b, tr, sz.n, false)) })
 			b.Run(name+"zmqkit-append", func(b *testing.B) { measureStream(b, sz.n, zmqkitPushPull(b, tr, sz.n, true)) })
+			b.Run(name+"zmqkit-batch", func(b *testing.B) { measureBatch(b, sz.n, zmqkitPushPullBatch(b, tr, sz.n)) })
 			b.Run(name+"pebbe", func(b *testing.B) { measureStream(b, sz.n, pebbePushPull(b, tr, sz.n)) })
 			b.Run(name+"c", func(b *testing.B) {
 				d, err := cbench.PushPull(tr, sz.n, b.N)
@@ -54,6 +55,29 @@ func zmqkitPushPull(b *testing.B, tr string, size int, appendRecv bool) stream {
 		}
 	}
 	return stream{send: func() error { return push.Push(ctx, msg) }, recv: recv}
+}
+
+// zmqkitPushPullBatch is zmqkitPushPull moving messages with PushBatch and
+// ReceiveBatch (impl=zmqkit-batch).
+func zmqkitPushPullBatch(b *testing.B, tr string, size int) batchStream {
+	push, pull := newPushPull(b, tr, nil, nil)
+	ctx := context.Background()
+	msgs := make([][]byte, sendBatch)
+	for i := range msgs {
+		msgs[i] = make([]byte, size)
+	}
+	return batchStream{
+		send: func(n int) (int, error) { return push.PushBatch(ctx, msgs[:n]) },
+		recv: func() (int, error) {
+			got, err := pull.ReceiveBatch(ctx, MaxBatch)
+			for _, m := range got {
+				if err := wantLen(len(m), size, nil); err != nil {
+					return 0, err
+				}
+			}
+			return len(got), err
+		},
+	}
 }
 
 // pebbePushPull is the hand-written loop's PUSH bound on tr and PULL
