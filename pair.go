@@ -33,6 +33,8 @@ func (b *base) openLink(self closer, k kind, endpoints string, defaultBind bool,
 			},
 			OnError:   func(err error) { b.report(b.opError("reopen", err)) },
 			OnDropped: func(ep string) { b.redialed(ep, false) },
+			// Every socket has a ZAP domain (plainDomain) or CURVE.
+			RefusesOldPeers: true,
 		})
 		if err != nil {
 			return nil, err

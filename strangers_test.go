@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"strings"
@@ -108,4 +109,47 @@ func TestPlainPeersAdmittedBesideCURVEServer(t *testing.T) {
 	rep, err := cli.Request(ctx, []byte("plain"))
 	require.NoError(t, err)
 	assert.Equal(t, "reply:plain", string(rep))
+}
+
+// Strangers that come and go before any handshake (a port scanner, an
+// HTTP probe, a ZMTP/1.0 peer refused) cost a PairServer nothing: it keeps
+// its socket, and the first replacement it makes is for its peer leaving.
+// (Before old peers were refused, each such connection might have held
+// PAIR's slot, and its leaving replaced the socket.)
+func TestPairServerKeepsSocketForStrangers(t *testing.T) {
+	zctx := newTestContext(t)
+	replaced := make(replacements, 64)
+	left := make(chan struct{}, 64)
+	srv, err := NewPairServer("tcp://127.0.0.1:*", upper, WithZMQContext(zctx), WithLogger(slog.New(replaced)),
+		WithEvents(func(e Event) {
+			if e.Kind == EventDisconnected {
+				left <- struct{}{}
+			}
+		}))
+	require.NoError(t, err)
+	closeOnCleanup(t, srv)
+	runInBackground(t, srv.Run)
+	addr := strings.TrimPrefix(srv.Endpoints()[0], "tcp://")
+	ctx := testCtx(t)
+	for _, junk := range [][]byte{nil, []byte("GET / HTTP/1.0\r\n\r\n"), zmtp1Peer} {
+		c, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		_, _ = c.Write(junk)
+		require.NoError(t, c.Close())
+		select {
+		case <-left: // the server saw it go before the client comes
+		case <-ctx.Done():
+			t.Fatal("a stranger's connection never ended")
+		}
+	}
+	cli, err := NewPairClient(srv.Endpoints()[0], WithZMQContext(zctx))
+	require.NoError(t, err)
+	assert.Equal(t, "HI", requestEventually(t, cli, "hi"))
+	require.NoError(t, cli.Close())
+	select {
+	case why := <-replaced:
+		assert.Equal(t, "the peer left", why)
+	case <-ctx.Done():
+		t.Fatal("no replacement after the peer left")
+	}
 }

@@ -14,9 +14,9 @@
 //     say) is taken for a ZMTP 1.0 peer: its connection gets the slot with
 //     no handshake event, and keeps it until it leaves or ZMQ_HANDSHAKE_IVL
 //     (30 s by default) expires — unless the socket refuses ZMTP 1.0 peers
-//     (libzmq does when ZAP is on: zmqkit's sockets have a ZAP domain). The
-//     tracker does not count on that. A client that connects and stays
-//     silent never gets the slot.
+//     (libzmq does when ZAP is on: zmqkit's sockets have a ZAP domain), which
+//     Config.RefusesOldPeers tells the link. A client that connects and
+//     stays silent never gets the slot.
 //   - A connecting PAIR reconnects by itself after a lost connection, but
 //     not after a protocol error (a bogus greeting, a message over
 //     ZMQ_MAXMSGSIZE, a refused CURVE handshake): it then stays
@@ -90,6 +90,12 @@ type Config struct {
 	OnRestart func(gen uint64, why string)
 	OnError   func(error)
 	OnDropped func(endpoint string)
+	// RefusesOldPeers says that the sockets NewSocket makes refuse ZMTP
+	// 1.0 and 2.0 peers (libzmq does when ZAP is on: a ZAP domain, or
+	// CURVE). A connection then holds the slot only once its handshake has
+	// succeeded, so one that leaves before, or is open while another's
+	// handshake succeeds, is no reason to replace the socket.
+	RefusesOldPeers bool
 }
 
 type generation struct {
@@ -259,6 +265,7 @@ func (l *Link) awaitReplace(ctx context.Context, g *generation) (string, bool) {
 	}
 	l.mu.Unlock()
 	t := newTracker(connects == 1)
+	t.strict = l.cfg.RefusesOldPeers
 	for {
 		var wake <-chan time.Time
 		var timer *time.Timer

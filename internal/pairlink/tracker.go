@@ -44,6 +44,9 @@ type tracker struct {
 	failed zmq.Event            // the handshake failure reported just before, or 0
 	checks map[string]check     // connect endpoints whose connection was lost
 	single bool                 // the socket has one connect endpoint
+	// strict: the socket refuses ZMTP 1.0 and 2.0 peers, so only a
+	// connection whose handshake succeeded (ready) can hold the slot.
+	strict bool
 }
 
 type trackedConn struct {
@@ -107,14 +110,21 @@ func (t *tracker) handshake() verdict {
 			accepted = accepted || c.accepted
 		}
 	}
+	// Strict, none of the others open can hold the slot unless its own
+	// handshake succeeded before: silent connections do not count.
+	alone := len(t.conns) == candidates || !t.strict && len(t.conns) == 1
 	switch {
 	case !accepted || t.holder >= 0:
 		// A connection made holds the slot from the start (a connecting
 		// PAIR attaches its peer's pipe at connect time), and one accepted
 		// while the slot was known to be held was refused.
 		return verdict{}
-	case candidates == 1 && len(t.conns) == 1:
+	case candidates == 1 && alone:
 		t.holder = fd
+		return verdict{}
+	case t.strict && alone:
+		// One of the candidates took the free slot; which one is not
+		// known, so each one's leaving counts as the peer's.
 		return verdict{}
 	}
 	// Another connection may have the slot (a non-ZMTP client taken for
@@ -128,7 +138,7 @@ func (t *tracker) disconnected(ev zsock.Event, failed zmq.Event, now time.Time, 
 	c := t.conns[ev.Value]
 	delete(t.conns, ev.Value)
 	if c == nil { // not seen arriving: assume the worst
-		c = &trackedConn{accepted: true, endpoint: ev.Endpoint}
+		c = &trackedConn{accepted: true, endpoint: ev.Endpoint, ready: true}
 	}
 	if !c.accepted {
 		// libzmq says at once whether it reconnects: wait for that.
@@ -144,6 +154,8 @@ func (t *tracker) disconnected(ev zsock.Event, failed zmq.Event, now time.Time, 
 		return replace("the peer left")
 	case t.holder >= 0:
 		return verdict{} // refused, or never past its handshake: it had no slot
+	case t.strict && !c.ready:
+		return verdict{} // never past its handshake: it had no slot
 	case failed == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL || failed == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
 		return verdict{} // a ZMTP 3 handshake that failed: it never had the slot
 	}

@@ -37,7 +37,12 @@ var t0 = time.Unix(1_000_000, 0)
 // to) ep, at t0, checking each verdict; the tracker is returned for more.
 func run(t *testing.T, ep string, steps []step) *tracker {
 	t.Helper()
-	tr := newTracker(true)
+	return runWith(t, newTracker(true), ep, steps)
+}
+
+// runWith is run with the tracker given.
+func runWith(t *testing.T, tr *tracker, ep string, steps []step) *tracker {
+	t.Helper()
 	for i, s := range steps {
 		v := tr.event(zsock.Event{Kind: s.kind, Value: s.fd, Endpoint: ep}, t0, 0)
 		require.Equal(t, s.replace, v.replace, "step %d (%v %d): %q", i, s.kind, s.fd, v.why)
@@ -184,4 +189,42 @@ func TestTrackerConnectSide(t *testing.T) {
 	feed(tr, handshake, 0, "", 0)
 	feed(tr, gone, 5, "tcp://localhost:1", 0)
 	assert.False(t, feed(tr, retried, 0, "tcp://127.0.0.1:2", 0).replace, "another endpoint's retry says nothing")
+}
+
+// A socket that refuses ZMTP 1.0 and 2.0 peers (strict) gives the slot
+// only to a connection whose handshake succeeded: a connection that leaves
+// before its handshake, or stays silent while a peer's succeeds, is no
+// reason to replace the socket. A peer that may have been refused still is.
+func TestTrackerStrict(t *testing.T) {
+	strict := func() *tracker {
+		tr := newTracker(true)
+		tr.strict = true
+		return tr
+	}
+	for name, steps := range map[string][]step{
+		"connections that end before a handshake": {
+			{kind: accepted, fd: 5}, {kind: gone, fd: 5},
+			{kind: accepted, fd: 5}, {kind: failedNoInfo}, {kind: gone, fd: 5},
+			{kind: accepted, fd: 6}, {kind: handshake}, {kind: gone, fd: 6, replace: true},
+		},
+		"a silent connection open while the peer arrives": {
+			{kind: accepted, fd: 5}, {kind: accepted, fd: 6}, {kind: handshake},
+			{kind: accepted, fd: 7}, {kind: gone, fd: 7},
+			// Either of 5 and 6 may be the peer.
+			{kind: gone, fd: 5, replace: true},
+		},
+		"a peer known": {
+			{kind: accepted, fd: 5}, {kind: handshake}, {kind: accepted, fd: 6}, {kind: gone, fd: 6},
+			{kind: gone, fd: 5, replace: true},
+		},
+		"a handshake while one that may hold the slot is open": {
+			{kind: accepted, fd: 5}, {kind: accepted, fd: 6}, {kind: handshake},
+			{kind: accepted, fd: 7}, {kind: handshake, replace: true},
+		},
+		"a connection never seen arriving": {
+			{kind: gone, fd: 9, replace: true},
+		},
+	} {
+		t.Run(name, func(t *testing.T) { runWith(t, strict(), "tcp://127.0.0.1:1", steps) })
+	}
 }
