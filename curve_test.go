@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -470,4 +471,40 @@ func TestCurveDenialLoggedAtWarn(t *testing.T) {
 		return false
 	}, 10*time.Second, time.Millisecond, "no Warn record of the denial: %q", logs.String())
 	assert.NotContains(t, logs.String(), bob.Secret)
+}
+
+// A server taken out of an RRClient's round-robin is watched by the
+// client's probe; a CURVE handshake the probe fails (the server has
+// another key than the client expects) is reported as the client's own
+// are. (Before, the probe's failures went unseen.)
+func TestCurveProbeFailureReported(t *testing.T) {
+	zctx := newTestContext(t)
+	ctx := testCtx(t)
+	a, ak := curveServer(t, zctx, AllowAnyClient(), "tcp")
+	bEp := bindEndpoint(t, "ipc") // nothing there yet
+	var rec errorRecorder
+	cli := newClient(t, zctx, a.Endpoints()[0]+","+bEp, WithCurveClient(newKeys(t), ak.Public),
+		WithReconnectInterval(10*time.Millisecond, 0), rec.option())
+	require.Eventually(t, func() bool {
+		if _, err := cli.Request(ctx, []byte("x")); err != nil {
+			return false
+		}
+		cli.pmu.Lock()
+		defer cli.pmu.Unlock()
+		return slices.ContainsFunc(cli.servers, func(sv *server) bool { return sv.ep == bEp && sv.state == retired })
+	}, 10*time.Second, time.Millisecond, "b, not reached, taken out")
+
+	b, err := NewRRServer(bEp, echo, WithZMQContext(zctx), WithCurveServer(newKeys(t), AllowAnyClient()))
+	require.NoError(t, err)
+	closeOnCleanup(t, b)
+	require.Eventually(t, func() bool {
+		for _, err := range rec.errors() {
+			var ae *AuthError
+			if errors.As(err, &ae) && ae.Endpoint == bEp {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, time.Millisecond, "the probe's failed handshake with b reported")
+	assert.Positive(t, cli.Stats().AuthFailures)
 }

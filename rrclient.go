@@ -521,7 +521,8 @@ func (c *RRClient) probeSocket() (*zsock.Socket, error) {
 	// Close may run meanwhile.
 	cfg := zsock.Config{Type: zmq.DEALER, Wait: zsock.Netpoller, Redial: true,
 		Options: append(c.o.socketOptions(), zsock.Option{Name: "ZMQ_IMMEDIATE", Set: func(z *zmq.Socket) error { return z.SetImmediate(true) }}),
-		Monitor: &zsock.Monitor{Events: zmq.EVENT_HANDSHAKE_SUCCEEDED, On: c.probeEvent}}
+		// Its CURVE handshake failures are reported as the socket's are.
+		Monitor: joinMonitors(&zsock.Monitor{Events: zmq.EVENT_HANDSHAKE_SUCCEEDED, On: c.probeEvent}, c.securityMonitor())}
 	p, err := c.zctx.newSocket(cfg)
 	if err != nil {
 		return nil, err
