@@ -217,6 +217,14 @@
 // copied out of libzmq into a fresh slice, or, with PPPuller.AppendReceive,
 // into the caller's buffer, which large messages want.
 //
+// Each Send, Push, Publish or Receive is one cgo call into libzmq. For busy
+// streams of small messages, PPPusher.PushBatch, Publisher.PublishBatch,
+// PPPuller.ReceiveBatch and Subscriber.ReceiveBatch move up to MaxBatch
+// messages per call instead: a batch receive takes only the messages that
+// have already arrived (it waits for the first), and a batch send waits at
+// the high-water mark as a single send does, so neither changes ordering,
+// back-pressure or cancellation.
+//
 // # Errors
 //
 // A failed operation returns an *OpError (Kind, Op, Endpoint, Err) with one
