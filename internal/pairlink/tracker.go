@@ -1,10 +1,13 @@
 package pairlink
 
 import (
+	"maps"
+	"slices"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
 
+	"github.com/zmqkit/zmqkit/internal/endpoint"
 	"github.com/zmqkit/zmqkit/internal/zsock"
 )
 
@@ -165,12 +168,18 @@ func (t *tracker) disconnected(ev zsock.Event, failed zmq.Event, now time.Time, 
 	return replace("a connection that may have held PAIR's only slot left")
 }
 
-// reconnecting takes libzmq's word that it is (re)connecting ep.
+// reconnecting takes libzmq's word that it is (re)connecting ep, which it
+// may name otherwise than the lost connection (a host name resolved, see
+// endpoint.Named).
 func (t *tracker) reconnecting(ep string) verdict {
 	c, ok := t.checks[ep]
-	if !ok && t.single && len(t.checks) == 1 {
-		for e, only := range t.checks { // named otherwise (a host name resolved, say)
-			ep, c, ok = e, only, true
+	if !ok && len(t.checks) > 0 {
+		if named, found := endpoint.Named(ep, slices.Collect(maps.Keys(t.checks))); found {
+			ep, c, ok = named, t.checks[named], true
+		} else if t.single && len(t.checks) == 1 {
+			for e, only := range t.checks { // the only one there is
+				ep, c, ok = e, only, true
+			}
 		}
 	}
 	if !ok {

@@ -189,6 +189,14 @@ func TestTrackerConnectSide(t *testing.T) {
 	feed(tr, handshake, 0, "", 0)
 	feed(tr, gone, 5, "tcp://localhost:1", 0)
 	assert.False(t, feed(tr, retried, 0, "tcp://127.0.0.1:2", 0).replace, "another endpoint's retry says nothing")
+	// With several connect endpoints, the one on the same port. (Before,
+	// the announcement went unmatched, and the check expired as if libzmq
+	// had dropped the peer for good.)
+	tr = newTracker(false)
+	feed(tr, connected, 5, "tcp://localhost:1", 0)
+	feed(tr, handshake, 0, "", 0)
+	feed(tr, gone, 5, "tcp://localhost:1", 0)
+	assert.True(t, feed(tr, retried, 0, "tcp://127.0.0.1:1", 0).replace, "the peer left")
 }
 
 // A socket that refuses ZMTP 1.0 and 2.0 peers (strict) gives the slot
