@@ -100,6 +100,8 @@ type eventMonitor struct {
 
 	mu    sync.Mutex     // the monitor's goroutine and the socket's replacements
 	peers map[int]string // open connections by descriptor: their peer address
+	// connections whose end libzmq will not report (see uncounted)
+	ignore map[int]bool
 }
 
 // monitorEvents are all the events zmqkit turns into Events.
@@ -136,10 +138,16 @@ func (m *eventMonitor) on(ev zsock.Event) {
 			}
 		}
 		m.mu.Lock()
-		m.peers[ev.Value] = e.Peer
+		counted := !m.ignore[ev.Value]
+		if counted {
+			m.peers[ev.Value] = e.Peer
+		}
+		delete(m.ignore, ev.Value)
 		m.mu.Unlock()
 		st.connects.Add(1)
-		st.peers.Add(1)
+		if counted {
+			st.peers.Add(1)
+		}
 	case zmq.EVENT_CONNECT_RETRIED:
 		e.Kind = EventConnectRetried
 	case zmq.EVENT_DISCONNECTED:
@@ -168,6 +176,20 @@ func (m *eventMonitor) on(ev zsock.Event) {
 	default:
 		st.eventsDropped.Add(1)
 	}
+}
+
+// uncounted says, from the monitor's goroutine before this monitor takes
+// the event, that the connection fd whose CONNECTED event is being
+// delivered is already gone, closed with its endpoint (an RRClient taking
+// a server out): libzmq reports no DISCONNECTED for a connection closed
+// that way, so it is not counted among the Peers.
+func (m *eventMonitor) uncounted(fd int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ignore == nil {
+		m.ignore = map[int]bool{}
+	}
+	m.ignore[fd] = true
 }
 
 // dispatch calls the callback for each queued event, recovering a panic.

@@ -292,6 +292,10 @@ func (c *RRClient) serverEvent(ev zsock.Event) {
 	case zmq.EVENT_CONNECTED:
 		if sv = c.serverNamed(name, pending, down); sv != nil {
 			sv.tcp = true
+		} else if c.ev != nil && c.serverNamed(name, retired) != nil {
+			// Made before the server was taken out, and closed with it
+			// by Detach, of which libzmq reports nothing.
+			c.ev.uncounted(ev.Value)
 		}
 	case zmq.EVENT_HANDSHAKE_SUCCEEDED:
 		if sv = c.serverNamed(name, pending, down); sv != nil {
