@@ -976,6 +976,10 @@ func TestSilentConnectionIsNotThePeer(t *testing.T) {
 	awaitEvent(t, events, zmq.EVENT_ACCEPTED)
 
 	cli := open(t, zc, []endpoint.Endpoint{connectTo(ep)})
+	// The client's handshake, with the silent connection open, replaces
+	// the server's socket: wait for it, or the exchange may go through on
+	// the old socket and the client leave before it reaches the new one.
+	srv.awaitGen(t, 2)
 	exchange(t, srv, cli)
 	before := srv.gen.Load()
 	require.NoError(t, cli.Close())
