@@ -1,7 +1,9 @@
 // Package zmqkit gives Go programs ZeroMQ's messaging patterns as ready-made,
 // goroutine-safe, context-aware types over libzmq, wire-compatible with the
 // Python asyncio module it is the counterpart of, and with any other ZeroMQ
-// program.
+// program that speaks ZMTP 3 (libzmq 4 and later, pyzmq, JeroMQ, NetMQ):
+// peers on ZMTP 1.0 and 2.0 (libzmq 2 and 3) are refused, since libzmq would
+// otherwise take any stray client for one (see Delivery and back-pressure).
 //
 // # Patterns
 //
@@ -216,6 +218,15 @@
 // message cost more than the copy. On the receiving side, each message is
 // copied out of libzmq into a fresh slice, or, with PPPuller.AppendReceive,
 // into the caller's buffer, which large messages want.
+//
+// A socket that binds a tcp endpoint meets whatever connects to it. libzmq
+// takes a client whose first byte is not 0xff (an HTTP request, a TLS hello,
+// random bytes) for a ZMTP 1.0 peer and decodes what it sends as messages,
+// unless ZAP is on: so every zmqkit socket has a ZAP domain ("zmqkit-plain"
+// without CURVE), and such a client is disconnected instead. With no ZAP
+// handler in the Context, libzmq admits ZMTP 3 clients by itself; a
+// Context with a CURVE server runs a handler, which admits plain clients of
+// that domain.
 //
 // Each Send, Push, Publish or Receive is one cgo call into libzmq. For busy
 // streams of small messages, PPPusher.PushBatch, Publisher.PublishBatch,
