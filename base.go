@@ -246,14 +246,14 @@ func (b *base) single(msg []byte, err error) ([]byte, error) {
 const MaxBatch = zsock.MaxBatch
 
 // receiveBatch is the batch receive of the single-frame patterns: the
-// well-formed messages ready, up to max, waiting for the first. Messages of
+// well-formed messages ready, up to limit, waiting for the first. Messages of
 // several frames are counted, reported and skipped, as Run does.
-func (b *base) receiveBatch(ctx context.Context, sock *zsock.Socket, max int) ([][]byte, error) {
-	if max < 1 {
-		return nil, invalidArg("batch of %d messages", max)
+func (b *base) receiveBatch(ctx context.Context, sock *zsock.Socket, limit int) ([][]byte, error) {
+	if limit < 1 {
+		return nil, invalidArg("batch of %d messages", limit)
 	}
 	for {
-		msgs, bad, err := sock.RecvBatch(ctx, max)
+		msgs, bad, err := sock.RecvBatch(ctx, limit)
 		if err != nil {
 			return nil, err
 		}

@@ -133,7 +133,25 @@ func (p *Publisher) PublishMessage(ctx context.Context, m Message) error {
 // them, or those before the error (a value that cannot be encoded stops the
 // batch there, and is not sent).
 func (p *Publisher) PublishBatch(ctx context.Context, vs []any) (int, error) {
+	sent := 0
+	for sent < len(vs) { // a chunk at a time: the encoded copy stays small
+		chunk := vs[sent:min(len(vs), sent+MaxBatch)]
+		n, err := p.publishChunk(ctx, chunk)
+		sent += n
+		p.stats.sent.Add(uint64(n))
+		if err != nil {
+			return sent, p.opError("publish", err)
+		}
+	}
+	return sent, nil
+}
+
+// publishChunk encodes vs into one pooled buffer and sends them; it returns
+// how many went, and the error of the first value that could not be
+// encoded or sent.
+func (p *Publisher) publishChunk(ctx context.Context, vs []any) (int, error) {
 	bp := p.codec.getBuf()
+	defer p.codec.putBuf(bp)
 	buf := (*bp)[:0]
 	ends := make([]int, 0, len(vs))
 	var encErr error
@@ -147,6 +165,7 @@ func (p *Publisher) PublishBatch(ctx context.Context, vs []any) (int, error) {
 		buf = append(hdr, wire...)
 		ends = append(ends, len(buf))
 	}
+	*bp = buf
 	msgs := make([][]byte, len(ends))
 	start := 0
 	for i, end := range ends {
@@ -154,16 +173,10 @@ func (p *Publisher) PublishBatch(ctx context.Context, vs []any) (int, error) {
 		start = end
 	}
 	n, err := p.sock.SendBatch(ctx, msgs)
-	*bp = buf
-	p.codec.putBuf(bp)
-	p.stats.sent.Add(uint64(n))
 	if err == nil {
 		err = encErr
 	}
-	if err != nil {
-		return n, p.opError("publish", err)
-	}
-	return n, nil
+	return n, err
 }
 
 // send frames one message with encode, into a pooled buffer, and sends its

@@ -161,7 +161,7 @@ func (p *PPPuller) AppendReceive(ctx context.Context, buf []byte) ([]byte, error
 	return out, nil
 }
 
-// ReceiveBatch returns the messages that have arrived, up to max (at most
+// ReceiveBatch returns the messages that have arrived, up to limit (at most
 // MaxBatch), waiting for the first as Receive does. One cgo call takes
 // them all from libzmq, where Receive makes a call per message, so a loop
 // over a busy stream costs less per message; order is kept, and a batch
@@ -169,8 +169,8 @@ func (p *PPPuller) AppendReceive(ctx context.Context, buf []byte) ([]byte, error
 // several frames is counted, sent to the error callback and skipped, as
 // Run does. The messages of a batch share one allocation (each one's
 // capacity ends where it does): keeping one keeps the batch's memory.
-func (p *PPPuller) ReceiveBatch(ctx context.Context, max int) ([][]byte, error) {
-	msgs, err := p.receiveBatch(ctx, p.sock, max)
+func (p *PPPuller) ReceiveBatch(ctx context.Context, limit int) ([][]byte, error) {
+	msgs, err := p.receiveBatch(ctx, p.sock, limit)
 	if err != nil {
 		return nil, p.opError("receive", err)
 	}

@@ -135,16 +135,17 @@ func (s *Subscriber) Receive(ctx context.Context) (Message, error) {
 	return m, nil
 }
 
-// ReceiveBatch returns the messages that have arrived, decoded, up to max
-// (at most MaxBatch), waiting for the first as Receive does. One cgo call
-// takes them all from libzmq, where Receive makes a call per message, so a
-// loop over a busy stream costs less per message; order is kept, and a
+// ReceiveBatch returns the messages that have arrived, decoded, up to
+// limit (at most MaxBatch), waiting for the first as Receive does. One cgo
+// call takes them all from libzmq, where Receive makes a call per message,
+// so a loop over a busy stream costs less per message; order is kept, and a
 // batch holds only what had already arrived, so it adds no wait. Malformed
 // messages are counted, sent to the error callback and skipped, as Run
-// does.
-func (s *Subscriber) ReceiveBatch(ctx context.Context, max int) ([]Message, error) {
+// does. The bodies of a batch may share one allocation: keeping one keeps
+// the batch's memory (up to 32 KiB).
+func (s *Subscriber) ReceiveBatch(ctx context.Context, limit int) ([]Message, error) {
 	for {
-		frames, err := s.receiveBatch(ctx, s.sock, max)
+		frames, err := s.receiveBatch(ctx, s.sock, limit)
 		if err != nil {
 			return nil, s.opError("receive", err)
 		}

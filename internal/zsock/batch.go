@@ -37,31 +37,31 @@ func (b *batch) get() *batch {
 	return b
 }
 
-// RecvBatch receives the messages ready, up to max (at most MaxBatch),
+// RecvBatch receives the messages ready, up to limit (at most MaxBatch),
 // waiting for the first as RecvBytes does. Each is one frame; one of
 // several frames is received whole, discarded, and returned in bad (so a
 // batch may hold only bad ones). The messages of one batch share one
 // allocation; each one's capacity ends where it does.
-func (s *Socket) RecvBatch(ctx context.Context, max int) (msgs [][]byte, bad []*FramesError, err error) {
-	if max < 1 {
+func (s *Socket) RecvBatch(ctx context.Context, limit int) (msgs [][]byte, bad []*FramesError, err error) {
+	if limit < 1 {
 		return nil, nil, errors.New("zmqkit: batch of fewer than one message")
 	}
-	max = min(max, MaxBatch)
+	limit = min(limit, MaxBatch)
 	err = s.attempt(ctx, receiving, func(z *zmq.Socket) error {
 		msgs, bad = nil, nil
 		if s.recv.raw == nil {
-			return s.recvBatchPebbe(z, max, &msgs, &bad)
+			return s.recvBatchPebbe(z, limit, &msgs, &bad)
 		}
-		return s.recvBatch(z, max, &msgs, &bad)
+		return s.recvBatch(z, limit, &msgs, &bad)
 	})
 	return msgs, bad, err
 }
 
 // recvBatch is RecvBatch's one try, through zk_recvb; mu is held.
-func (s *Socket) recvBatch(z *zmq.Socket, max int, msgs *[][]byte, bad *[]*FramesError) error {
+func (s *Socket) recvBatch(z *zmq.Socket, limit int, msgs *[][]byte, bad *[]*FramesError) error {
 	b := s.batch.get()
 	res := C.zk_recvb(s.recv.raw, s.recv.held, (*C.char)(unsafe.Pointer(&b.buf[0])), C.size_t(len(b.buf)),
-		&b.sizes[0], &b.frames[0], C.int(max))
+		&b.sizes[0], &b.frames[0], C.int(limit))
 	n := int(res.n)
 	if n == 0 && res.held == 0 {
 		return zmq.Errno(res.err) // EAGAIN: nothing ready
@@ -101,8 +101,8 @@ func (s *Socket) recvBatch(z *zmq.Socket, max int, msgs *[][]byte, bad *[]*Frame
 
 // recvBatchPebbe is recvBatch through pebbe's calls, for when its layout
 // changed (see rawHandleOK).
-func (s *Socket) recvBatchPebbe(z *zmq.Socket, max int, msgs *[][]byte, bad *[]*FramesError) error {
-	for len(*msgs)+len(*bad) < max {
+func (s *Socket) recvBatchPebbe(z *zmq.Socket, limit int, msgs *[][]byte, bad *[]*FramesError) error {
+	for len(*msgs)+len(*bad) < limit {
 		b, more, err := s.recv.recvFrame(z)
 		if err != nil {
 			if len(*msgs)+len(*bad) > 0 && isAgain(err) {
@@ -126,20 +126,22 @@ func (s *Socket) recvBatchPebbe(z *zmq.Socket, max int, msgs *[][]byte, bad *[]*
 // SendBatch sends msgs in order, each as a single-frame message, waiting
 // while the socket cannot take the next one until ctx ends or the socket
 // closes. It returns how many were sent: all of them, or those before the
-// error.
+// error. It takes the socket one call at a time (up to MaxBatch messages
+// or 32 KiB), so ctx and Close are seen between calls even on a socket
+// that never makes it wait (a PUB drops at its mark instead).
 func (s *Socket) SendBatch(ctx context.Context, msgs [][]byte) (int, error) {
 	sent := 0
-	err := s.attempt(ctx, sending, func(z *zmq.Socket) error {
-		for sent < len(msgs) {
+	for sent < len(msgs) {
+		err := s.attempt(ctx, sending, func(z *zmq.Socket) error {
 			n, err := s.sendBatch(z, msgs[sent:])
 			sent += n
-			if err != nil {
-				return err
-			}
+			return err // EAGAIN: the rest of this call's share once there is room
+		})
+		if err != nil {
+			return sent, err
 		}
-		return nil
-	})
-	return sent, err
+	}
+	return sent, nil
 }
 
 // sendBatch sends as many of msgs as fit the batch buffer (at least the
