@@ -257,14 +257,14 @@ func (l *Link) supervise(ctx context.Context, g *generation) {
 // true) or the link closes (false).
 func (l *Link) awaitReplace(ctx context.Context, g *generation) (string, bool) {
 	l.mu.Lock()
-	connects := 0
+	var connects []string
 	for _, ep := range l.reopenTo {
 		if !ep.Bind {
-			connects++
+			connects = append(connects, ep.Addr)
 		}
 	}
 	l.mu.Unlock()
-	t := newTracker(connects == 1)
+	t := newTracker(connects...)
 	t.strict = l.cfg.RefusesOldPeers
 	for {
 		var wake <-chan time.Time

@@ -1,7 +1,6 @@
 package pairlink
 
 import (
-	"maps"
 	"slices"
 	"time"
 
@@ -46,7 +45,7 @@ type tracker struct {
 	holder int                  // the accepted connection known to hold the slot, or -1
 	failed zmq.Event            // the handshake failure reported just before, or 0
 	checks map[string]check     // connect endpoints whose connection was lost
-	single bool                 // the socket has one connect endpoint
+	connects []string           // the socket's connect endpoints, as given
 	// strict: the socket refuses ZMTP 1.0 and 2.0 peers, so only a
 	// connection whose handshake succeeded (ready) can hold the slot.
 	strict bool
@@ -72,8 +71,25 @@ type verdict struct {
 	failed  bool   // the replacement follows a failed handshake
 }
 
-func newTracker(single bool) *tracker {
-	return &tracker{conns: map[int]*trackedConn{}, holder: -1, checks: map[string]check{}, single: single}
+func newTracker(connects ...string) *tracker {
+	return &tracker{conns: map[int]*trackedConn{}, holder: -1, checks: map[string]check{}, connects: connects}
+}
+
+// connectNamed is the connect endpoint that libzmq names ep in an event:
+// the one given as ep, else the one endpoint.Named finds (libzmq names a
+// connection by its address once its host is resolved), else the only one
+// there is, else ep.
+func (t *tracker) connectNamed(ep string) string {
+	if slices.Contains(t.connects, ep) {
+		return ep
+	}
+	if named, ok := endpoint.Named(ep, t.connects); ok {
+		return named
+	}
+	if len(t.connects) == 1 {
+		return t.connects[0]
+	}
+	return ep
 }
 
 func replace(why string) verdict { return verdict{replace: true, why: why} }
@@ -87,10 +103,11 @@ func (t *tracker) event(ev zsock.Event, now time.Time, failures int) verdict {
 	case zmq.EVENT_ACCEPTED:
 		t.conns[ev.Value] = &trackedConn{accepted: true, endpoint: ev.Endpoint}
 	case zmq.EVENT_CONNECTED:
-		t.conns[ev.Value] = &trackedConn{endpoint: ev.Endpoint}
-		return t.reconnecting(ev.Endpoint)
+		ep := t.connectNamed(ev.Endpoint)
+		t.conns[ev.Value] = &trackedConn{endpoint: ep}
+		return t.reconnecting(ep)
 	case zmq.EVENT_CONNECT_DELAYED, zmq.EVENT_CONNECT_RETRIED:
-		return t.reconnecting(ev.Endpoint)
+		return t.reconnecting(t.connectNamed(ev.Endpoint))
 	case zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_AUTH:
 		t.failed = ev.Kind
 	case zmq.EVENT_HANDSHAKE_SUCCEEDED:
@@ -168,20 +185,10 @@ func (t *tracker) disconnected(ev zsock.Event, failed zmq.Event, now time.Time, 
 	return replace("a connection that may have held PAIR's only slot left")
 }
 
-// reconnecting takes libzmq's word that it is (re)connecting ep, which it
-// may name otherwise than the lost connection (a host name resolved, see
-// endpoint.Named).
+// reconnecting takes libzmq's word that it is (re)connecting the connect
+// endpoint ep.
 func (t *tracker) reconnecting(ep string) verdict {
 	c, ok := t.checks[ep]
-	if !ok && len(t.checks) > 0 {
-		if named, found := endpoint.Named(ep, slices.Collect(maps.Keys(t.checks))); found {
-			ep, c, ok = named, t.checks[named], true
-		} else if t.single && len(t.checks) == 1 {
-			for e, only := range t.checks { // the only one there is
-				ep, c, ok = e, only, true
-			}
-		}
-	}
 	if !ok {
 		return verdict{}
 	}

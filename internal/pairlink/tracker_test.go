@@ -37,7 +37,7 @@ var t0 = time.Unix(1_000_000, 0)
 // to) ep, at t0, checking each verdict; the tracker is returned for more.
 func run(t *testing.T, ep string, steps []step) *tracker {
 	t.Helper()
-	return runWith(t, newTracker(true), ep, steps)
+	return runWith(t, newTracker(ep), ep, steps)
 }
 
 // runWith is run with the tracker given.
@@ -167,7 +167,7 @@ func TestTrackerConnectSide(t *testing.T) {
 
 	for failures, wait := range []time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second,
 		4 * time.Second, 8 * time.Second, 10 * time.Second, 10 * time.Second} {
-		tr = newTracker(true)
+		tr = newTracker(ep)
 		feed(tr, connected, 5, ep, failures)
 		feed(tr, failedProto, 0, ep, failures)
 		feed(tr, gone, 5, ep, failures)
@@ -184,7 +184,7 @@ func TestTrackerConnectSide(t *testing.T) {
 	// address resolved): with one connect endpoint, it is that one's.
 	tr = run(t, "tcp://localhost:1", []step{{kind: connected, fd: 5}, {kind: handshake}, {kind: gone, fd: 5}})
 	assert.True(t, feed(tr, retried, 0, "tcp://127.0.0.1:1", 0).replace)
-	tr = newTracker(false)
+	tr = newTracker("tcp://localhost:1", "tcp://localhost:2")
 	feed(tr, connected, 5, "tcp://localhost:1", 0)
 	feed(tr, handshake, 0, "", 0)
 	feed(tr, gone, 5, "tcp://localhost:1", 0)
@@ -192,11 +192,23 @@ func TestTrackerConnectSide(t *testing.T) {
 	// With several connect endpoints, the one on the same port. (Before,
 	// the announcement went unmatched, and the check expired as if libzmq
 	// had dropped the peer for good.)
-	tr = newTracker(false)
+	tr = newTracker("tcp://localhost:1", "tcp://localhost:2")
 	feed(tr, connected, 5, "tcp://localhost:1", 0)
 	feed(tr, handshake, 0, "", 0)
 	feed(tr, gone, 5, "tcp://localhost:1", 0)
 	assert.True(t, feed(tr, retried, 0, "tcp://127.0.0.1:1", 0).replace, "the peer left")
+	// Two endpoints on one port: the other's announcements leave the
+	// check on the lost one alone, which expires (libzmq gave up).
+	tr = newTracker("tcp://127.0.0.1:1", "tcp://127.0.0.2:1")
+	feed(tr, connected, 5, "tcp://127.0.0.1:1", 0)
+	feed(tr, handshake, 0, "", 0)
+	feed(tr, gone, 5, "tcp://127.0.0.1:1", 0)
+	for _, k := range []zmq.Event{retried, connected} {
+		assert.False(t, feed(tr, k, 6, "tcp://127.0.0.2:1", 0).replace)
+	}
+	due, ok = tr.next()
+	require.True(t, ok, "the lost connection's check is still there")
+	assert.Equal(t, "tcp://127.0.0.1:1", tr.expire(due).dropped)
 }
 
 // A socket that refuses ZMTP 1.0 and 2.0 peers (strict) gives the slot
@@ -205,7 +217,7 @@ func TestTrackerConnectSide(t *testing.T) {
 // reason to replace the socket. A peer that may have been refused still is.
 func TestTrackerStrict(t *testing.T) {
 	strict := func() *tracker {
-		tr := newTracker(true)
+		tr := newTracker("tcp://127.0.0.1:1")
 		tr.strict = true
 		return tr
 	}

@@ -178,37 +178,27 @@ func (m *monitor) run() {
 		if !ok {
 			continue
 		}
-		if m.redial {
+		// A peer of a listener reconnects by itself: only the socket's
+		// own connections are redialled, each known by its connect
+		// endpoint (libzmq may name it by its address resolved).
+		if m.redial && !m.s.listens(ev.Endpoint) {
+			ep := m.s.connectNamed(ev.Endpoint)
 			switch ev.Kind {
 			case zmq.EVENT_DISCONNECTED:
-				if m.s.listens(ev.Endpoint) {
-					break // a peer of a listener: it reconnects by itself
-				}
-				wait := redialAfter << min(m.tries[ev.Endpoint], 6)
-				m.due[ev.Endpoint] = time.Now().Add(min(wait, redialMax))
+				wait := redialAfter << min(m.tries[ep], 6)
+				m.due[ep] = time.Now().Add(min(wait, redialMax))
 			case zmq.EVENT_CONNECT_RETRIED, zmq.EVENT_CONNECT_DELAYED, zmq.EVENT_CONNECTED:
-				delete(m.due, named(m.due, ev.Endpoint)) // libzmq is on it
+				delete(m.due, ep) // libzmq is on it
 			case zmq.EVENT_HANDSHAKE_SUCCEEDED:
-				delete(m.tries, named(m.tries, ev.Endpoint))
+				delete(m.tries, ep)
 			case zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-				m.failed[ev.Endpoint] = true
+				m.failed[ep] = true
 			}
 		}
 		if m.cfg.On != nil && ev.Kind&m.cfg.Events != 0 {
 			m.cfg.On(ev)
 		}
 	}
-}
-
-// named is the key of keys that ep names (see endpoint.Named), or ep.
-func named[V any](keys map[string]V, ep string) string {
-	if _, ok := keys[ep]; ok {
-		return ep
-	}
-	if k, ok := endpoint.Named(ep, slices.Collect(maps.Keys(keys))); ok {
-		return k
-	}
-	return ep
 }
 
 // receive reads the next event, or returns DeadlineExceeded when a redial
@@ -255,27 +245,36 @@ func (s *Socket) listens(ep string) bool {
 	return slices.Contains(s.bound, ep)
 }
 
-// redial connects again to the connect endpoint that ep (as libzmq names
-// it in events, its address resolved) stands for. It reports whether it
-// did. It may look a host name up: its caller holds no lock.
-func (s *Socket) redial(ep string) bool {
+// connectNamed is the connect endpoint that libzmq names name in an event
+// (see endpoint.Named), or name itself. It may look a host name up: its
+// caller holds no lock.
+func (s *Socket) connectNamed(name string) string {
 	s.mu.Lock()
+	if slices.Contains(s.conns, name) || s.detached[name] {
+		s.mu.Unlock()
+		return name
+	}
 	eps := slices.AppendSeq(slices.Clone(s.conns), maps.Keys(s.detached))
 	s.mu.Unlock()
-	target, ok := endpoint.Named(ep, eps)
-	if !ok {
-		return false
+	if ep, ok := endpoint.Named(name, eps); ok {
+		return ep
 	}
+	return name
+}
+
+// redial connects again to the connect endpoint ep, unless it was detached
+// (or the socket closed). It reports whether it did.
+func (s *Socket) redial(ep string) bool {
 	s.zc.mu.RLock() // a connect: see newLocked
 	defer s.zc.mu.RUnlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.zc.term || !slices.Contains(s.conns, target) {
-		return false // closed, or detached (now or before)
+	if s.closed || s.zc.term || !slices.Contains(s.conns, ep) {
+		return false
 	}
 	// The dead connection's entry goes first, or libzmq would keep both.
-	_ = s.sock.Disconnect(target)
-	return s.sock.Connect(target) == nil
+	_ = s.sock.Disconnect(ep)
+	return s.sock.Connect(ep) == nil
 }
 
 // parseEvent reads a version 1 monitor message: [event (uint16) + value

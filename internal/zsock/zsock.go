@@ -185,7 +185,9 @@ func newLocked(zc *Context, cfg Config) (*Socket, error) {
 		if errors.Is(err, zmq.ETERM) {
 			err = ErrClosed // the context began terminating meanwhile
 		}
+		s.mu.Lock() // the monitor's goroutine may be reading
 		s.closed = true
+		s.mu.Unlock()
 		close(s.done)
 		if s.w != nil {
 			s.w.close()
@@ -232,11 +234,16 @@ func newLocked(zc *Context, cfg Config) (*Socket, error) {
 	if err := zc.r.add(s, fd); err != nil {
 		return fail(err)
 	}
+	// Under mu: the monitor's goroutine, started above, reads the
+	// endpoints.
+	s.mu.Lock()
 	for _, ep := range cfg.Endpoints {
 		if err := s.attachLocked(ep); err != nil {
+			s.mu.Unlock()
 			return fail(err)
 		}
 	}
+	s.mu.Unlock()
 	return s, nil
 }
 
@@ -277,19 +284,30 @@ func (s *Socket) Attach(ep endpoint.Endpoint) error {
 		s.mu.Unlock()
 		return ErrClosed
 	}
-	err := s.attachLocked(ep)
-	s.observeForWaiters() // libzmq's bind and connect process commands too
 	// The socket's first connection to watch for Redial starts its
-	// monitor; the flag keeps a concurrent Attach from starting another.
-	watch := err == nil && s.redialOn && s.mon == nil && !s.monStarting && networkConnect(ep)
+	// monitor, before it connects: a connection that fails at once (a
+	// server that does not speak ZMTP) would otherwise be over, unseen,
+	// before the monitor exists. The flag keeps a concurrent Attach from
+	// starting another.
+	watch := s.redialOn && s.mon == nil && !s.monStarting && networkConnect(ep)
 	s.monStarting = s.monStarting || watch
 	s.mu.Unlock()
 	if watch {
-		err = s.startMonitorLocked(nil, true, s.onRedial)
+		err := s.startMonitorLocked(nil, true, s.onRedial)
 		s.mu.Lock()
 		s.monStarting = false
 		s.mu.Unlock()
+		if err != nil {
+			return err
+		}
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	err := s.attachLocked(ep)
+	s.observeForWaiters() // libzmq's bind and connect process commands too
 	return err
 }
 

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1162,5 +1164,50 @@ func TestEINTRInBatch(t *testing.T) {
 		}
 		injectEINTR(0)
 		require.Equal(t, msgs, got)
+	}
+}
+
+// Two connect endpoints on one port: the announcements of the one libzmq
+// keeps reconnecting (nothing listens there) leave alone the redial of the
+// other, which libzmq gave up on after a protocol error. (Before, any event
+// on the port cancelled the only redial scheduled on it.)
+func TestRedialTwoEndpointsOnePort(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = l.Close() })
+	go func() { // a server that does not speak ZMTP: libzmq drops it for good
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			greeting := make([]byte, 64)
+			greeting[0], greeting[9], greeting[10], greeting[11] = 0xff, 0x7f, 3, 0
+			copy(greeting[12:], "BOGUS")
+			_, _ = c.Write(greeting)
+			go func() { _, _ = io.Copy(io.Discard, c); _ = c.Close() }()
+		}
+	}()
+	port := l.Addr().(*net.TCPAddr).Port
+	bogus := fmt.Sprintf("tcp://127.0.0.1:%d", port)
+	nobody := fmt.Sprintf("tcp://127.0.0.2:%d", port)
+	redialed := make(chan string, 16)
+	zctx := newContext(t)
+	reconnect := Option{Name: "ZMQ_RECONNECT_IVL", Set: func(z *zmq.Socket) error { return z.SetReconnectIvl(10 * time.Millisecond) }}
+	pull, err := New(zctx, Config{Type: zmq.PULL, Options: []Option{linger0, reconnect}, Redial: true,
+		OnRedial: func(ep string, _ bool) {
+			select {
+			case redialed <- ep:
+			default:
+			}
+		},
+		Endpoints: []endpoint.Endpoint{{Addr: bogus}, {Addr: nobody}}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = pull.Close() })
+	select {
+	case ep := <-redialed:
+		require.Equal(t, bogus, ep)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the endpoint libzmq gave up on was never connected again")
 	}
 }
