@@ -17,7 +17,8 @@ import (
 func fakeLookup(t *testing.T, hosts map[string][]string) *atomic.Int32 {
 	var n atomic.Int32
 	old := endpoint.Lookup
-	t.Cleanup(func() { endpoint.Lookup = old })
+	endpoint.ResetHostCache() // answers a run before this one kept
+	t.Cleanup(func() { endpoint.Lookup = old; endpoint.ResetHostCache() })
 	endpoint.Lookup = func(_ context.Context, host string) ([]netip.Addr, error) {
 		n.Add(1)
 		addrs, ok := hosts[host]

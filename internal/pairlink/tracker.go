@@ -178,6 +178,14 @@ func (t *tracker) disconnected(ev zsock.Event, failed zmq.Event, now time.Time, 
 		return verdict{} // never past its handshake: it had no slot
 	case failed == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL || failed == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
 		return verdict{} // a ZMTP 3 handshake that failed: it never had the slot
+	case t.strict && failed == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+		// Reported only while a handshake is under way (libzmq's
+		// stream_engine_base::error): it never had the slot. Not so for
+		// a ZMTP 1.0 peer, which has no handshake to fail, but strict
+		// sockets refuse those. So a silent connection taken for the
+		// peer at an ambiguous handshake, which ends at the handshake
+		// time-out, does not reset the peer's connection.
+		return verdict{}
 	}
 	// It may have had the slot, and a departed connection keeps it until
 	// the socket has read what it left: a peer connecting now might be

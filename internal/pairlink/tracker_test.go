@@ -237,6 +237,11 @@ func TestTrackerStrict(t *testing.T) {
 			{kind: accepted, fd: 5}, {kind: handshake}, {kind: accepted, fd: 6}, {kind: gone, fd: 6},
 			{kind: gone, fd: 5, replace: true},
 		},
+		"a silent connection taken for the peer ends at the handshake time-out": {
+			{kind: accepted, fd: 5}, {kind: accepted, fd: 6}, {kind: handshake},
+			{kind: failedNoInfo}, {kind: gone, fd: 5},
+			{kind: gone, fd: 6, replace: true},
+		},
 		"a handshake while one that may hold the slot is open": {
 			{kind: accepted, fd: 5}, {kind: accepted, fd: 6}, {kind: handshake},
 			{kind: accepted, fd: 7}, {kind: handshake, replace: true},

@@ -9,3 +9,7 @@ import "C"
 // one-call C paths fail once with EINTR (k = 0 cancels). Tests only: the
 // setting is process-wide and unsynchronised.
 func injectEINTR(k int) { C.zk_eintr_at = C.int(k) }
+
+// eintrPending is the count injectEINTR set that has not run out yet: 0
+// once the injected EINTR was hit.
+func eintrPending() int { return int(C.zk_eintr_at) }

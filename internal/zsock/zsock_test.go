@@ -1148,10 +1148,11 @@ func TestEINTRInBatch(t *testing.T) {
 	for _, at := range []int{1, 3} {
 		injectEINTR(at)
 		n, err := push.SendBatch(ctx, msgs)
+		require.Zero(t, eintrPending(), "the EINTR was hit")
 		injectEINTR(0)
 		require.NoError(t, err)
 		require.Equal(t, len(msgs), n)
-		require.Eventually(t, func() bool { // all four queued in pull
+		require.Eventually(t, func() bool { // queued in pull (inproc: all four)
 			ev, err := eventsOf(pull)
 			return err == nil && ev&zmq.POLLIN != 0
 		}, 5*time.Second, time.Millisecond)
@@ -1162,6 +1163,7 @@ func TestEINTRInBatch(t *testing.T) {
 			require.NoError(t, err)
 			got = append(got, m...)
 		}
+		require.Zero(t, eintrPending(), "the EINTR was hit")
 		injectEINTR(0)
 		require.Equal(t, msgs, got)
 	}
