@@ -192,6 +192,21 @@ func (m *eventMonitor) uncounted(fd int) {
 	m.ignore[fd] = true
 }
 
+// forget takes out of the Peers the connection fd, closed by its object
+// without libzmq reporting it. (One whose CONNECTED this monitor has not
+// taken yet, in the moment between the object's monitor and this one, is
+// left counted: marking it, as uncounted does, could outlive it and skip
+// an unrelated connection that reuses the descriptor.)
+func (m *eventMonitor) forget(fd int) {
+	m.mu.Lock()
+	_, counted := m.peers[fd]
+	delete(m.peers, fd)
+	m.mu.Unlock()
+	if counted {
+		m.b.stats.peers.Add(-1)
+	}
+}
+
 // dispatch calls the callback for each queued event, recovering a panic.
 func (m *eventMonitor) dispatch() {
 	defer close(m.done)

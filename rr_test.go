@@ -1158,3 +1158,65 @@ func TestRRRequestsEndingAtEveryStage(t *testing.T) {
 	assert.GreaterOrEqual(t, ok.Load(), int64(8*60), "the requests without a deadline all succeed")
 	t.Logf("%d answered, %d ended first", ok.Load(), end.Load())
 }
+
+// A server taken out while its connection is made but its handshake is not
+// (here: it restarted as a listener that never speaks) leaves Stats.Peers
+// right: libzmq reports nothing for the connection the client closes.
+func TestRRRetiredServerNotCountedInPeers(t *testing.T) {
+	zctx := newTestContext(t)
+	ctx := testCtx(t)
+	a := taggedServer(t, zctx, "tcp://127.0.0.1:*", "a")
+	b, err := NewRRServer("tcp://127.0.0.1:*", echo, WithZMQContext(zctx))
+	require.NoError(t, err)
+	runServer(t, b)
+	bEp := b.Endpoints()[0]
+	bConnected := make(chan struct{}, 16)
+	cli, err := NewRRClient(a.Endpoints()[0]+","+bEp, WithZMQContext(zctx), WithReconnectInterval(10*time.Millisecond, 0),
+		WithEvents(func(e Event) {
+			if e.Kind == EventConnected && e.Endpoint == bEp {
+				bConnected <- struct{}{}
+			}
+		}))
+	require.NoError(t, err)
+	closeOnCleanup(t, cli)
+	awaitAnswers(t, ctx, cli, "a", "reply:")
+	<-bConnected // its first connection
+
+	require.NoError(t, b.Close())
+	silent, err := net.Listen("tcp", strings.TrimPrefix(bEp, "tcp://"))
+	require.NoError(t, err)
+	accepted := make(chan net.Conn, 64)
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		_ = silent.Close()
+		<-done
+		close(accepted)
+		for c := range accepted {
+			_ = c.Close()
+		}
+	})
+	go func() { // accepts, never speaks
+		defer close(done)
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			select {
+			case accepted <- c:
+			default:
+				_ = c.Close()
+			}
+		}
+	}()
+	select {
+	case <-bConnected: // reconnected to the silent listener: b is down, its connection made
+	case <-ctx.Done():
+		t.Fatal("the client never reconnected to b's address")
+	}
+	rep, err := cli.Request(ctx, nil) // its reader takes b out
+	require.NoError(t, err)
+	require.Equal(t, "a", string(rep))
+	require.Eventually(t, func() bool { return cli.Stats().Peers == 1 }, 5*time.Second, time.Millisecond,
+		"Peers %d, want 1: a only", cli.Stats().Peers)
+}

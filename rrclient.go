@@ -110,6 +110,9 @@ type server struct {
 	state    serverState
 	restored bool // connected again after the probe found it back
 	tcp      bool // its connection is made (a handshake may be under way)
+	// the descriptors of its connections open on the socket, as counted
+	// in Stats.Peers (WithEvents only): Detach closes them unreported
+	conns map[int]bool
 }
 
 // serverState is where a server stands.
@@ -292,6 +295,12 @@ func (c *RRClient) serverEvent(ev zsock.Event) {
 	case zmq.EVENT_CONNECTED:
 		if sv = c.serverNamed(name, pending, down); sv != nil {
 			sv.tcp = true
+			if c.ev != nil {
+				if sv.conns == nil {
+					sv.conns = map[int]bool{}
+				}
+				sv.conns[ev.Value] = true
+			}
 		} else if c.ev != nil && c.serverNamed(name, retired) != nil {
 			// Made before the server was taken out, and closed with it
 			// by Detach, of which libzmq reports nothing.
@@ -303,6 +312,11 @@ func (c *RRClient) serverEvent(ev zsock.Event) {
 			c.changed.Store(true) // others down may go out now
 		}
 	case zmq.EVENT_DISCONNECTED, zmq.EVENT_CONNECT_RETRIED:
+		if ev.Kind == zmq.EVENT_DISCONNECTED {
+			for _, s := range c.servers {
+				delete(s.conns, ev.Value)
+			}
+		}
 		if sv = c.serverNamed(name, up, pending, down); sv != nil {
 			lost = sv.state == up
 			sv.state, sv.tcp = down, false
@@ -461,6 +475,15 @@ func (c *RRClient) retire(sv *server) error {
 	c.pmu.Unlock()
 	if err := c.sock.Detach(sv.ep); err != nil {
 		return c.rebalanceFailed(sv, down, err)
+	}
+	// libzmq reports no DISCONNECTED for the connections Detach closed
+	// (one made, its handshake not done: a server restarting, say).
+	c.pmu.Lock()
+	gone := sv.conns
+	sv.conns = nil
+	c.pmu.Unlock()
+	for fd := range gone {
+		c.ev.forget(fd)
 	}
 	c.o.logger.Debug("zmqkit: rrclient server out", "endpoint", sv.ep)
 	if err := probe.Attach(endpoint.Endpoint{Addr: sv.ep}); err != nil {
