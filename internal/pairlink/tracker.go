@@ -41,11 +41,11 @@ const (
 // replaced, and the peer, which a connecting libzmq socket (a zmqkit one
 // included) makes again by itself, gets a fresh socket with a free slot.
 type tracker struct {
-	conns  map[int]*trackedConn // open connections, by descriptor
-	holder int                  // the accepted connection known to hold the slot, or -1
-	failed zmq.Event            // the handshake failure reported just before, or 0
-	checks map[string]check     // connect endpoints whose connection was lost
-	connects []string           // the socket's connect endpoints, as given
+	conns    map[int]*trackedConn // open connections, by descriptor
+	holder   int                  // the accepted connection known to hold the slot, or -1
+	failed   zmq.Event            // the handshake failure reported just before, or 0
+	checks   map[string]check     // connect endpoints whose connection was lost
+	connects []string             // the socket's connect endpoints, as given
 	// strict: the socket refuses ZMTP 1.0 and 2.0 peers, so only a
 	// connection whose handshake succeeded (ready) can hold the slot.
 	strict bool
