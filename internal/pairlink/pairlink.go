@@ -276,12 +276,15 @@ func (l *Link) awaitReplace(ctx context.Context, g *generation) (string, bool) {
 		var v verdict
 		select {
 		case ev := <-g.events:
-			if ev.Kind == zmq.EVENT_HANDSHAKE_SUCCEEDED {
-				l.failures = 0
-			}
-			v = t.event(ev, time.Now(), l.failures)
+			v = l.take(t, ev)
 		case <-wake:
-			v = t.expire(time.Now())
+			// Events that came meanwhile go first (the loop may have been
+			// held, by a host lookup say): a reconnection announced
+			// before the check fell due cancels it.
+			v = l.drainEvents(g, t)
+			if !v.replace {
+				v = t.expire(time.Now())
+			}
 		case <-ctx.Done():
 		}
 		if timer != nil {
@@ -301,6 +304,29 @@ func (l *Link) awaitReplace(ctx context.Context, g *generation) (string, bool) {
 		}
 		return v.why, true
 	}
+}
+
+// drainEvents gives t the events of g already queued, until one says to
+// replace the socket.
+func (l *Link) drainEvents(g *generation, t *tracker) verdict {
+	for {
+		select {
+		case ev := <-g.events:
+			if v := l.take(t, ev); v.replace {
+				return v
+			}
+		default:
+			return verdict{}
+		}
+	}
+}
+
+// take gives t one event of the link's socket.
+func (l *Link) take(t *tracker, ev zsock.Event) verdict {
+	if ev.Kind == zmq.EVENT_HANDSHAKE_SUCCEEDED {
+		l.failures = 0
+	}
+	return t.event(ev, time.Now(), l.failures)
 }
 
 // retire takes g out of service: callers see no socket until the next one

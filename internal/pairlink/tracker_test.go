@@ -253,3 +253,19 @@ func TestTrackerStrict(t *testing.T) {
 		t.Run(name, func(t *testing.T) { runWith(t, strict(), "tcp://127.0.0.1:1", steps) })
 	}
 }
+
+// When a check falls due while events wait to be read (the loop was held),
+// the events go first: libzmq announced the reconnection before the check
+// fell due, so the peer left; libzmq did not give up on it.
+func TestDrainBeforeExpire(t *testing.T) {
+	const ep = "tcp://127.0.0.1:1"
+	tr := run(t, ep, []step{{kind: connected, fd: 5}, {kind: handshake}, {kind: gone, fd: 5}})
+	g := &generation{events: make(chan zsock.Event, 1)}
+	g.events <- zsock.Event{Kind: retried, Endpoint: ep}
+	v := (&Link{}).drainEvents(g, tr)
+	assert.True(t, v.replace)
+	assert.Equal(t, "the peer left", v.why)
+	assert.Empty(t, v.dropped, "not reported as a connection libzmq gave up on")
+	_, ok := tr.next()
+	assert.False(t, ok, "no check left to expire")
+}
