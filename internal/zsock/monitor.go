@@ -168,36 +168,51 @@ func (m *monitor) run() {
 	for {
 		frames, err := m.receive()
 		if errors.Is(err, context.DeadlineExceeded) {
+			// Events already queued go first (this goroutine may have
+			// been held, by a callback or a host lookup): a reconnection
+			// libzmq announced before the redial fell due cancels it.
+			for {
+				frames, ok, err := m.reader.TryRecvMessage()
+				if err != nil || !ok {
+					break
+				}
+				m.take(frames)
+			}
 			m.redialDue()
 			continue
 		}
 		if err != nil {
 			return // the reader closed: the monitor stopped
 		}
-		ev, ok := parseEvent(frames)
-		if !ok {
-			continue
+		m.take(frames)
+	}
+}
+
+// take handles one event's frames: the redial bookkeeping, then cfg.On.
+func (m *monitor) take(frames [][]byte) {
+	ev, ok := parseEvent(frames)
+	if !ok {
+		return
+	}
+	// A peer of a listener reconnects by itself: only the socket's own
+	// connections are redialled, each known by its connect endpoint
+	// (libzmq may name it by its address resolved).
+	if m.redial && !m.s.listens(ev.Endpoint) {
+		ep := m.s.connectNamed(ev.Endpoint)
+		switch ev.Kind {
+		case zmq.EVENT_DISCONNECTED:
+			wait := redialAfter << min(m.tries[ep], 6)
+			m.due[ep] = time.Now().Add(min(wait, redialMax))
+		case zmq.EVENT_CONNECT_RETRIED, zmq.EVENT_CONNECT_DELAYED, zmq.EVENT_CONNECTED:
+			delete(m.due, ep) // libzmq is on it
+		case zmq.EVENT_HANDSHAKE_SUCCEEDED:
+			delete(m.tries, ep)
+		case zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+			m.failed[ep] = true
 		}
-		// A peer of a listener reconnects by itself: only the socket's
-		// own connections are redialled, each known by its connect
-		// endpoint (libzmq may name it by its address resolved).
-		if m.redial && !m.s.listens(ev.Endpoint) {
-			ep := m.s.connectNamed(ev.Endpoint)
-			switch ev.Kind {
-			case zmq.EVENT_DISCONNECTED:
-				wait := redialAfter << min(m.tries[ep], 6)
-				m.due[ep] = time.Now().Add(min(wait, redialMax))
-			case zmq.EVENT_CONNECT_RETRIED, zmq.EVENT_CONNECT_DELAYED, zmq.EVENT_CONNECTED:
-				delete(m.due, ep) // libzmq is on it
-			case zmq.EVENT_HANDSHAKE_SUCCEEDED:
-				delete(m.tries, ep)
-			case zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-				m.failed[ep] = true
-			}
-		}
-		if m.cfg.On != nil && ev.Kind&m.cfg.Events != 0 {
-			m.cfg.On(ev)
-		}
+	}
+	if m.cfg.On != nil && ev.Kind&m.cfg.Events != 0 {
+		m.cfg.On(ev)
 	}
 }
 
@@ -229,10 +244,21 @@ func (m *monitor) redialDue() {
 		m.tries[ep]++
 		failed := m.failed[ep]
 		delete(m.failed, ep)
-		if m.s.redial(ep) && m.onRedial != nil {
+		// Said before it is done, so that whoever sees the new
+		// connection at work sees the drop counted too.
+		if m.s.connects(ep) && m.onRedial != nil {
 			m.onRedial(ep, failed)
 		}
+		m.s.redial(ep)
 	}
+}
+
+// connects reports whether ep is one of the socket's connect endpoints,
+// and the socket open.
+func (s *Socket) connects(ep string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.closed && slices.Contains(s.conns, ep)
 }
 
 // listens reports whether ep is one of the socket's listeners: libzmq

@@ -1213,3 +1213,54 @@ func TestRedialTwoEndpointsOnePort(t *testing.T) {
 		t.Fatal("the endpoint libzmq gave up on was never connected again")
 	}
 }
+
+// A monitor held past a redial's due time (by its callback, or a host
+// lookup) reads the events queued meanwhile first: libzmq's announcement
+// that it reconnects cancels the redial, which would otherwise drop the
+// connection libzmq is making and report a protocol error that never was.
+func TestRedialHeldMonitorReadsQueuedEventsFirst(t *testing.T) {
+	zctx := newContext(t)
+	server := func() *Socket {
+		s, err := New(zctx, Config{Type: zmq.PULL, Options: []Option{linger0},
+			Endpoints: []endpoint.Endpoint{{Bind: true, Addr: "tcp://127.0.0.1:*"}}})
+		require.NoError(t, err)
+		return s
+	}
+	srv := server()
+	ep := srv.Bound()[0]
+	var redials atomic.Int32
+	held := make(chan struct{})
+	handshakes := make(chan struct{}, 16)
+	reconnect := Option{Name: "ZMQ_RECONNECT_IVL", Set: func(z *zmq.Socket) error { return z.SetReconnectIvl(10 * time.Millisecond) }}
+	push, err := New(zctx, Config{Type: zmq.PUSH, Options: []Option{linger0, reconnect}, Redial: true,
+		OnRedial: func(string, bool) { redials.Add(1) },
+		Monitor: &Monitor{Events: zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED, On: func(ev Event) {
+			switch ev.Kind {
+			case zmq.EVENT_DISCONNECTED:
+				select {
+				case <-held:
+				default: // the first time: hold the monitor past the redial's due time
+					close(held)
+					time.Sleep(2 * redialAfter)
+				}
+			case zmq.EVENT_HANDSHAKE_SUCCEEDED:
+				handshakes <- struct{}{}
+			}
+		}},
+		Endpoints: []endpoint.Endpoint{{Addr: ep}}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = push.Close() })
+	<-handshakes
+	require.NoError(t, srv.Close())
+	<-held
+	srv2, err := New(zctx, Config{Type: zmq.PULL, Options: []Option{linger0},
+		Endpoints: []endpoint.Endpoint{{Bind: true, Addr: ep}}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv2.Close() })
+	select {
+	case <-handshakes: // libzmq reconnected by itself; the monitor is past the hold
+	case <-time.After(10 * time.Second):
+		t.Fatal("never reconnected")
+	}
+	require.Zero(t, redials.Load(), "a redial while libzmq was reconnecting")
+}
