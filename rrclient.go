@@ -61,7 +61,7 @@ import (
 // names a connection by its resolved address once it has reconnected.
 // With several servers on one port given by host name
 // (tcp://a:5555,tcp://b:5555), the client looks the names up itself (with
-// a one-second time-out; answers are kept five seconds), and a server
+// a 250 ms time-out; answers are kept five seconds), and a server
 // whose name it cannot resolve to the address libzmq connected to is not
 // followed after a reconnection.
 //

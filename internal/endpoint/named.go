@@ -18,9 +18,9 @@ import (
 // it resolves the host at every connect. So name stands for the endpoint
 // it equals; else for the only tcp endpoint on its port; else, with
 // several on that port, for the only one whose host is, or resolves to,
-// name's address. Host names are looked up with a short time-out and the
-// answers kept for a few seconds: Named may block for the time-out, and
-// must not be called with locks held that others wait for.
+// name's address. Host names are looked up with a short time-out (250 ms)
+// and the answers kept for a few seconds: Named may block for the
+// time-out, and must not be called with locks held that others wait for.
 func Named(name string, eps []string) (string, bool) {
 	var port []string
 	for _, ep := range eps {
@@ -88,7 +88,11 @@ var Lookup = func(ctx context.Context, host string) ([]netip.Addr, error) {
 }
 
 const (
-	lookupTimeout = time.Second     // a lookup may take this long
+	// A lookup may take this long: it holds an event loop (a socket's
+	// monitor, a pair link's tracker), which reads what queued meanwhile
+	// before acting on a time-out, but holds up libzmq's events while it
+	// waits.
+	lookupTimeout = 250 * time.Millisecond
 	lookupKeep    = 5 * time.Second // an answer (or failure) is kept this long
 )
 
