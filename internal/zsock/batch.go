@@ -148,13 +148,7 @@ func (s *Socket) SendBatch(ctx context.Context, msgs [][]byte) (int, error) {
 // first) without waiting, and says how many went; mu is held.
 func (s *Socket) sendBatch(z *zmq.Socket, msgs [][]byte) (int, error) {
 	if s.recv.raw == nil || len(msgs[0]) > batchBytes {
-		var err error
-		if s.recv.raw == nil {
-			_, err = z.SendBytes(msgs[0], zmq.DONTWAIT)
-		} else {
-			err = s.recv.sendFrame(msgs[0], false)
-		}
-		if err != nil {
+		if err := s.sendFrame(z, msgs[0], false); err != nil {
 			return 0, err
 		}
 		return 1, nil

@@ -197,7 +197,7 @@ func (m *monitor) take(frames [][]byte) {
 	// A peer of a listener reconnects by itself: only the socket's own
 	// connections are redialled, each known by its connect endpoint
 	// (libzmq may name it by its address resolved).
-	if m.redial && !m.s.listens(ev.Endpoint) {
+	if m.redial && !m.s.Listens(ev.Endpoint) {
 		ep := m.s.connectNamed(ev.Endpoint)
 		switch ev.Kind {
 		case zmq.EVENT_DISCONNECTED:
@@ -261,11 +261,11 @@ func (s *Socket) connects(ep string) bool {
 	return !s.closed && slices.Contains(s.conns, ep)
 }
 
-// listens reports whether ep is one of the socket's listeners: libzmq
-// names a peer that connected to a listener by the listener's address, and
-// none of the socket's own connections is the one that dropped (with one
-// connection, redial would have taken it for that peer).
-func (s *Socket) listens(ep string) bool {
+// Listens reports whether libzmq's name for a connection in an event, ep,
+// is one of the socket's listeners: libzmq names a peer that connected to
+// a listener by the listener's address, and none of the socket's own
+// connections is the one that event is about.
+func (s *Socket) Listens(ep string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Contains(s.bound, ep)

@@ -340,11 +340,6 @@ func (s *Socket) Detach(addr string) error {
 	return nil
 }
 
-// Listens reports whether libzmq's name for a connection in an event, ep,
-// is one of the socket's listeners: events of the peers that connected to
-// a listener bear its address.
-func (s *Socket) Listens(ep string) bool { return s.listens(ep) }
-
 // networkConnect reports whether ep connects over tcp or ipc.
 func networkConnect(ep endpoint.Endpoint) bool {
 	return !ep.Bind && (strings.HasPrefix(ep.Addr, "tcp://") || strings.HasPrefix(ep.Addr, "ipc://"))
@@ -403,13 +398,17 @@ func isAgain(err error) bool { return zmq.AsErrno(err) == zmq.Errno(syscall.EAGA
 // SendBytes sends one frame (more marks it as not the last of a message),
 // waiting while the socket cannot take it until ctx ends or the socket closes.
 func (s *Socket) SendBytes(ctx context.Context, b []byte, more bool) error {
-	return s.attempt(ctx, sending, func(z *zmq.Socket) error {
-		if s.recv.raw != nil {
-			return s.recv.sendFrame(b, more)
-		}
-		_, err := z.SendBytes(b, zmq.DONTWAIT|moreIf(more))
-		return err
-	})
+	return s.attempt(ctx, sending, func(z *zmq.Socket) error { return s.sendFrame(z, b, more) })
+}
+
+// sendFrame sends one frame without waiting, through the one-call C path
+// or pebbe's; mu is held.
+func (s *Socket) sendFrame(z *zmq.Socket, b []byte, more bool) error {
+	if s.recv.raw != nil {
+		return s.recv.sendFrame(b, more)
+	}
+	_, err := z.SendBytes(b, zmq.DONTWAIT|moreIf(more))
+	return err
 }
 
 // SendMessage sends a multi-frame message atomically: libzmq accepts all

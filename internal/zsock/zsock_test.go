@@ -966,7 +966,7 @@ func TestRedialLeavesAcceptedPeers(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no DISCONNECTED for the peer of the listener")
 	}
-	require.True(t, pull.listens(pull.Bound()[0]))
+	require.True(t, pull.Listens(pull.Bound()[0]))
 	require.True(t, pull.redial(push.Bound()[0]), "the socket's own connection")
 }
 
