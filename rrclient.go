@@ -360,8 +360,8 @@ func (c *RRClient) probeEvent(ev zsock.Event) {
 }
 
 // serverName is the endpoint of the tcp or ipc server that libzmq names
-// name in an event (see endpoint.Named), or "". It may look a host name up:
-// callers hold no lock.
+// name in an event, or name itself (see endpoint.Of). It may look a host
+// name up: callers hold no lock.
 func (c *RRClient) serverName(name string) string {
 	c.pmu.Lock()
 	eps := make([]string, 0, len(c.servers))
@@ -371,8 +371,7 @@ func (c *RRClient) serverName(name string) string {
 		}
 	}
 	c.pmu.Unlock()
-	ep, _ := endpoint.Named(name, eps)
-	return ep
+	return endpoint.Of(name, eps)
 }
 
 // serverNamed finds the server connected as ep, if it is in one of the

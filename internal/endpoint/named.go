@@ -54,6 +54,15 @@ func Named(name string, eps []string) (string, bool) {
 	return found, found != ""
 }
 
+// Of is the one of eps that libzmq names name in an event (see Named), or
+// name itself when none is.
+func Of(name string, eps []string) string {
+	if ep, ok := Named(name, eps); ok {
+		return ep
+	}
+	return name
+}
+
 // SamePort reports whether a and b are tcp endpoints on the same port, as
 // libzmq may name one connection before and after resolving its host.
 func SamePort(a, b string) bool {

@@ -66,6 +66,8 @@ func TestNamed(t *testing.T) {
 		assert.Equal(t, tc.want != "", ok, tc.name)
 	}
 	assert.Equal(t, int32(2), lookups.Load(), "each name looked up once, then kept")
+	assert.Equal(t, "tcp://alpha.named.test:5555", endpoint.Of("tcp://10.0.0.1:5555", eps))
+	assert.Equal(t, "tcp://10.0.0.4:5555", endpoint.Of("tcp://10.0.0.4:5555", eps), "nobody's: itself")
 
 	// Two names for one address cannot be told apart; a name that does
 	// not resolve stands for nothing.

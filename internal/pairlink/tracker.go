@@ -1,7 +1,6 @@
 package pairlink
 
 import (
-	"slices"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
@@ -75,23 +74,6 @@ func newTracker(connects ...string) *tracker {
 	return &tracker{conns: map[int]*trackedConn{}, holder: -1, checks: map[string]check{}, connects: connects}
 }
 
-// connectNamed is the connect endpoint that libzmq names ep in an event:
-// the one given as ep, else the one endpoint.Named finds (libzmq names a
-// connection by its address once its host is resolved), else the only one
-// there is, else ep.
-func (t *tracker) connectNamed(ep string) string {
-	if slices.Contains(t.connects, ep) {
-		return ep
-	}
-	if named, ok := endpoint.Named(ep, t.connects); ok {
-		return named
-	}
-	if len(t.connects) == 1 {
-		return t.connects[0]
-	}
-	return ep
-}
-
 func replace(why string) verdict { return verdict{replace: true, why: why} }
 
 // event takes the socket's next event; failures is how many replacements
@@ -103,11 +85,11 @@ func (t *tracker) event(ev zsock.Event, now time.Time, failures int) verdict {
 	case zmq.EVENT_ACCEPTED:
 		t.conns[ev.Value] = &trackedConn{accepted: true, endpoint: ev.Endpoint}
 	case zmq.EVENT_CONNECTED:
-		ep := t.connectNamed(ev.Endpoint)
+		ep := endpoint.Of(ev.Endpoint, t.connects) // libzmq may name it by its address
 		t.conns[ev.Value] = &trackedConn{endpoint: ep}
 		return t.reconnecting(ep)
 	case zmq.EVENT_CONNECT_DELAYED, zmq.EVENT_CONNECT_RETRIED:
-		return t.reconnecting(t.connectNamed(ev.Endpoint))
+		return t.reconnecting(endpoint.Of(ev.Endpoint, t.connects))
 	case zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_AUTH:
 		t.failed = ev.Kind
 	case zmq.EVENT_HANDSHAKE_SUCCEEDED:

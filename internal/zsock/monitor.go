@@ -271,21 +271,14 @@ func (s *Socket) Listens(ep string) bool {
 	return slices.Contains(s.bound, ep)
 }
 
-// connectNamed is the connect endpoint that libzmq names name in an event
-// (see endpoint.Named), or name itself. It may look a host name up: its
-// caller holds no lock.
+// connectNamed is the connect endpoint (or one Detach disconnected) that
+// libzmq names name in an event, or name itself (see endpoint.Of). It may
+// look a host name up: its caller holds no lock.
 func (s *Socket) connectNamed(name string) string {
 	s.mu.Lock()
-	if slices.Contains(s.conns, name) || s.detached[name] {
-		s.mu.Unlock()
-		return name
-	}
 	eps := slices.AppendSeq(slices.Clone(s.conns), maps.Keys(s.detached))
 	s.mu.Unlock()
-	if ep, ok := endpoint.Named(name, eps); ok {
-		return ep
-	}
-	return name
+	return endpoint.Of(name, eps)
 }
 
 // redial connects again to the connect endpoint ep, unless it was detached
