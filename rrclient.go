@@ -109,11 +109,14 @@ type server struct {
 	net      bool // tcp or ipc (an inproc server is up from the connect on: no handshake)
 	state    serverState
 	restored bool // connected again after the probe found it back
-	tcp      bool // its connection is made (a handshake may be under way)
-	// the descriptors of its connections open on the socket, as counted
-	// in Stats.Peers (WithEvents only): Detach closes them unreported
+	// its connections made on the socket and not yet lost, by descriptor
+	// (a handshake may be under way): Detach closes them unreported
 	conns map[int]bool
 }
+
+// connected reports whether sv has a connection made (a server being
+// reached does not).
+func (sv *server) connected() bool { return len(sv.conns) > 0 }
 
 // serverState is where a server stands.
 type serverState int
@@ -294,13 +297,10 @@ func (c *RRClient) serverEvent(ev zsock.Event) {
 	switch ev.Kind {
 	case zmq.EVENT_CONNECTED:
 		if sv = c.serverNamed(name, pending, down); sv != nil {
-			sv.tcp = true
-			if c.ev != nil {
-				if sv.conns == nil {
-					sv.conns = map[int]bool{}
-				}
-				sv.conns[ev.Value] = true
+			if sv.conns == nil {
+				sv.conns = map[int]bool{}
 			}
+			sv.conns[ev.Value] = true
 		} else if c.ev != nil && c.serverNamed(name, retired) != nil {
 			// Made before the server was taken out, and closed with it
 			// by Detach, of which libzmq reports nothing.
@@ -308,7 +308,7 @@ func (c *RRClient) serverEvent(ev zsock.Event) {
 		}
 	case zmq.EVENT_HANDSHAKE_SUCCEEDED:
 		if sv = c.serverNamed(name, pending, down); sv != nil {
-			sv.state, sv.tcp = up, true
+			sv.state = up
 			c.changed.Store(true) // others down may go out now
 		}
 	case zmq.EVENT_DISCONNECTED, zmq.EVENT_CONNECT_RETRIED:
@@ -319,7 +319,7 @@ func (c *RRClient) serverEvent(ev zsock.Event) {
 		}
 		if sv = c.serverNamed(name, up, pending, down); sv != nil {
 			lost = sv.state == up
-			sv.state, sv.tcp = down, false
+			sv.state = down
 			c.changed.Store(true)
 		}
 	}
@@ -420,7 +420,7 @@ func (c *RRClient) rebalance() error {
 
 // retirable reports whether sv should be taken out now. Callers hold pmu.
 func (c *RRClient) retirable(sv *server) bool {
-	if c.noProbe || !sv.net || sv.state != down && (sv.state != pending || sv.restored || sv.tcp) {
+	if c.noProbe || !sv.net || sv.state != down && (sv.state != pending || sv.restored || sv.connected()) {
 		return false
 	}
 	return c.anyUpLocked()
@@ -440,7 +440,6 @@ func (c *RRClient) drain() error {
 		if err != nil || !ok {
 			return err
 		}
-		c.stats.received.Add(1)
 		c.dispatch(msg)
 	}
 }
@@ -470,7 +469,7 @@ func (c *RRClient) retire(sv *server) error {
 		c.pmu.Unlock()
 		return nil
 	}
-	sv.state, sv.tcp = retired, false
+	sv.state = retired
 	c.pmu.Unlock()
 	if err := c.sock.Detach(sv.ep); err != nil {
 		return c.rebalanceFailed(sv, down, err)
@@ -482,7 +481,9 @@ func (c *RRClient) retire(sv *server) error {
 	sv.conns = nil
 	c.pmu.Unlock()
 	for fd := range gone {
-		c.ev.forget(fd)
+		if c.ev != nil {
+			c.ev.forget(fd)
+		}
 	}
 	c.o.logger.Debug("zmqkit: rrclient server out", "endpoint", sv.ep)
 	if err := probe.Attach(endpoint.Endpoint{Addr: sv.ep}); err != nil {
@@ -496,7 +497,7 @@ func (c *RRClient) retire(sv *server) error {
 func (c *RRClient) restore(sv *server) error {
 	c.pmu.Lock()
 	probe := c.probe
-	sv.state, sv.restored, sv.tcp = pending, true, false
+	sv.state, sv.restored = pending, true
 	c.pmu.Unlock()
 	if probe != nil {
 		_ = probe.Detach(sv.ep) // not attached, if retire's Attach failed
@@ -625,7 +626,6 @@ func (c *RRClient) read(ctx context.Context, ch chan rrReply) (rrReply, bool, er
 			case err != nil:
 				return rrReply{}, false, err
 			case ok:
-				c.stats.received.Add(1)
 				c.dispatch(msg)
 			default:
 				// With no server up, the queues of those pending have
@@ -643,7 +643,6 @@ func (c *RRClient) read(ctx context.Context, ch chan rrReply) (rrReply, bool, er
 		case err != nil:
 			return rrReply{}, false, err
 		default:
-			c.stats.received.Add(1)
 			c.dispatch(msg)
 		}
 	}
@@ -715,8 +714,10 @@ func (c *RRClient) unqueue(id uint64) {
 	}
 }
 
-// dispatch hands one reply message to the request it answers.
+// dispatch counts one message received and hands it, a reply, to the
+// request it answers.
 func (c *RRClient) dispatch(msg [][]byte) {
+	c.stats.received.Add(1)
 	if len(msg) < 3 || len(msg[0]) != 8 || len(msg[1]) != 0 {
 		c.stats.malformed.Add(1)
 		c.report(c.opError("receive", malformed(msg[len(msg)-1], nil, "reply of %d frames is not [request-id, \"\", reply]", len(msg))))
