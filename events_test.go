@@ -13,6 +13,36 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// eventsOfKind is a WithEvents option that passes the object's events of
+// kind k to the channel returned (64 may wait; more are dropped).
+func eventsOfKind(k EventKind) (Option, <-chan Event) {
+	ch := make(chan Event, 64)
+	return WithEvents(func(e Event) {
+		if e.Kind == k {
+			select {
+			case ch <- e:
+			default:
+			}
+		}
+	}), ch
+}
+
+// awaitEvent returns the next event from ch that match accepts (nil:
+// any), failing the test with what when ctx ends first.
+func awaitEvent(t testing.TB, ctx context.Context, ch <-chan Event, match func(Event) bool, what string) Event {
+	t.Helper()
+	for {
+		select {
+		case e := <-ch:
+			if match == nil || match(e) {
+				return e
+			}
+		case <-ctx.Done():
+			require.FailNow(t, what)
+		}
+	}
+}
+
 // eventLog records an object's events for a test.
 type eventLog struct {
 	mu     sync.Mutex

@@ -340,25 +340,13 @@ var peerSends = map[string]bool{"RRServer": true, "PairServer": true, "Queue": t
 // peer is then attached to this object, not to a predecessor, and what it
 // sends next reaches this one.
 func handshakes(t *testing.T) (Option, func(ctx context.Context, n int)) {
-	done := make(chan string, 64)
-	opt := WithEvents(func(e Event) {
-		if e.Kind == EventHandshakeSucceeded {
-			select {
-			case done <- e.Endpoint:
-			default:
-			}
-		}
-	})
+	opt, done := eventsOfKind(EventHandshakeSucceeded)
 	return opt, func(ctx context.Context, n int) {
 		t.Helper()
 		seen := map[string]bool{}
 		for len(seen) < n {
-			select {
-			case ep := <-done:
-				seen[ep] = true
-			case <-ctx.Done():
-				t.Fatalf("%d of %d peers never connected", n-len(seen), n)
-			}
+			e := awaitEvent(t, ctx, done, nil, fmt.Sprintf("%d of %d peers never connected", n-len(seen), n))
+			seen[e.Endpoint] = true
 		}
 	}
 }

@@ -504,14 +504,9 @@ func TestPairLateReplyNeverReachesTheNextClient(t *testing.T) {
 		}
 		return upper(ctx, msg)
 	}
-	accepted := make(chan struct{}, 64)
+	accepting, accepted := eventsOfKind(EventAccepted)
 	replaced := make(replacements, 64)
-	srv, err := NewPairServer(bindEndpoint(t, "tcp"), slow, WithZMQContext(zctx), WithLogger(slog.New(replaced)),
-		WithEvents(func(e Event) {
-			if e.Kind == EventAccepted {
-				accepted <- struct{}{}
-			}
-		}))
+	srv, err := NewPairServer(bindEndpoint(t, "tcp"), slow, WithZMQContext(zctx), WithLogger(slog.New(replaced)), accepting)
 	require.NoError(t, err)
 	closeOnCleanup(t, srv)
 	runInBackground(t, srv.Run)
@@ -521,11 +516,7 @@ func TestPairLateReplyNeverReachesTheNextClient(t *testing.T) {
 	junk, err := net.Dial("tcp", strings.TrimPrefix(ep, "tcp://")) // silent, and first
 	require.NoError(t, err)
 	defer junk.Close()
-	select {
-	case <-accepted:
-	case <-ctx.Done():
-		require.FailNow(t, "the silent connection was never accepted")
-	}
+	awaitEvent(t, ctx, accepted, nil, "the silent connection was never accepted")
 
 	cli, err := NewPairClient(ep, WithZMQContext(zctx))
 	require.NoError(t, err)

@@ -584,12 +584,8 @@ func TestRRClientListenerPeerNotAServer(t *testing.T) {
 	ctx := testCtx(t)
 	out := taggedServer(t, zctx, "tcp://127.0.0.2:*", "out")
 	port := out.Endpoints()[0][strings.LastIndexByte(out.Endpoints()[0], ':'):]
-	left := make(chan string, 16)
-	cli, err := NewRRClient("@tcp://127.0.0.1"+port, WithZMQContext(zctx), WithEvents(func(e Event) {
-		if e.Kind == EventDisconnected {
-			left <- e.Endpoint
-		}
-	}))
+	leaving, left := eventsOfKind(EventDisconnected)
+	cli, err := NewRRClient("@tcp://127.0.0.1"+port, WithZMQContext(zctx), leaving)
 	require.NoError(t, err)
 	closeOnCleanup(t, cli)
 	require.NoError(t, cli.AddEndpoint(out.Endpoints()[0]))
@@ -597,12 +593,9 @@ func TestRRClientListenerPeerNotAServer(t *testing.T) {
 	awaitAnswers(t, ctx, cli, "in", "out")
 
 	require.NoError(t, in.Close())
-	select {
-	case ep := <-left: // the client's own monitor saw it first
-		require.Equal(t, cli.Endpoints()[0], ep)
-	case <-ctx.Done():
-		t.Fatal("no DISCONNECTED for the peer that left")
-	}
+	// The client's own monitor saw it first.
+	e := awaitEvent(t, ctx, left, nil, "no DISCONNECTED for the peer that left")
+	require.Equal(t, cli.Endpoints()[0], e.Endpoint)
 	cli.pmu.Lock()
 	defer cli.pmu.Unlock()
 	require.Len(t, cli.servers, 1)
@@ -1170,17 +1163,13 @@ func TestRRRetiredServerNotCountedInPeers(t *testing.T) {
 	require.NoError(t, err)
 	runServer(t, b)
 	bEp := b.Endpoints()[0]
-	bConnected := make(chan struct{}, 16)
-	cli, err := NewRRClient(a.Endpoints()[0]+","+bEp, WithZMQContext(zctx), WithReconnectInterval(10*time.Millisecond, 0),
-		WithEvents(func(e Event) {
-			if e.Kind == EventConnected && e.Endpoint == bEp {
-				bConnected <- struct{}{}
-			}
-		}))
+	connecting, connected := eventsOfKind(EventConnected)
+	toB := func(e Event) bool { return e.Endpoint == bEp }
+	cli, err := NewRRClient(a.Endpoints()[0]+","+bEp, WithZMQContext(zctx), WithReconnectInterval(10*time.Millisecond, 0), connecting)
 	require.NoError(t, err)
 	closeOnCleanup(t, cli)
 	awaitAnswers(t, ctx, cli, "a", "reply:")
-	<-bConnected // its first connection
+	awaitEvent(t, ctx, connected, toB, "b's first connection never made")
 
 	require.NoError(t, b.Close())
 	silent, err := net.Listen("tcp", strings.TrimPrefix(bEp, "tcp://"))
@@ -1209,11 +1198,8 @@ func TestRRRetiredServerNotCountedInPeers(t *testing.T) {
 			}
 		}
 	}()
-	select {
-	case <-bConnected: // reconnected to the silent listener: b is down, its connection made
-	case <-ctx.Done():
-		t.Fatal("the client never reconnected to b's address")
-	}
+	// Reconnected to the silent listener: b is down, its connection made.
+	awaitEvent(t, ctx, connected, toB, "the client never reconnected to b's address")
 	rep, err := cli.Request(ctx, nil) // its reader takes b out
 	require.NoError(t, err)
 	require.Equal(t, "a", string(rep))

@@ -119,13 +119,8 @@ func TestPlainPeersAdmittedBesideCURVEServer(t *testing.T) {
 func TestPairServerKeepsSocketForStrangers(t *testing.T) {
 	zctx := newTestContext(t)
 	replaced := make(replacements, 64)
-	left := make(chan struct{}, 64)
-	srv, err := NewPairServer("tcp://127.0.0.1:*", upper, WithZMQContext(zctx), WithLogger(slog.New(replaced)),
-		WithEvents(func(e Event) {
-			if e.Kind == EventDisconnected {
-				left <- struct{}{}
-			}
-		}))
+	leaving, left := eventsOfKind(EventDisconnected)
+	srv, err := NewPairServer("tcp://127.0.0.1:*", upper, WithZMQContext(zctx), WithLogger(slog.New(replaced)), leaving)
 	require.NoError(t, err)
 	closeOnCleanup(t, srv)
 	runInBackground(t, srv.Run)
@@ -136,11 +131,8 @@ func TestPairServerKeepsSocketForStrangers(t *testing.T) {
 		require.NoError(t, err)
 		_, _ = c.Write(junk)
 		require.NoError(t, c.Close())
-		select {
-		case <-left: // the server saw it go before the client comes
-		case <-ctx.Done():
-			t.Fatal("a stranger's connection never ended")
-		}
+		// The server saw it go before the client comes.
+		awaitEvent(t, ctx, left, nil, "a stranger's connection never ended")
 	}
 	cli, err := NewPairClient(srv.Endpoints()[0], WithZMQContext(zctx))
 	require.NoError(t, err)
