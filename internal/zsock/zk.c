@@ -173,6 +173,15 @@ int zk_send(void *s, const void *buf, size_t n, int flags) {
 	}
 }
 
+// zk_place copies the held frame, of n bytes, into buf and releases it if
+// it fits in room bytes, and reports whether it did; else it stays held.
+static int zk_place(zmq_msg_t *held, char *buf, size_t room, int n) {
+	if ((size_t)n > room) return 0;
+	if (n > 0) memcpy(buf, zmq_msg_data(held), n);
+	zmq_msg_close(held);
+	return 1;
+}
+
 // zk_recv receives one frame without waiting. When the frame fits in buf
 // (cap bytes) it is copied there and released, so the common case is one
 // cgo call; otherwise it stays in *held for zk_take. It returns the frame
@@ -183,10 +192,7 @@ zk_result zk_recv(void *s, zmq_msg_t *held, void *buf, size_t cap) {
 	r.n = zk_hold(s, held, &r.err);
 	if (r.n < 0) return r;
 	r.more = zmq_msg_more(held);
-	if ((size_t)r.n <= cap) {
-		if (r.n > 0) memcpy(buf, zmq_msg_data(held), r.n);
-		zmq_msg_close(held);
-	}
+	zk_place(held, buf, cap, r.n);
 	return r;
 }
 
@@ -209,14 +215,12 @@ zk_mresult zk_recvm(void *s, zmq_msg_t *held, char *buf, size_t cap, int *sizes,
 		int n = zk_hold(s, held, &r.err);
 		if (n < 0) return r;
 		int more = zmq_msg_more(held);
-		if (r.frames == maxf || off + (size_t)n > cap) {
+		if (r.frames == maxf || !zk_place(held, buf + off, cap - off, n)) {
 			r.held = 1;
 			r.n = n;
 			r.more = more;
 			return r;
 		}
-		if (n > 0) memcpy(buf + off, zmq_msg_data(held), n);
-		zmq_msg_close(held);
 		off += n;
 		sizes[r.frames++] = n;
 		if (!more) return r;
@@ -268,14 +272,12 @@ zk_bresult zk_recvb(void *s, zmq_msg_t *held, char *buf, size_t cap, int *sizes,
 		int n = zk_hold(s, held, &r.err);
 		if (n < 0) return r;
 		int more = zmq_msg_more(held);
-		if ((size_t)n > cap - off) {
+		if (!zk_place(held, buf + off, cap - off, n)) {
 			r.held = 1;
 			r.hn = n;
 			r.hmore = more;
 			return r;
 		}
-		if (n > 0) memcpy(buf + off, zmq_msg_data(held), n);
-		zmq_msg_close(held);
 		off += n;
 		sizes[r.n] = n;
 		frames[r.n] = 1;
