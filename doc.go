@@ -215,9 +215,17 @@
 // buffers that zmqkit keeps for the next ones (up to 16 MiB in all, for the
 // whole process), not into fresh memory from malloc: glibc hands freed
 // large blocks back to the kernel, and faulting them in again for every
-// message cost more than the copy. On the receiving side, each message is
-// copied out of libzmq into a fresh slice, or, with PPPuller.AppendReceive,
-// into the caller's buffer, which large messages want.
+// message cost more than the copy. PPPusher.PushNoCopy copies nothing: it
+// lends libzmq the caller's buffer, pinned (runtime.Pinner) so that libzmq
+// may keep a pointer to it, and libzmq reads it in place (the tcp engine
+// writes it to the kernel from there; inproc hands it to the puller). When
+// libzmq lets it go, its free function calls back into Go, on whichever
+// thread that happens, which unpins the buffer and ends the Tracker that
+// PushNoCopy returned; the buffer must not change before. On the receiving
+// side, each message is copied out of libzmq into a fresh slice, or, with
+// PPPuller.AppendReceive, into the caller's buffer, which large messages
+// want: Go code cannot hold libzmq's memory without the risk of reading it
+// after libzmq freed it.
 //
 // A socket that binds a tcp endpoint meets whatever connects to it. libzmq
 // takes a client whose first byte is not 0xff (an HTTP request, a TLS hello,

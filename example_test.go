@@ -461,6 +461,44 @@ func ExamplePPPuller_ReceiveBatch() {
 	// reading 0 ... reading 9
 }
 
+// PushNoCopy sends a large message without copying it; its Tracker says
+// when the buffer may be filled again.
+func ExamplePPPusher_PushNoCopy() {
+	zctx := newContext()
+	defer closeContext(zctx)
+	ctx := context.Background()
+	push, err := zmqkit.NewPPPusher("inproc://frames", zmqkit.WithZMQContext(zctx))
+	if err != nil {
+		log.Fatal(err)
+	}
+	pull, err := zmqkit.NewPPPuller("inproc://frames", zmqkit.WithZMQContext(zctx))
+	if err != nil {
+		log.Fatal(err)
+	}
+	frame := make([]byte, 1<<20)
+	var got []byte
+	for i := range 3 {
+		for j := range frame {
+			frame[j] = byte(i)
+		}
+		tracker, err := push.PushNoCopy(ctx, frame)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if got, err = pull.AppendReceive(ctx, got[:0]); err != nil {
+			log.Fatal(err)
+		}
+		if err := tracker.Wait(ctx); err != nil { // frame is ours again
+			log.Fatal(err)
+		}
+		fmt.Println("frame", i, "of", len(got), "bytes, all", got[0])
+	}
+	// Output:
+	// frame 0 of 1048576 bytes, all 0
+	// frame 1 of 1048576 bytes, all 1
+	// frame 2 of 1048576 bytes, all 2
+}
+
 // Run calls a handler for every message, n at a time with WithConcurrency,
 // until its ctx ends.
 func ExamplePPPuller() {

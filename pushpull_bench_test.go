@@ -26,6 +26,9 @@ func BenchmarkPushPull(b *testing.B) {
 			b.Run(name+"zmqkit", func(b *testing.B) { measureStream(b, sz.n, zmqkitPushPull(b, tr, sz.n, false)) })
 			b.Run(name+"zmqkit-append", func(b *testing.B) { measureStream(b, sz.n, zmqkitPushPull(b, tr, sz.n, true)) })
 			b.Run(name+"zmqkit-batch", func(b *testing.B) { measureBatch(b, sz.n, zmqkitPushPullBatch(b, tr, sz.n)) })
+			if sz.n >= size64KiB.n {
+				b.Run(name+"zmqkit-nocopy", func(b *testing.B) { measureStream(b, sz.n, zmqkitPushPullNoCopy(b, tr, sz.n)) })
+			}
 			b.Run(name+"pebbe", func(b *testing.B) { measureStream(b, sz.n, pebbePushPull(b, tr, sz.n)) })
 			b.Run(name+"c", func(b *testing.B) {
 				d, err := cbench.PushPull(tr, sz.n, b.N)
@@ -55,6 +58,47 @@ func zmqkitPushPull(b *testing.B, tr string, size int, appendRecv bool) stream {
 		}
 	}
 	return stream{send: func() error { return push.Push(ctx, msg) }, recv: recv}
+}
+
+// noCopyBufs is how many buffers the impl=zmqkit-nocopy sender cycles
+// through.
+const noCopyBufs = 8
+
+// zmqkitPushPullNoCopy is zmqkitPushPull with the pusher sending with
+// PushNoCopy, as a sender that reuses its buffers would: it cycles through
+// noCopyBufs buffers and waits for a buffer's Tracker before it sends the
+// buffer again (impl=zmqkit-nocopy). The puller receives with
+// AppendReceive.
+func zmqkitPushPullNoCopy(b *testing.B, tr string, size int) stream {
+	push, pull := newPushPull(b, tr, nil, nil)
+	ctx := context.Background()
+	var bufs [noCopyBufs]struct {
+		msg []byte
+		t   *Tracker
+	}
+	for i := range bufs {
+		bufs[i].msg = make([]byte, size)
+	}
+	next := 0
+	send := func() error {
+		buf := &bufs[next%noCopyBufs]
+		next++
+		if buf.t != nil {
+			if err := buf.t.Wait(ctx); err != nil {
+				return err
+			}
+		}
+		var err error
+		buf.t, err = push.PushNoCopy(ctx, buf.msg)
+		return err
+	}
+	var got []byte
+	recv := func() error {
+		var err error
+		got, err = pull.AppendReceive(ctx, got[:0])
+		return wantLen(len(got), size, err)
+	}
+	return stream{send: send, recv: recv}
 }
 
 // zmqkitPushPullBatch is zmqkitPushPull moving messages with PushBatch and

@@ -541,3 +541,88 @@ func TestBoundPusherCloseDeliversQueue(t *testing.T) {
 		})
 	}
 }
+
+// PushNoCopy: a sender that refills its two buffers as soon as their
+// Trackers are done sends 300 messages, each with its own bytes, and every
+// one arrives as it was sent. A Tracker done too early would let a refill
+// tear a message libzmq was still reading. A message queued when its
+// pusher closes is dropped once the linger runs out, and its Tracker is
+// then done; a closed pusher returns ErrClosed and no Tracker.
+func TestPushNoCopy(t *testing.T) {
+	for _, tr := range []string{"inproc", "tcp"} {
+		t.Run(tr, func(t *testing.T) {
+			push, pull := newPushPull(t, tr, nil, nil)
+			ctx := testCtx(t)
+			const n, size = 300, 96 << 10
+			fill := func(b []byte, i int) {
+				for j := range b {
+					b[j] = byte(i + j/1024)
+				}
+			}
+			errc := make(chan error, 1)
+			go func() {
+				var bufs [2][]byte
+				var trackers [2]*Tracker
+				for i := range n {
+					k := i % 2
+					if trackers[k] != nil {
+						if err := trackers[k].Wait(ctx); err != nil {
+							errc <- err
+							return
+						}
+					}
+					if bufs[k] == nil {
+						bufs[k] = make([]byte, size)
+					}
+					fill(bufs[k], i)
+					var err error
+					if trackers[k], err = push.PushNoCopy(ctx, bufs[k]); err != nil {
+						errc <- err
+						return
+					}
+				}
+				errc <- nil
+			}()
+			want := make([]byte, size)
+			var got []byte
+			for i := range n {
+				var err error
+				got, err = pull.AppendReceive(ctx, got[:0])
+				require.NoError(t, err)
+				fill(want, i)
+				require.True(t, bytes.Equal(want, got), "message %d differs from what was sent", i)
+			}
+			require.NoError(t, <-errc)
+			assert.Equal(t, uint64(n), push.Stats().Sent)
+		})
+	}
+	t.Run("close", func(t *testing.T) {
+		ctx := testCtx(t)
+		// The puller reads nothing: once the kernel's buffers and the
+		// pipes are full, the last message pushed waits in the pusher.
+		push, _ := newPushPull(t, "tcp", []Option{WithSendHWM(1), WithLinger(10 * time.Millisecond)}, []Option{WithRecvHWM(1)})
+		var last *Tracker
+		for {
+			short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+			tracker, err := push.PushNoCopy(short, make([]byte, 100<<10))
+			cancel()
+			if err != nil {
+				require.ErrorIs(t, err, context.DeadlineExceeded)
+				require.Nil(t, tracker)
+				break
+			}
+			last = tracker
+		}
+		require.NotNil(t, last)
+		select {
+		case <-last.Done():
+			t.Fatal("done while the message is queued")
+		default:
+		}
+		require.NoError(t, push.Close())
+		require.NoError(t, last.Wait(ctx))
+		tracker, err := push.PushNoCopy(ctx, []byte("late"))
+		require.ErrorIs(t, err, ErrClosed)
+		require.Nil(t, tracker)
+	})
+}

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "zk.h"
+#include "_cgo_export.h"
 
 int zk_eintr_at;
 
@@ -167,6 +168,36 @@ int zk_send(void *s, const void *buf, size_t n, int flags) {
 			rc = -1;
 		} else {
 			rc = zk_send_once(s, buf, n, flags | ZMQ_DONTWAIT);
+		}
+		if (rc >= 0) return 0;
+		if (zmq_errno() != EINTR) return zmq_errno();
+	}
+}
+
+// Frames sent without a copy. Go pins the buffer and passes a handle;
+// libzmq reads the buffer in place (the tcp engine writes it to the kernel
+// straight from there, inproc hands it to the receiver) and calls
+// zk_ref_free once no message refers to it any more, on whatever thread
+// drops the last reference: the I/O thread, the receiver's, or the
+// sender's when the frame is never sent.
+static void zk_ref_free(void *data, void *hint) {
+	(void)data;
+	zkReleased((uintptr_t)hint);
+}
+
+int zk_ref_init(zmq_msg_t *m, void *buf, size_t n, uintptr_t h) {
+	if (zmq_msg_init_data(m, buf, n, zk_ref_free, (void *)h) == -1) return zmq_errno();
+	return 0;
+}
+
+int zk_ref_send(void *s, zmq_msg_t *m, int flags) {
+	for (;;) {
+		int rc;
+		if (zk_inject()) {
+			errno = EINTR;
+			rc = -1;
+		} else {
+			rc = zmq_msg_send(m, s, flags | ZMQ_DONTWAIT);
 		}
 		if (rc >= 0) return 0;
 		if (zmq_errno() != EINTR) return zmq_errno();

@@ -4,6 +4,7 @@
 #define ZK_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <zmq.h>
 
 typedef struct { int n; int err; int more; } zk_result;
@@ -19,6 +20,13 @@ typedef struct { int n; int err; int held; int hn; int hmore; } zk_bresult;
 zk_bresult zk_recvb(void *s, zmq_msg_t *held, char *buf, size_t cap, int *sizes, int *frames, int max);
 zk_sresult zk_sendb(void *s, const char *buf, const int *sizes, int n);
 zk_sresult zk_sendm(void *s, const char *buf, const int *sizes, int n, int lb);
+// Frames sent without a copy (see nocopy.go): zk_ref_init makes *m refer
+// to the n bytes at buf, and libzmq calls the Go function zkReleased(h)
+// once it no longer reads them; zk_ref_send sends *m without waiting,
+// retrying signals, and returns 0 (m is then libzmq's) or the errno (m is
+// still the caller's, to send again or zmq_msg_close).
+int zk_ref_init(zmq_msg_t *m, void *buf, size_t n, uintptr_t h);
+int zk_ref_send(void *s, zmq_msg_t *m, int flags);
 int zk_send2(void *s, const void *a, size_t alen, const void *b, size_t blen);
 // The send buffer pool's bytes kept, buffers out (in libzmq's hands),
 // smallest pooled frame and most bytes kept (see zk.c).
