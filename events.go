@@ -100,8 +100,6 @@ type eventMonitor struct {
 
 	mu    sync.Mutex     // the monitor's goroutine and the socket's replacements
 	peers map[int]string // open connections by descriptor: their peer address
-	// connections whose end libzmq will not report (see uncounted)
-	ignore map[int]bool
 }
 
 // monitorEvents are all the events zmqkit turns into Events.
@@ -138,16 +136,10 @@ func (m *eventMonitor) on(ev zsock.Event) {
 			}
 		}
 		m.mu.Lock()
-		counted := !m.ignore[ev.Value]
-		if counted {
-			m.peers[ev.Value] = e.Peer
-		}
-		delete(m.ignore, ev.Value)
+		m.peers[ev.Value] = e.Peer
 		m.mu.Unlock()
 		st.connects.Add(1)
-		if counted {
-			st.peers.Add(1)
-		}
+		st.peers.Add(1)
 	case zmq.EVENT_CONNECT_RETRIED:
 		e.Kind = EventConnectRetried
 	case zmq.EVENT_DISCONNECTED:
@@ -175,35 +167,6 @@ func (m *eventMonitor) on(ev zsock.Event) {
 	case m.queue <- e:
 	default:
 		st.eventsDropped.Add(1)
-	}
-}
-
-// uncounted says, from the monitor's goroutine before this monitor takes
-// the event, that the connection fd whose CONNECTED event is being
-// delivered is already gone, closed with its endpoint (an RRClient taking
-// a server out): libzmq reports no DISCONNECTED for a connection closed
-// that way, so it is not counted among the Peers.
-func (m *eventMonitor) uncounted(fd int) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.ignore == nil {
-		m.ignore = map[int]bool{}
-	}
-	m.ignore[fd] = true
-}
-
-// forget takes out of the Peers the connection fd, closed by its object
-// without libzmq reporting it. (One whose CONNECTED this monitor has not
-// taken yet, in the moment between the object's monitor and this one, is
-// left counted: marking it, as uncounted does, could outlive it and skip
-// an unrelated connection that reuses the descriptor.)
-func (m *eventMonitor) forget(fd int) {
-	m.mu.Lock()
-	_, counted := m.peers[fd]
-	delete(m.peers, fd)
-	m.mu.Unlock()
-	if counted {
-		m.b.stats.peers.Add(-1)
 	}
 }
 

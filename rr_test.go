@@ -1154,7 +1154,8 @@ func TestRRRequestsEndingAtEveryStage(t *testing.T) {
 
 // A server taken out while its connection is made but its handshake is not
 // (here: it restarted as a listener that never speaks) leaves Stats.Peers
-// right: libzmq reports nothing for the connection the client closes.
+// right, and its connection's EventDisconnected comes: libzmq reports
+// nothing for the connection the client closes, zmqkit does.
 func TestRRRetiredServerNotCountedInPeers(t *testing.T) {
 	zctx := newTestContext(t)
 	ctx := testCtx(t)
@@ -1163,9 +1164,24 @@ func TestRRRetiredServerNotCountedInPeers(t *testing.T) {
 	require.NoError(t, err)
 	runServer(t, b)
 	bEp := b.Endpoints()[0]
-	connecting, connected := eventsOfKind(EventConnected)
+	connected := make(chan Event, 64)
+	var toBMade, toBClosed atomic.Int64
 	toB := func(e Event) bool { return e.Endpoint == bEp }
-	cli, err := NewRRClient(a.Endpoints()[0]+","+bEp, WithZMQContext(zctx), WithReconnectInterval(10*time.Millisecond, 0), connecting)
+	events := WithEvents(func(e Event) {
+		switch {
+		case e.Kind == EventConnected:
+			if toB(e) {
+				toBMade.Add(1)
+			}
+			select {
+			case connected <- e:
+			default:
+			}
+		case e.Kind == EventDisconnected && toB(e):
+			toBClosed.Add(1)
+		}
+	})
+	cli, err := NewRRClient(a.Endpoints()[0]+","+bEp, WithZMQContext(zctx), WithReconnectInterval(10*time.Millisecond, 0), events)
 	require.NoError(t, err)
 	closeOnCleanup(t, cli)
 	awaitAnswers(t, ctx, cli, "a", "reply:")
@@ -1205,4 +1221,6 @@ func TestRRRetiredServerNotCountedInPeers(t *testing.T) {
 	require.Equal(t, "a", string(rep))
 	require.Eventually(t, func() bool { return cli.Stats().Peers == 1 }, 5*time.Second, time.Millisecond,
 		"Peers %d, want 1: a only", cli.Stats().Peers)
+	require.Eventually(t, func() bool { return toBClosed.Load() == toBMade.Load() }, 5*time.Second, time.Millisecond,
+		"%d connections to b made, %d reported closed", toBMade.Load(), toBClosed.Load())
 }

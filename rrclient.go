@@ -110,7 +110,7 @@ type server struct {
 	state    serverState
 	restored bool // connected again after the probe found it back
 	// its connections made on the socket and not yet lost, by descriptor
-	// (a handshake may be under way): Detach closes them unreported
+	// (a handshake may be under way); emptied when Detach closes them
 	conns map[int]bool
 }
 
@@ -301,10 +301,6 @@ func (c *RRClient) serverEvent(ev zsock.Event) {
 				sv.conns = map[int]bool{}
 			}
 			sv.conns[ev.Value] = true
-		} else if c.ev != nil && c.serverNamed(name, retired) != nil {
-			// Made before the server was taken out, and closed with it
-			// by Detach, of which libzmq reports nothing.
-			c.ev.uncounted(ev.Value)
 		}
 	case zmq.EVENT_HANDSHAKE_SUCCEEDED:
 		if sv = c.serverNamed(name, pending, down); sv != nil {
@@ -321,6 +317,11 @@ func (c *RRClient) serverEvent(ev zsock.Event) {
 			lost = sv.state == up
 			sv.state = down
 			c.changed.Store(true)
+		} else if c.serverNamed(name, retired) != nil {
+			// Closed by Detach, as the server was taken out: zsock
+			// reports it, libzmq does not.
+			c.pmu.Unlock()
+			return
 		}
 	}
 	wake, binds := c.wake, c.binds
@@ -474,17 +475,11 @@ func (c *RRClient) retire(sv *server) error {
 	if err := c.sock.Detach(sv.ep); err != nil {
 		return c.rebalanceFailed(sv, down, err)
 	}
-	// libzmq reports no DISCONNECTED for the connections Detach closed
-	// (one made, its handshake not done: a server restarting, say).
+	// The connections Detach closed (one made, its handshake not done: a
+	// server restarting, say) are reported by zsock's monitor.
 	c.pmu.Lock()
-	gone := sv.conns
 	sv.conns = nil
 	c.pmu.Unlock()
-	for fd := range gone {
-		if c.ev != nil {
-			c.ev.forget(fd)
-		}
-	}
 	c.o.logger.Debug("zmqkit: rrclient server out", "endpoint", sv.ep)
 	if err := probe.Attach(endpoint.Endpoint{Addr: sv.ep}); err != nil {
 		_ = c.rebalanceFailed(sv, down, err)

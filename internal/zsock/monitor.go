@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
@@ -58,7 +59,21 @@ type monitor struct {
 	due      map[string]time.Time
 	tries    map[string]int  // redials since the endpoint's last handshake
 	failed   map[string]bool // its last connection failed its handshake
+
+	// The connections of the socket's connect endpoints, by descriptor,
+	// while On asks for EVENT_DISCONNECTED: libzmq reports no
+	// DISCONNECTED for those that Detach closes, so the monitor reports
+	// them itself (see reportDetached). Used by the monitor's goroutine
+	// only.
+	open map[int]openConn
+	// The endpoints Detach disconnected, not yet reported; under dmu.
+	dmu      sync.Mutex
+	detaches []string
 }
+
+// openConn is one connection of a connect endpoint: the endpoint, and
+// libzmq's name for the connection in its events.
+type openConn struct{ ep, name string }
 
 // Monitor starts monitoring an open socket that has no monitor yet: m.On
 // is called for the events m asks for from now on.
@@ -114,6 +129,10 @@ func (s *Socket) startMonitorLocked(cfg *Monitor, redial bool, onRedial func(str
 	if redial {
 		events |= redialEvents
 	}
+	if m.tracksOpen() {
+		events |= zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED
+		m.open = map[int]openConn{}
+	}
 	if err := s.zc.reserve(1); err != nil { // libzmq's monitor socket
 		_ = reader.Close()
 		return err
@@ -167,10 +186,12 @@ func (m *monitor) run() {
 	defer close(m.done)
 	for {
 		frames, err := m.receive()
-		if errors.Is(err, context.DeadlineExceeded) {
+		switch {
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, ErrInterrupted):
 			// Events already queued go first (this goroutine may have
 			// been held, by a callback or a host lookup): a reconnection
-			// libzmq announced before the redial fell due cancels it.
+			// libzmq announced before the redial fell due cancels it,
+			// and a connection made before a Detach is reported closed.
 			for {
 				frames, ok, err := m.reader.TryRecvMessage()
 				if err != nil || !ok {
@@ -178,27 +199,71 @@ func (m *monitor) run() {
 				}
 				m.take(frames)
 			}
+			m.reportDetached()
 			m.redialDue()
-			continue
-		}
-		if err != nil {
+		case err != nil:
 			return // the reader closed: the monitor stopped
+		default:
+			m.take(frames)
 		}
-		m.take(frames)
 	}
 }
 
-// take handles one event's frames: the redial bookkeeping, then cfg.On.
+// tracksOpen reports whether the monitor keeps the socket's connections
+// (see monitor.open).
+func (m *monitor) tracksOpen() bool {
+	return m.cfg.On != nil && m.cfg.Events&zmq.EVENT_DISCONNECTED != 0
+}
+
+// detached tells the monitor's goroutine that Detach disconnected ep;
+// s.mu is held.
+func (m *monitor) detached(ep string) {
+	if !m.tracksOpen() {
+		return
+	}
+	m.dmu.Lock()
+	m.detaches = append(m.detaches, ep)
+	m.dmu.Unlock()
+	m.reader.Interrupt()
+}
+
+// reportDetached reports a DISCONNECTED for each connection of the
+// endpoints Detach disconnected since the last call. (An endpoint attached
+// again before this runs may have a new connection already, which would
+// be reported too; RRClient, the one caller of Detach, attaches a server
+// again only once its probe has connected to it.)
+func (m *monitor) reportDetached() {
+	m.dmu.Lock()
+	eps := m.detaches
+	m.detaches = nil
+	m.dmu.Unlock()
+	for _, ep := range eps {
+		for _, fd := range slices.Sorted(maps.Keys(m.open)) {
+			if c := m.open[fd]; c.ep == ep {
+				delete(m.open, fd)
+				m.deliver(Event{Kind: zmq.EVENT_DISCONNECTED, Value: fd, Endpoint: c.name})
+			}
+		}
+	}
+}
+
+// take handles one event's frames: the redial bookkeeping, the open
+// connections, then cfg.On.
 func (m *monitor) take(frames [][]byte) {
 	ev, ok := parseEvent(frames)
 	if !ok {
 		return
 	}
-	// A peer of a listener reconnects by itself: only the socket's own
-	// connections are redialled, each known by its connect endpoint
-	// (libzmq may name it by its address resolved).
-	if m.redial && !m.s.Listens(ev.Endpoint) {
-		ep := m.s.connectNamed(ev.Endpoint)
+	// A peer of a listener reconnects by itself, and Detach leaves it
+	// alone: only the socket's own connections are followed, each known
+	// by its connect endpoint (libzmq may name it by its address
+	// resolved).
+	own := !m.s.Listens(ev.Endpoint)
+	var ep string
+	if own && (m.redial || m.open != nil) {
+		ep = m.s.connectNamed(ev.Endpoint)
+	}
+	if m.redial && own {
 		switch ev.Kind {
 		case zmq.EVENT_DISCONNECTED:
 			wait := redialAfter << min(m.tries[ep], 6)
@@ -211,6 +276,28 @@ func (m *monitor) take(frames [][]byte) {
 			m.failed[ep] = true
 		}
 	}
+	if m.open != nil && own {
+		switch ev.Kind {
+		case zmq.EVENT_CONNECTED:
+			if m.s.detachedNow(ep) {
+				// Made as Detach ran: libzmq closes it unreported.
+				m.deliver(ev)
+				m.deliver(Event{Kind: zmq.EVENT_DISCONNECTED, Value: ev.Value, Endpoint: ev.Endpoint})
+				return
+			}
+			m.open[ev.Value] = openConn{ep: ep, name: ev.Endpoint}
+		case zmq.EVENT_DISCONNECTED:
+			if _, ok := m.open[ev.Value]; !ok && m.s.detachedNow(ep) {
+				return // reported when Detach closed it
+			}
+			delete(m.open, ev.Value)
+		}
+	}
+	m.deliver(ev)
+}
+
+// deliver calls cfg.On with ev if it asked for ev's kind.
+func (m *monitor) deliver(ev Event) {
 	if m.cfg.On != nil && ev.Kind&m.cfg.Events != 0 {
 		m.cfg.On(ev)
 	}
@@ -226,11 +313,11 @@ func (m *monitor) receive() ([][]byte, error) {
 		}
 	}
 	if next.IsZero() {
-		return m.reader.RecvMessage(context.Background())
+		return m.reader.RecvMessageOrInterrupt(context.Background())
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), next)
 	defer cancel()
-	return m.reader.RecvMessage(ctx)
+	return m.reader.RecvMessageOrInterrupt(ctx)
 }
 
 // redialDue connects again every endpoint libzmq gave up on.
@@ -279,6 +366,14 @@ func (s *Socket) connectNamed(name string) string {
 	eps := slices.AppendSeq(slices.Clone(s.conns), maps.Keys(s.detached))
 	s.mu.Unlock()
 	return endpoint.Of(name, eps)
+}
+
+// detachedNow reports whether ep was disconnected by Detach and not
+// attached since.
+func (s *Socket) detachedNow(ep string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.detached[ep] && !slices.Contains(s.conns, ep)
 }
 
 // redial connects again to the connect endpoint ep, unless it was detached

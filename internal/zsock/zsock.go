@@ -314,6 +314,8 @@ func (s *Socket) Attach(ep endpoint.Endpoint) error {
 // Detach disconnects addr, which New or Attach connected: libzmq ends the
 // connection and drops its queues, with the messages it received that were
 // not yet read (read them first). A redial no longer makes it again.
+// libzmq reports nothing of the connection it closes; the socket's monitor,
+// if it asked for EVENT_DISCONNECTED, reports it instead.
 func (s *Socket) Detach(addr string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -337,6 +339,9 @@ func (s *Socket) Detach(addr string) error {
 		s.detached = map[string]bool{}
 	}
 	s.detached[addr] = true
+	if s.mon != nil {
+		s.mon.detached(addr) // libzmq reports none of the connections it closed
+	}
 	return nil
 }
 

@@ -1264,3 +1264,93 @@ func TestRedialHeldMonitorReadsQueuedEventsFirst(t *testing.T) {
 	}
 	require.Zero(t, redials.Load(), "a redial while libzmq was reconnecting")
 }
+
+// Detach closes the connections of the endpoint it disconnects, and libzmq
+// reports none of them; the monitor reports a DISCONNECTED for each, with
+// the descriptor and name of its CONNECTED, and none for the connections
+// of the socket's listener or of its other connect endpoints: here a
+// connection whose handshake never ends (the peer accepts and never
+// speaks) and one to a ZMTP peer.
+func TestDetachReportsItsConnections(t *testing.T) {
+	zctx := newContext(t)
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	held := make(chan net.Conn, 4)
+	t.Cleanup(func() {
+		_ = silent.Close()
+		close(held)
+		for c := range held {
+			_ = c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			held <- c
+		}
+	}()
+	router, err := New(zctx, Config{Type: zmq.ROUTER, Options: []Option{linger0},
+		Endpoints: []endpoint.Endpoint{{Bind: true, Addr: "tcp://127.0.0.1:*"}}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = router.Close() })
+	other, err := New(zctx, Config{Type: zmq.ROUTER, Options: []Option{linger0},
+		Endpoints: []endpoint.Endpoint{{Bind: true, Addr: "tcp://127.0.0.1:*"}}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = other.Close() })
+
+	events := make(chan Event, 64)
+	silentEp := "tcp://" + silent.Addr().String()
+	dealer, err := New(zctx, Config{Type: zmq.DEALER, Options: []Option{linger0},
+		Monitor: &Monitor{Events: zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED,
+			On: func(ev Event) { events <- ev }},
+		Endpoints: []endpoint.Endpoint{{Bind: true, Addr: "tcp://127.0.0.1:*"},
+			{Addr: silentEp}, {Addr: router.Bound()[0]}, {Addr: other.Bound()[0]}}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = dealer.Close() })
+	// A peer of the dealer's listener.
+	peer, err := New(zctx, Config{Type: zmq.DEALER, Options: []Option{linger0},
+		Endpoints: []endpoint.Endpoint{{Addr: dealer.Bound()[0]}}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = peer.Close() })
+
+	ctx := testCtx(t)
+	next := func() Event {
+		t.Helper()
+		select {
+		case ev := <-events:
+			return ev
+		case <-ctx.Done():
+			t.Fatal("no event")
+			return Event{}
+		}
+	}
+	fds := map[string]int{}
+	shaken := 0
+	for len(fds) < 3 || shaken < 3 { // the router, the other and the peer shake hands
+		ev := next()
+		switch ev.Kind {
+		case zmq.EVENT_CONNECTED:
+			fds[ev.Endpoint] = ev.Value
+		case zmq.EVENT_HANDSHAKE_SUCCEEDED:
+			shaken++
+		default:
+			t.Fatalf("unexpected event %+v", ev)
+		}
+	}
+	require.Contains(t, fds, silentEp)
+	require.Contains(t, fds, router.Bound()[0])
+
+	for _, ep := range []string{silentEp, router.Bound()[0]} {
+		require.NoError(t, dealer.Detach(ep))
+		ev := next()
+		require.Equal(t, Event{Kind: zmq.EVENT_DISCONNECTED, Value: fds[ep], Endpoint: ep}, ev)
+	}
+	select {
+	case ev := <-events:
+		t.Fatalf("unexpected event %+v", ev)
+	default:
+	}
+}
