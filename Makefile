@@ -12,7 +12,7 @@ FUZZTIME ?= 30s
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 BENCHSTAT := golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 
-.PHONY: all deps check-go check-zmq test lint bench bench-report fuzz demo examples clean
+.PHONY: all deps check-go check-zmq test lint bench bench-report acceptance fuzz demo examples clean
 
 all: lint test
 
@@ -83,6 +83,12 @@ bench-report: check-go
 	@if grep -q 'ReceiveWakeup' $(BENCHOUT); then \
 		echo; echo "== zmqkit alone"; \
 		$(GO) run $(BENCHSTAT) -filter '.name:ReceiveWakeup' zmqkit=$(BENCHOUT); fi
+
+# The black-box acceptance suites (modules of their own, so not in ./...):
+# faults and bad input (about 8 minutes), and the zmqkit command.
+acceptance: deps
+	cd acceptance/fault && CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m ./...
+	cd acceptance/cli && CGO_ENABLED=1 $(GO) test -count=1 ./...
 
 fuzz: check-zmq
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) .
