@@ -43,9 +43,9 @@ zk_moved zk_move(void *src, void *dst, zk_held *h, int max, int lb);
 void zk_held_free(zk_held *h);
 
 // Tests only: when set to k > 0, the k-th frame received or sent from now
-// on by zk_recv, zk_recvm, zk_recvb, zk_sendm, zk_sendb or zk_ref_send fails once with
-// EINTR before touching the socket, as a signal arriving in libzmq's poll
-// would make it.
+// on by zk_recv, zk_recvm, zk_recvb, zk_sendm, zk_sendb or zk_ref_send
+// fails once with EINTR before touching the socket, as a signal arriving in
+// libzmq's poll would make it.
 extern int zk_eintr_at;
 
 #endif
