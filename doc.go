@@ -221,7 +221,9 @@
 // writes it to the kernel from there; inproc hands it to the puller). When
 // libzmq lets it go, its free function calls back into Go, on whichever
 // thread that happens, which unpins the buffer and ends the Tracker that
-// PushNoCopy returned; the buffer must not change before. On the receiving
+// PushNoCopy returned; the buffer must not change before. (On libzmq's I/O
+// thread that call needs a Go P: while every P is busy, the I/O thread,
+// which serves all the Context's sockets, waits for the Go scheduler.) On the receiving
 // side, each message is copied out of libzmq into a fresh slice, or, with
 // PPPuller.AppendReceive, into the caller's buffer, which large messages
 // want: Go code cannot hold libzmq's memory without the risk of reading it

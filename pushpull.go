@@ -85,8 +85,9 @@ type Tracker struct {
 }
 
 // Done is closed once libzmq no longer reads the message: it was written
-// to the connection (tcp, ipc), taken by the puller (inproc), or dropped,
-// as when the pusher closes with it queued and its linger runs out.
+// to the connection (tcp, ipc) or taken by the puller (inproc), or it was
+// dropped: the pusher closed with it queued and its linger ran out, or,
+// over inproc, the puller closed without reading it.
 func (t *Tracker) Done() <-chan struct{} { return t.done }
 
 // Wait waits until Done is closed, and returns nil, or until ctx ends, and

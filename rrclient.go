@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -110,8 +111,12 @@ type server struct {
 	state    serverState
 	restored bool // connected again after the probe found it back
 	// its connections made on the socket and not yet lost, by descriptor
-	// (a handshake may be under way); emptied when Detach closes them
+	// (a handshake may be under way)
 	conns map[int]bool
+	// those Detach closed when the server was taken out, whose
+	// DISCONNECTED (zsock's) is still to come: it says nothing of the
+	// server, which may be back by then
+	gone map[int]bool
 }
 
 // connected reports whether sv has a connection made (a server being
@@ -310,6 +315,11 @@ func (c *RRClient) serverEvent(ev zsock.Event) {
 	case zmq.EVENT_DISCONNECTED, zmq.EVENT_CONNECT_RETRIED:
 		if ev.Kind == zmq.EVENT_DISCONNECTED {
 			for _, s := range c.servers {
+				if s.gone[ev.Value] {
+					delete(s.gone, ev.Value)
+					c.pmu.Unlock()
+					return
+				}
 				delete(s.conns, ev.Value)
 			}
 		}
@@ -318,8 +328,8 @@ func (c *RRClient) serverEvent(ev zsock.Event) {
 			sv.state = down
 			c.changed.Store(true)
 		} else if c.serverNamed(name, retired) != nil {
-			// Closed by Detach, as the server was taken out: zsock
-			// reports it, libzmq does not.
+			// Made as the server was taken out, and closed by Detach
+			// (zsock reports it at once, after its CONNECTED).
 			c.pmu.Unlock()
 			return
 		}
@@ -478,6 +488,10 @@ func (c *RRClient) retire(sv *server) error {
 	// The connections Detach closed (one made, its handshake not done: a
 	// server restarting, say) are reported by zsock's monitor.
 	c.pmu.Lock()
+	if sv.gone == nil {
+		sv.gone = map[int]bool{}
+	}
+	maps.Copy(sv.gone, sv.conns)
 	sv.conns = nil
 	c.pmu.Unlock()
 	c.o.logger.Debug("zmqkit: rrclient server out", "endpoint", sv.ep)

@@ -8,7 +8,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
@@ -60,15 +59,19 @@ type monitor struct {
 	tries    map[string]int  // redials since the endpoint's last handshake
 	failed   map[string]bool // its last connection failed its handshake
 
-	// The connections of the socket's connect endpoints, by descriptor,
-	// while On asks for EVENT_DISCONNECTED: libzmq reports no
-	// DISCONNECTED for those that Detach closes, so the monitor reports
-	// them itself (see reportDetached). Used by the monitor's goroutine
-	// only.
-	open map[int]openConn
-	// The endpoints Detach disconnected, not yet reported; under dmu.
-	dmu      sync.Mutex
-	detaches []string
+	// While On asks for EVENT_DISCONNECTED, the monitor reports the
+	// connections Detach closes, of which libzmq reports nothing. Under
+	// the socket's mu:
+	//   - open: the connections of the socket's connect endpoints whose
+	//     CONNECTED On was given, by descriptor;
+	//   - closed: those reported closed (a DISCONNECTED libzmq raises for
+	//     one of them after all is dropped), until a CONNECTED reuses the
+	//     descriptor;
+	//   - gone: the DISCONNECTED events Detach made, for the monitor's
+	//     goroutine to deliver before it takes any other event.
+	open   map[int]openConn
+	closed map[int]bool
+	gone   []Event
 }
 
 // openConn is one connection of a connect endpoint: the endpoint, and
@@ -131,7 +134,7 @@ func (s *Socket) startMonitorLocked(cfg *Monitor, redial bool, onRedial func(str
 	}
 	if m.tracksOpen() {
 		events |= zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED
-		m.open = map[int]openConn{}
+		m.open, m.closed = map[int]openConn{}, map[int]bool{}
 	}
 	if err := s.zc.reserve(1); err != nil { // libzmq's monitor socket
 		_ = reader.Close()
@@ -190,8 +193,8 @@ func (m *monitor) run() {
 		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, ErrInterrupted):
 			// Events already queued go first (this goroutine may have
 			// been held, by a callback or a host lookup): a reconnection
-			// libzmq announced before the redial fell due cancels it,
-			// and a connection made before a Detach is reported closed.
+			// libzmq announced before the redial fell due cancels it.
+			m.deliverGone()
 			for {
 				frames, ok, err := m.reader.TryRecvMessage()
 				if err != nil || !ok {
@@ -199,7 +202,6 @@ func (m *monitor) run() {
 				}
 				m.take(frames)
 			}
-			m.reportDetached()
 			m.redialDue()
 		case err != nil:
 			return // the reader closed: the monitor stopped
@@ -215,35 +217,40 @@ func (m *monitor) tracksOpen() bool {
 	return m.cfg.On != nil && m.cfg.Events&zmq.EVENT_DISCONNECTED != 0
 }
 
-// detached tells the monitor's goroutine that Detach disconnected ep;
-// s.mu is held.
+// detached makes, for the monitor's goroutine to deliver, a DISCONNECTED
+// for each connection of ep whose CONNECTED On was given: Detach has
+// disconnected ep, and libzmq reports none of the connections it closes.
+// The connections are those known now, so that one made after an Attach
+// of ep again is not taken for one of them. s.mu is held.
 func (m *monitor) detached(ep string) {
-	if !m.tracksOpen() {
+	if m.open == nil {
 		return
 	}
-	m.dmu.Lock()
-	m.detaches = append(m.detaches, ep)
-	m.dmu.Unlock()
-	m.reader.Interrupt()
+	for _, fd := range slices.Sorted(maps.Keys(m.open)) {
+		if c := m.open[fd]; c.ep == ep {
+			delete(m.open, fd)
+			m.closed[fd] = true
+			m.gone = append(m.gone, Event{Kind: zmq.EVENT_DISCONNECTED, Value: fd, Endpoint: c.name})
+		}
+	}
+	if len(m.gone) > 0 {
+		m.reader.Interrupt()
+	}
 }
 
-// reportDetached reports a DISCONNECTED for each connection of the
-// endpoints Detach disconnected since the last call. (An endpoint attached
-// again before this runs may have a new connection already, which would
-// be reported too; RRClient, the one caller of Detach, attaches a server
-// again only once its probe has connected to it.)
-func (m *monitor) reportDetached() {
-	m.dmu.Lock()
-	eps := m.detaches
-	m.detaches = nil
-	m.dmu.Unlock()
-	for _, ep := range eps {
-		for _, fd := range slices.Sorted(maps.Keys(m.open)) {
-			if c := m.open[fd]; c.ep == ep {
-				delete(m.open, fd)
-				m.deliver(Event{Kind: zmq.EVENT_DISCONNECTED, Value: fd, Endpoint: c.name})
-			}
-		}
+// deliverGone gives On the DISCONNECTED events Detach made. They go before
+// any event taken after the Detach: a CONNECTED that reuses a descriptor
+// must follow the DISCONNECTED of the connection that had it.
+func (m *monitor) deliverGone() {
+	if m.open == nil {
+		return
+	}
+	m.s.mu.Lock()
+	gone := m.gone
+	m.gone = nil
+	m.s.mu.Unlock()
+	for _, ev := range gone {
+		m.deliver(ev)
 	}
 }
 
@@ -276,24 +283,46 @@ func (m *monitor) take(frames [][]byte) {
 			m.failed[ep] = true
 		}
 	}
-	if m.open != nil && own {
-		switch ev.Kind {
-		case zmq.EVENT_CONNECTED:
-			if m.s.detachedNow(ep) {
-				// Made as Detach ran: libzmq closes it unreported.
-				m.deliver(ev)
-				m.deliver(Event{Kind: zmq.EVENT_DISCONNECTED, Value: ev.Value, Endpoint: ev.Endpoint})
-				return
-			}
-			m.open[ev.Value] = openConn{ep: ep, name: ev.Endpoint}
-		case zmq.EVENT_DISCONNECTED:
-			if _, ok := m.open[ev.Value]; !ok && m.s.detachedNow(ep) {
-				return // reported when Detach closed it
-			}
-			delete(m.open, ev.Value)
+	m.deliverGone()
+	if m.open != nil && own && ev.Kind&(zmq.EVENT_CONNECTED|zmq.EVENT_DISCONNECTED) != 0 {
+		for _, e := range m.follow(ev, ep) {
+			m.deliver(e)
 		}
+		return
 	}
 	m.deliver(ev)
+}
+
+// follow keeps the open connections up to date with ev, a CONNECTED or
+// DISCONNECTED of the connect endpoint ep, and returns the events to
+// deliver for it.
+func (m *monitor) follow(ev Event, ep string) []Event {
+	m.s.mu.Lock() // against Detach (see detached)
+	defer m.s.mu.Unlock()
+	fd := ev.Value
+	if ev.Kind == zmq.EVENT_DISCONNECTED {
+		if m.closed[fd] {
+			delete(m.closed, fd)
+			return nil // reported when Detach closed it
+		}
+		delete(m.open, fd)
+		return []Event{ev}
+	}
+	delete(m.closed, fd) // the descriptor is reused
+	out := []Event{ev}
+	if old, ok := m.open[fd]; ok {
+		// Its descriptor reused: the connection that had it was closed
+		// unreported (by a Detach this goroutine saw too late).
+		out = []Event{{Kind: zmq.EVENT_DISCONNECTED, Value: fd, Endpoint: old.name}, ev}
+	}
+	if m.s.detached[ep] && !slices.Contains(m.s.conns, ep) {
+		// Made as Detach ran: libzmq closes it unreported.
+		delete(m.open, fd)
+		m.closed[fd] = true
+		return append(out, Event{Kind: zmq.EVENT_DISCONNECTED, Value: fd, Endpoint: ev.Endpoint})
+	}
+	m.open[fd] = openConn{ep: ep, name: ev.Endpoint}
+	return out
 }
 
 // deliver calls cfg.On with ev if it asked for ev's kind.
@@ -366,14 +395,6 @@ func (s *Socket) connectNamed(name string) string {
 	eps := slices.AppendSeq(slices.Clone(s.conns), maps.Keys(s.detached))
 	s.mu.Unlock()
 	return endpoint.Of(name, eps)
-}
-
-// detachedNow reports whether ep was disconnected by Detach and not
-// attached since.
-func (s *Socket) detachedNow(ep string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.detached[ep] && !slices.Contains(s.conns, ep)
 }
 
 // redial connects again to the connect endpoint ep, unless it was detached

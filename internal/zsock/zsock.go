@@ -315,7 +315,8 @@ func (s *Socket) Attach(ep endpoint.Endpoint) error {
 // connection and drops its queues, with the messages it received that were
 // not yet read (read them first). A redial no longer makes it again.
 // libzmq reports nothing of the connection it closes; the socket's monitor,
-// if it asked for EVENT_DISCONNECTED, reports it instead.
+// if it asked for EVENT_DISCONNECTED, reports it instead (for the
+// connections whose EVENT_CONNECTED it has seen).
 func (s *Socket) Detach(addr string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

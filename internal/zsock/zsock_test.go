@@ -1354,3 +1354,87 @@ func TestDetachReportsItsConnections(t *testing.T) {
 	default:
 	}
 }
+
+// While the monitor's goroutine is held (a slow callback), Detach of an
+// endpoint, a connection to another endpoint (which may reuse the closed
+// connection's descriptor) and an Attach of the same endpoint again do not
+// confuse it: the connection Detach closed is reported closed once, first,
+// and neither new connection is. (The review of the first version found
+// both: the closed connection went unreported when its descriptor was
+// reused, and the new connection to the same endpoint was reported
+// closed.)
+func TestDetachReportsWhileMonitorHeld(t *testing.T) {
+	zctx := newContext(t)
+	ctx := testCtx(t)
+	accepted := make(chan string, 8)
+	router := func() string {
+		var ep string
+		r, err := New(zctx, Config{Type: zmq.ROUTER, Options: []Option{linger0},
+			Monitor:   &Monitor{Events: zmq.EVENT_ACCEPTED, On: func(Event) { accepted <- ep }},
+			Endpoints: []endpoint.Endpoint{{Bind: true, Addr: "tcp://127.0.0.1:*"}}})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = r.Close() })
+		ep = r.Bound()[0]
+		return ep
+	}
+	a, b := router(), router()
+	events := make(chan Event, 64)
+	gate := make(chan struct{})
+	var held atomic.Bool
+	dealer, err := New(zctx, Config{Type: zmq.DEALER, Options: []Option{linger0},
+		Monitor: &Monitor{Events: zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED, On: func(ev Event) {
+			events <- ev
+			if !held.Swap(true) {
+				<-gate
+			}
+		}},
+		Endpoints: []endpoint.Endpoint{{Addr: a}}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = dealer.Close() })
+	awaitAccepted := func(ep string) {
+		t.Helper()
+		for {
+			select {
+			case got := <-accepted:
+				if got == ep {
+					return
+				}
+			case <-ctx.Done():
+				t.Fatalf("%s never accepted the dealer", ep)
+			}
+		}
+	}
+	next := func() Event {
+		t.Helper()
+		select {
+		case ev := <-events:
+			return ev
+		case <-ctx.Done():
+			t.Fatal("no event")
+			return Event{}
+		}
+	}
+	awaitAccepted(a)
+	first := next() // the monitor is held in its callback from here
+	require.Equal(t, Event{Kind: zmq.EVENT_CONNECTED, Value: first.Value, Endpoint: a}, first)
+
+	require.NoError(t, dealer.Detach(a))
+	require.NoError(t, dealer.Attach(endpoint.Endpoint{Addr: b}))
+	awaitAccepted(b)
+	require.NoError(t, dealer.Attach(endpoint.Endpoint{Addr: a}))
+	awaitAccepted(a)
+	close(gate)
+
+	require.Equal(t, Event{Kind: zmq.EVENT_DISCONNECTED, Value: first.Value, Endpoint: a}, next())
+	live := map[string]int{}
+	for len(live) < 2 {
+		ev := next()
+		require.Equal(t, zmq.EVENT_CONNECTED, ev.Kind, "%+v", ev)
+		live[ev.Endpoint] = ev.Value
+	}
+	require.Contains(t, live, a)
+	require.Contains(t, live, b)
+	// Detach b: its DISCONNECTED is the next event, with nothing before it.
+	require.NoError(t, dealer.Detach(b))
+	require.Equal(t, Event{Kind: zmq.EVENT_DISCONNECTED, Value: live[b], Endpoint: b}, next())
+}
