@@ -49,14 +49,23 @@ func keygen(t *testing.T, dir, name string) {
 	require.Equal(t, 0, code, errs)
 }
 
-// The README's CURVE walk-through with keygen files: pub is the server,
-// allowing the clients directory; sub the client.
-func TestCurveKeygenPubSub(t *testing.T) {
+// curveCerts makes, with keygen in a fresh directory, the server's keys in
+// certs, alice's in clients and mallory's in others, and returns the three
+// directories.
+func curveCerts(t *testing.T) (certs, clients, others string) {
+	t.Helper()
 	d := t.TempDir()
-	certs, clients, others := filepath.Join(d, "certs"), filepath.Join(d, "clients"), filepath.Join(d, "others")
+	certs, clients, others = filepath.Join(d, "certs"), filepath.Join(d, "clients"), filepath.Join(d, "others")
 	keygen(t, certs, "server")
 	keygen(t, clients, "alice")
 	keygen(t, others, "mallory")
+	return certs, clients, others
+}
+
+// The README's CURVE walk-through with keygen files: pub is the server,
+// allowing the clients directory; sub the client.
+func TestCurveKeygenPubSub(t *testing.T) {
+	certs, clients, _ := curveCerts(t)
 	sub := zk(t, opts{}, "sub", "@"+localAny, "--count", "1",
 		"--curve-client-key", filepath.Join(clients, "alice.key_secret"), "--curve-server-key", filepath.Join(certs, "server.key"))
 	ep := sub.bound(0)
@@ -70,11 +79,7 @@ func TestCurveKeygenPubSub(t *testing.T) {
 // req/rep with CURVE: an allowed client gets its reply, one not in
 // --curve-allow gets none (exit 1), and a plain client gets none.
 func TestCurveReqRepAllowList(t *testing.T) {
-	d := t.TempDir()
-	certs, clients, others := filepath.Join(d, "certs"), filepath.Join(d, "clients"), filepath.Join(d, "others")
-	keygen(t, certs, "server")
-	keygen(t, clients, "alice")
-	keygen(t, others, "mallory")
+	certs, clients, others := curveCerts(t)
 	rep := zk(t, opts{}, "rep", localAny, "--echo",
 		"--curve-server-key", filepath.Join(certs, "server.key_secret"), "--curve-allow", clients)
 	ep := rep.bound(0)

@@ -32,37 +32,30 @@ func TestSIGINT(t *testing.T) {
 		assert.Equal(t, 0, pub.interrupt())
 		assert.Empty(t, pub.stdout())
 	})
-	t.Run("pub reading stdin", func(t *testing.T) {
-		pub := zk(t, opts{keepStdin: true}, "pub", localAny)
-		pub.bound(0)
-		assert.Equal(t, 0, pub.interrupt())
-	})
-	t.Run("rep", func(t *testing.T) {
-		rep := zk(t, opts{}, "rep", localAny)
-		rep.bound(0)
-		assert.Equal(t, 0, rep.interrupt())
-	})
 	t.Run("req before a reply", func(t *testing.T) {
 		req := zk(t, opts{}, "req", "@"+localAny, "hello", "--timeout", "1m")
 		req.bound(0)
 		assert.Equal(t, 1, req.interrupt(), "req exits 1 on Ctrl-C before a reply")
 		assert.Empty(t, req.stdout())
 	})
-	t.Run("push waiting for a puller", func(t *testing.T) {
-		push := zk(t, opts{keepStdin: true}, "push", localAny)
-		push.bound(0)
-		assert.Equal(t, 0, push.interrupt())
-	})
-	t.Run("pull", func(t *testing.T) {
-		pull := zk(t, opts{}, "pull", "@"+localAny)
-		pull.bound(0)
-		assert.Equal(t, 0, pull.interrupt())
-	})
-	t.Run("pair", func(t *testing.T) {
-		pair := zk(t, opts{keepStdin: true}, "pair", "@"+localAny)
-		pair.bound(0)
-		assert.Equal(t, 0, pair.interrupt())
-	})
+	// These need only have bound to show that they run; each exits 0.
+	for _, c := range []struct {
+		name string
+		o    opts
+		args []string
+	}{
+		{"pub reading stdin", opts{keepStdin: true}, []string{"pub", localAny}},
+		{"rep", opts{}, []string{"rep", localAny}},
+		{"push waiting for a puller", opts{keepStdin: true}, []string{"push", localAny}},
+		{"pull", opts{}, []string{"pull", "@" + localAny}},
+		{"pair", opts{keepStdin: true}, []string{"pair", "@" + localAny}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := zk(t, c.o, c.args...)
+			p.bound(0)
+			assert.Equal(t, 0, p.interrupt())
+		})
+	}
 	t.Run("proxy prints what it moved", func(t *testing.T) {
 		for _, kind := range []string{"forwarder", "queue", "streamer"} {
 			px := zk(t, opts{}, "proxy", kind, localAny, localAny)
@@ -75,30 +68,30 @@ func TestSIGINT(t *testing.T) {
 			}
 		}
 	})
-	t.Run("bench thr --bind is interrupted", func(t *testing.T) {
-		b := zk(t, opts{}, "bench", "thr", "--bind", localAny)
-		b.bound(0)
-		assert.Equal(t, 1, b.interrupt())
-		assert.Empty(t, b.stdout(), "no report")
-		assert.Contains(t, b.stderr(), "zmqkit bench: interrupted")
-	})
-	t.Run("bench lat --bind is interrupted", func(t *testing.T) {
-		b := zk(t, opts{}, "bench", "lat", "--bind", localAny, "--json")
-		b.bound(0)
-		assert.Equal(t, 1, b.interrupt())
-		assert.Empty(t, b.stdout(), "no report")
-		assert.Contains(t, b.stderr(), "zmqkit bench: interrupted")
-	})
+	for _, args := range [][]string{{"thr", "--bind", localAny}, {"lat", "--bind", localAny, "--json"}} {
+		t.Run("bench "+args[0]+" --bind is interrupted", func(t *testing.T) {
+			b := zk(t, opts{}, append([]string{"bench"}, args...)...)
+			b.bound(0)
+			assertBenchInterrupted(t, b)
+		})
+	}
 	t.Run("bench lat --connect mid-run is interrupted", func(t *testing.T) {
 		// an echo side, then a timing side with many round trips, cut short
 		// once it has shown it runs (its events line)
 		b := zk(t, opts{}, "bench", "lat", "--bind", localAny)
 		c := zk(t, opts{}, "bench", "lat", "--connect", b.bound(0), "--count", "100000000", "--events")
 		c.waitStderr(`^event handshake succeeded`)
-		assert.Equal(t, 1, c.interrupt())
-		assert.Empty(t, c.stdout(), "no report")
-		assert.Contains(t, c.stderr(), "zmqkit bench: interrupted")
+		assertBenchInterrupted(t, c)
 	})
+}
+
+// assertBenchInterrupted sends SIGINT to a running bench and checks that it
+// exits 1 with no report and says it was interrupted.
+func assertBenchInterrupted(t *testing.T, b *proc) {
+	t.Helper()
+	assert.Equal(t, 1, b.interrupt())
+	assert.Empty(t, b.stdout(), "no report")
+	assert.Contains(t, b.stderr(), "zmqkit bench: interrupted")
 }
 
 // stdout carries only messages and results: a bound line goes to stderr.

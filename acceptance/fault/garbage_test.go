@@ -55,6 +55,80 @@ func rawBind(t *testing.T, s *zmq.Socket, tr string) string {
 	return ep
 }
 
+// rawPeerOf binds a raw socket of type typ (on a raw context of its own) on
+// a fresh endpoint of transport tr and connects an object made by open (with
+// opts) to it; the object, of the type name, is closed (within closeBound) at
+// cleanup.
+func rawPeerOf[T object](t *testing.T, typ zmq.Type, tr, name string, open func(string, ...zmqkit.Option) (T, error), opts ...zmqkit.Option) (*zmq.Socket, T) {
+	t.Helper()
+	raw := rawSock(t, rawCtx(t), typ)
+	o, err := open(rawBind(t, raw, tr), opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { closeWithin(t, name+".Close", closeBound, o.Close) })
+	return raw, o
+}
+
+// rawClientOf makes a server of the type name (open, with echo as its
+// handler, on transport tr, with opts), runs it until stop, and connects a
+// raw socket of type typ (on a raw context of its own) to it.
+func rawClientOf[S interface {
+	object
+	server
+}](t *testing.T, typ zmq.Type, tr, name string, open func(string, zmqkit.RequestHandler, ...zmqkit.Option) (S, error), opts ...zmqkit.Option) (raw *zmq.Socket, srv S, stop func()) {
+	t.Helper()
+	srv, err := open(bindEP(t, tr), echo, opts...)
+	require.NoError(t, err)
+	stop = runUntilCancel(t, name+".Run", srv.Run)
+	raw = rawSock(t, rawCtx(t), typ)
+	require.NoError(t, raw.Connect(srv.Endpoints()[0]))
+	return raw, srv, stop
+}
+
+// rawSend sends parts as one message on s.
+func rawSend(t *testing.T, s *zmq.Socket, parts ...[]byte) {
+	t.Helper()
+	ps := make([]any, len(parts))
+	for i, p := range parts {
+		ps[i] = p
+	}
+	_, err := s.SendMessage(ps...)
+	require.NoError(t, err)
+}
+
+// drainRaw reads and drops whatever s holds, without waiting.
+func drainRaw(s *zmq.Socket) {
+	for {
+		if _, err := s.RecvBytes(zmq.DONTWAIT); err != nil {
+			return
+		}
+	}
+}
+
+// syncSubscriber publishes frame on pub until sub receives one.
+func syncSubscriber(t *testing.T, pub *zmq.Socket, sub *zmqkit.Subscriber, frame string) {
+	t.Helper()
+	for i := 0; ; i++ {
+		_, err := pub.SendBytes([]byte(frame), 0)
+		require.NoError(t, err)
+		ctx, cancel := ctxFor(20 * time.Millisecond)
+		_, err = sub.Receive(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		require.Less(t, i, 1000, "subscriber never synchronised")
+	}
+}
+
+// bogusGreeting is the start of a ZMTP 3.0 greeting with a mechanism that
+// does not exist.
+func bogusGreeting() []byte {
+	greeting := make([]byte, 64)
+	greeting[0], greeting[9], greeting[10], greeting[11] = 0xff, 0x7f, 3, 0
+	copy(greeting[12:], "BOGUS")
+	return greeting
+}
+
 // errSink collects what an object reports to WithErrorHandler.
 type errSink struct {
 	mu   sync.Mutex
@@ -144,25 +218,10 @@ func TestGarbageSubscriber(t *testing.T) {
 				t.Run(fmt.Sprintf("%s/%s/%s", tr, enc, mode), func(t *testing.T) {
 					leakCheck(t)
 					zc := newZCtx(t)
-					rc := rawCtx(t)
-					pub := rawSock(t, rc, zmq.PUB)
-					ep := rawBind(t, pub, tr)
 					var sink errSink
-					sub, err := zmqkit.NewSubscriber(ep, zmqkit.WithZMQContext(zc), zmqkit.WithEncoding(enc), sink.opt())
-					require.NoError(t, err)
-					defer closeWithin(t, "Subscriber.Close", closeBound, sub.Close)
+					pub, sub := rawPeerOf(t, zmq.PUB, tr, "Subscriber", zmqkit.NewSubscriber, zmqkit.WithZMQContext(zc), zmqkit.WithEncoding(enc), sink.opt())
 					// Synchronise: publish until the subscriber sees one.
-					for i := 0; ; i++ {
-						_, err := pub.SendBytes([]byte("1000 text sync"), 0)
-						require.NoError(t, err)
-						ctx, cancel := ctxFor(20 * time.Millisecond)
-						_, err = sub.Receive(ctx)
-						cancel()
-						if err == nil {
-							break
-						}
-						require.Less(t, i, 1000, "subscriber never synchronised")
-					}
+					syncSubscriber(t, pub, sub, "1000 text sync")
 					// Drain the rest of the sync burst.
 					for {
 						ctx, cancel := ctxFor(100 * time.Millisecond)
@@ -175,12 +234,7 @@ func TestGarbageSubscriber(t *testing.T) {
 					bad := garbageFrames(enc)
 					send := func(parts [][]byte) {
 						t.Helper()
-						ps := make([]any, len(parts))
-						for i, p := range parts {
-							ps[i] = p
-						}
-						_, err := pub.SendMessage(ps...)
-						require.NoError(t, err)
+						rawSend(t, pub, parts...)
 					}
 					// Valid but unusual: a body of 6 MiB, and gbk text.
 					big := strings.Repeat("é", 3<<20)
@@ -233,8 +287,7 @@ func TestGarbageSubscriber(t *testing.T) {
 					// Run: malformed frames are counted and reported, Run goes on.
 					var mu sync.Mutex
 					var got []string
-					ctx, cancel := context.WithCancel(context.Background())
-					wait := runBG(t, "Subscriber.Run", func() error {
+					stopRun := runUntilCancel(t, "Subscriber.Run", func(ctx context.Context) error {
 						return sub.Run(ctx, func(_ context.Context, m zmqkit.Message) error {
 							mu.Lock()
 							got = append(got, m.Text())
@@ -251,9 +304,7 @@ func TestGarbageSubscriber(t *testing.T) {
 						defer mu.Unlock()
 						return len(got) == len(bad)
 					})
-					cancel()
-					err = wait(closeBound)
-					assert.ErrorIs(t, err, context.Canceled)
+					stopRun()
 					if ok {
 						for i := range bad {
 							assert.Equal(t, fmt.Sprintf("ok %d", i), got[i])
@@ -281,17 +332,7 @@ func TestGarbageSubscriberRandom(t *testing.T) {
 	for _, enc := range []string{"utf-8", "gbk", "shift_jis"} {
 		sub, err := zmqkit.NewSubscriber(ep, zmqkit.WithZMQContext(zc), zmqkit.WithEncoding(enc), zmqkit.WithRecvHWM(0))
 		require.NoError(t, err)
-		for i := 0; ; i++ {
-			_, err := pub.SendBytes([]byte("7 text sync"), 0)
-			require.NoError(t, err)
-			ctx, cancel := ctxFor(20 * time.Millisecond)
-			_, err = sub.Receive(ctx)
-			cancel()
-			if err == nil {
-				break
-			}
-			require.Less(t, i, 1000)
-		}
+		syncSubscriber(t, pub, sub, "7 text sync")
 		const n = 3000
 		prefixes := []string{"", "1000 ", "1000 text ", "1000 json ", "0 x ", "-1 text ", "1_0 text ", "+1 text ", "1000 msgpack "}
 		for i := 0; i < n; i++ {
@@ -331,13 +372,8 @@ func TestGarbagePuller(t *testing.T) {
 			t.Run(tr+"/"+mode, func(t *testing.T) {
 				leakCheck(t)
 				zc := newZCtx(t)
-				rc := rawCtx(t)
-				push := rawSock(t, rc, zmq.PUSH)
-				ep := rawBind(t, push, tr)
 				var sink errSink
-				pull, err := zmqkit.NewPPPuller(ep, zmqkit.WithZMQContext(zc), sink.opt())
-				require.NoError(t, err)
-				defer closeWithin(t, "PPPuller.Close", closeBound, pull.Close)
+				push, pull := rawPeerOf(t, zmq.PUSH, tr, "PPPuller", zmqkit.NewPPPuller, zmqkit.WithZMQContext(zc), sink.opt())
 				huge := randBytes(8 << 20)
 				msgs := [][][]byte{
 					{[]byte("a"), []byte("b")},
@@ -347,13 +383,8 @@ func TestGarbagePuller(t *testing.T) {
 					{randBytes(100)},
 				}
 				for i, m := range msgs {
-					ps := make([]any, len(m))
-					for j, p := range m {
-						ps[j] = p
-					}
-					_, err := push.SendMessage(ps...)
-					require.NoError(t, err)
-					_, err = push.SendBytes([]byte(fmt.Sprintf("ok %d", i)), 0)
+					rawSend(t, push, m...)
+					_, err := push.SendBytes([]byte(fmt.Sprintf("ok %d", i)), 0)
 					require.NoError(t, err)
 				}
 				if mode == "Receive" {
@@ -375,7 +406,7 @@ func TestGarbagePuller(t *testing.T) {
 					}
 					assert.Equal(t, uint64(2), pull.Stats().Malformed)
 					// ReceiveFrames gets a multi-frame message whole.
-					_, err = push.SendMessage("x", "", "z")
+					_, err := push.SendMessage("x", "", "z")
 					require.NoError(t, err)
 					ctx, cancel := ctxFor(10 * time.Second)
 					fr, err := pull.ReceiveFrames(ctx)
@@ -386,8 +417,7 @@ func TestGarbagePuller(t *testing.T) {
 				}
 				var mu sync.Mutex
 				var got [][]byte
-				ctx, cancel := context.WithCancel(context.Background())
-				wait := runBG(t, "PPPuller.Run", func() error {
+				stopRun := runUntilCancel(t, "PPPuller.Run", func(ctx context.Context) error {
 					return pull.Run(ctx, func(_ context.Context, m []byte) error {
 						mu.Lock()
 						got = append(got, m)
@@ -407,8 +437,7 @@ func TestGarbagePuller(t *testing.T) {
 					defer mu.Unlock()
 					return len(got) == want
 				})
-				cancel()
-				assert.ErrorIs(t, wait(closeBound), context.Canceled)
+				stopRun()
 				assert.Equal(t, uint64(2), pull.Stats().Malformed)
 				assert.Equal(t, 2, sink.count(zmqkit.ErrMalformed), "reported: %v", sink.all())
 			})
@@ -424,21 +453,10 @@ func TestGarbageRRServer(t *testing.T) {
 			leakCheck(t)
 			zc := newZCtx(t)
 			var sink errSink
-			srv, err := zmqkit.NewRRServer(bindEP(t, tr), echo, zmqkit.WithZMQContext(zc), sink.opt())
-			require.NoError(t, err)
-			ctx, cancel := context.WithCancel(context.Background())
-			wait := runBG(t, "RRServer.Run", func() error { return srv.Run(ctx) })
-			rc := rawCtx(t)
-			d := rawSock(t, rc, zmq.DEALER)
-			require.NoError(t, d.Connect(srv.Endpoints()[0]))
+			d, srv, stopRun := rawClientOf(t, zmq.DEALER, tr, "RRServer", zmqkit.NewRRServer, zmqkit.WithZMQContext(zc), sink.opt())
 			send := func(parts ...[]byte) {
 				t.Helper()
-				ps := make([]any, len(parts))
-				for i, p := range parts {
-					ps[i] = p
-				}
-				_, err := d.SendMessage(ps...)
-				require.NoError(t, err)
+				rawSend(t, d, parts...)
 			}
 			recv := func() [][]byte {
 				t.Helper()
@@ -509,8 +527,7 @@ func TestGarbageRRServer(t *testing.T) {
 				require.Less(t, i, 400, "final probe never answered")
 			}
 			assert.Zero(t, srv.Stats().HandlerPanics)
-			cancel()
-			assert.ErrorIs(t, wait(closeBound), context.Canceled)
+			stopRun()
 			closeWithin(t, "RRServer.Close", closeBound, srv.Close)
 		})
 	}
@@ -523,13 +540,8 @@ func TestGarbageRRClient(t *testing.T) {
 		t.Run(tr, func(t *testing.T) {
 			leakCheck(t)
 			zc := newZCtx(t)
-			rc := rawCtx(t)
-			rt := rawSock(t, rc, zmq.ROUTER)
-			ep := rawBind(t, rt, tr)
 			var sink errSink
-			cli, err := zmqkit.NewRRClient(ep, zmqkit.WithZMQContext(zc), sink.opt())
-			require.NoError(t, err)
-			defer closeWithin(t, "RRClient.Close", closeBound, cli.Close)
+			rt, cli := rawPeerOf(t, zmq.ROUTER, tr, "RRClient", zmqkit.NewRRClient, zmqkit.WithZMQContext(zc), sink.opt())
 
 			type result struct {
 				rep []byte
@@ -555,12 +567,7 @@ func TestGarbageRRClient(t *testing.T) {
 			}
 			reply := func(parts ...[]byte) {
 				t.Helper()
-				ps := make([]any, len(parts))
-				for i, p := range parts {
-					ps[i] = p
-				}
-				_, err := rt.SendMessage(ps...)
-				require.NoError(t, err)
+				rawSend(t, rt, parts...)
 			}
 			get := func(res chan result) result {
 				t.Helper()
@@ -621,7 +628,7 @@ func TestGarbageRRClient(t *testing.T) {
 
 			// A reply for a request that gave up: dropped, never given to the next.
 			ctx, cancel := ctxFor(100 * time.Millisecond)
-			_, err = cli.Request(ctx, []byte("late"))
+			_, err := cli.Request(ctx, []byte("late"))
 			cancel()
 			require.True(t, isCtxErr(err))
 			late, err := rt.RecvMessageBytes(0)
@@ -659,14 +666,9 @@ func TestGarbagePair(t *testing.T) {
 		t.Run("PairClient/"+tr, func(t *testing.T) {
 			leakCheck(t)
 			zc := newZCtx(t)
-			rc := rawCtx(t)
-			p := rawSock(t, rc, zmq.PAIR)
-			ep := rawBind(t, p, tr)
-			cli, err := zmqkit.NewPairClient(ep, zmqkit.WithZMQContext(zc))
-			require.NoError(t, err)
-			defer closeWithin(t, "PairClient.Close", closeBound, cli.Close)
+			p, cli := rawPeerOf(t, zmq.PAIR, tr, "PairClient", zmqkit.NewPairClient, zmqkit.WithZMQContext(zc))
 			require.NoError(t, cli.Send(context.Background(), []byte("hi")))
-			_, err = p.RecvBytes(0)
+			_, err := p.RecvBytes(0)
 			require.NoError(t, err)
 			_, err = p.SendMessage("a", "b")
 			require.NoError(t, err)
@@ -711,14 +713,8 @@ func TestGarbagePair(t *testing.T) {
 			leakCheck(t)
 			zc := newZCtx(t)
 			var sink errSink
-			srv, err := zmqkit.NewPairServer(bindEP(t, tr), echo, zmqkit.WithZMQContext(zc), sink.opt())
-			require.NoError(t, err)
-			ctx, cancel := context.WithCancel(context.Background())
-			wait := runBG(t, "PairServer.Run", func() error { return srv.Run(ctx) })
-			rc := rawCtx(t)
-			p := rawSock(t, rc, zmq.PAIR)
-			require.NoError(t, p.Connect(srv.Endpoints()[0]))
-			_, err = p.SendBytes([]byte("hello"), 0)
+			p, srv, stopRun := rawClientOf(t, zmq.PAIR, tr, "PairServer", zmqkit.NewPairServer, zmqkit.WithZMQContext(zc), sink.opt())
+			_, err := p.SendBytes([]byte("hello"), 0)
 			require.NoError(t, err)
 			r, err := p.RecvBytes(0)
 			require.NoError(t, err, "PairServer did not answer")
@@ -762,8 +758,7 @@ func TestGarbagePair(t *testing.T) {
 				}
 				require.Less(t, i, 400)
 			}
-			cancel()
-			assert.ErrorIs(t, wait(closeBound), context.Canceled)
+			stopRun()
 			closeWithin(t, "PairServer.Close", closeBound, srv.Close)
 		})
 	}
@@ -862,18 +857,12 @@ func TestBadOutgoing(t *testing.T) {
 // real peer; then, with the real peer connected, a garbage connection is
 // held open and the real peer must still get through.
 func TestGarbageNonZMTP(t *testing.T) {
-	greeting := make([]byte, 64)
-	greeting[0], greeting[9], greeting[10], greeting[11] = 0xff, 0x7f, 3, 0
-	copy(greeting[12:], "BOGUS")
+	greeting := bogusGreeting()
 	for _, k := range kinds {
 		t.Run(k.name, func(t *testing.T) {
 			leakCheck(t)
 			zc := newZCtx(t)
-			ep := "tcp://127.0.0.1:*"
-			if !k.binds {
-				ep = "@" + ep
-			}
-			x, err := start(k, ep, zmqkit.WithZMQContext(zc))
+			x, err := start(k, k.bindSide()+"tcp://127.0.0.1:*", zmqkit.WithZMQContext(zc))
 			require.NoError(t, err)
 			defer x.stop(t)
 			addr := strings.TrimPrefix(x.Endpoints()[0], "tcp://")
@@ -933,9 +922,7 @@ func TestGarbageNonZMTP(t *testing.T) {
 // same endpoint. The documentation says zmqkit connects again after a
 // protocol error (ErrConnectionDropped, counted in Stats.ProtocolErrors).
 func TestGarbageServerThenReal(t *testing.T) {
-	greeting := make([]byte, 64)
-	greeting[0], greeting[9], greeting[10], greeting[11] = 0xff, 0x7f, 3, 0
-	copy(greeting[12:], "BOGUS")
+	greeting := bogusGreeting()
 	for _, k := range kinds {
 		if k.binds {
 			continue
@@ -998,7 +985,6 @@ func TestMaxMessageSize(t *testing.T) {
 			t.Run(name+"/"+tr, func(t *testing.T) {
 				leakCheck(t)
 				zc := newZCtx(t)
-				rc := rawCtx(t)
 				var typ zmq.Type
 				switch name {
 				case "Subscriber":
@@ -1010,13 +996,9 @@ func TestMaxMessageSize(t *testing.T) {
 				case "RRClient":
 					typ = zmq.ROUTER
 				}
-				raw := rawSock(t, rc, typ)
-				ep := rawBind(t, raw, tr)
 				var sink errSink
-				x, err := kindByName(name).open(ep, zmqkit.WithZMQContext(zc), zmqkit.WithMaxMessageSize(1024),
+				raw, x := rawPeerOf(t, typ, tr, name, kindByName(name).open, zmqkit.WithZMQContext(zc), zmqkit.WithMaxMessageSize(1024),
 					zmqkit.WithReconnectInterval(20*time.Millisecond, 0), sink.opt())
-				require.NoError(t, err)
-				defer closeWithin(t, name+".Close", closeBound, x.Close)
 				big := randBytes(4096)
 				deadline := time.Now().Add(20 * time.Second)
 				// recvSmall tries to get a small message through to x.
@@ -1039,11 +1021,7 @@ func TestMaxMessageSize(t *testing.T) {
 						// reads past what a departed peer left (PairClient's
 						// doc): a server that only sent would refuse the new
 						// connection forever. A real server reads.
-						for {
-							if _, err := raw.RecvBytes(zmq.DONTWAIT); err != nil {
-								break
-							}
-						}
+						drainRaw(raw)
 						_, _ = raw.SendBytes(body, zmq.DONTWAIT)
 						m, err := o.Receive(ctx)
 						return err == nil && bytes.Equal(m, body)
@@ -1094,11 +1072,7 @@ func TestMaxMessageSize(t *testing.T) {
 				}
 				eventually(t, 10*time.Second, "Stats.ProtocolErrors counts the dropped connection", func() bool {
 					if name == "PairClient" { // a real PAIR server reads all along (see recvSmall)
-						for {
-							if _, err := raw.RecvBytes(zmq.DONTWAIT); err != nil {
-								break
-							}
-						}
+						drainRaw(raw)
 					}
 					return x.Stats().ProtocolErrors >= 1
 				})

@@ -41,21 +41,9 @@ func newRig(t *testing.T, zc *zmqkit.Context, name string, h func(ctx context.Co
 	r := &handlerRig{name: name}
 	switch name {
 	case "RRServer":
-		s, err := zmqkit.NewRRServer(ep, h, opts...)
-		require.NoError(t, err)
-		c, err := zmqkit.NewRRClient(ep, popts...)
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = c.Close(); _ = s.Close() })
-		r.obj, r.run, r.server = s, s.Run, true
-		r.feed = func(ctx context.Context, i int) ([]byte, error) { return c.Request(ctx, []byte(fmt.Sprint(i))) }
+		rigServer(t, r, ep, h, opts, popts, zmqkit.NewRRServer, zmqkit.NewRRClient)
 	case "PairServer":
-		s, err := zmqkit.NewPairServer(ep, h, opts...)
-		require.NoError(t, err)
-		c, err := zmqkit.NewPairClient(ep, popts...)
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = c.Close(); _ = s.Close() })
-		r.obj, r.run, r.server = s, s.Run, true
-		r.feed = func(ctx context.Context, i int) ([]byte, error) { return c.Request(ctx, []byte(fmt.Sprint(i))) }
+		rigServer(t, r, ep, h, opts, popts, zmqkit.NewPairServer, zmqkit.NewPairClient)
 	case "Subscriber":
 		p, err := zmqkit.NewPublisher(ep, popts...)
 		require.NoError(t, err)
@@ -76,26 +64,59 @@ func newRig(t *testing.T, zc *zmqkit.Context, name string, h func(ctx context.Co
 		require.NoError(t, err)
 		s, err := zmqkit.NewPPPuller(ep, opts...)
 		require.NoError(t, err)
-		t.Cleanup(func() { _ = s.Close(); _ = p.Close() })
-		r.obj = s
-		r.run = func(ctx context.Context) error {
-			return s.Run(ctx, func(ctx context.Context, m []byte) error { _, err := h(ctx, m); return err })
-		}
-		r.feed = func(ctx context.Context, i int) ([]byte, error) { return nil, p.Push(ctx, []byte(fmt.Sprint(i))) }
+		rigMessages(t, r, s, p, h, p.Push)
 	case "PairClient":
-		var cli *zmqkit.PairClient
 		p, err := zmqkit.NewPairServer(ep, echo, popts...)
 		require.NoError(t, err)
-		cli, err = zmqkit.NewPairClient(ep, opts...)
+		cli, err := zmqkit.NewPairClient(ep, opts...)
 		require.NoError(t, err)
-		t.Cleanup(func() { _ = cli.Close(); _ = p.Close() })
-		r.obj = cli
-		r.run = func(ctx context.Context) error {
-			return cli.Run(ctx, func(ctx context.Context, m []byte) error { _, err := h(ctx, m); return err })
-		}
-		r.feed = func(ctx context.Context, i int) ([]byte, error) { return nil, p.Send(ctx, []byte(fmt.Sprint(i))) }
+		rigMessages(t, r, cli, p, h, p.Send)
 	}
 	return r
+}
+
+// rigServer makes r a server (newSrv with h and opts) on ep, fed by Request
+// from a client (newCli with popts).
+func rigServer[S interface {
+	object
+	server
+}, C requester](t *testing.T, r *handlerRig, ep string, h zmqkit.RequestHandler, opts, popts []zmqkit.Option,
+	newSrv func(string, zmqkit.RequestHandler, ...zmqkit.Option) (S, error), newCli func(string, ...zmqkit.Option) (C, error)) {
+	t.Helper()
+	s, err := newSrv(ep, h, opts...)
+	require.NoError(t, err)
+	c, err := newCli(ep, popts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close(); _ = s.Close() })
+	r.obj, r.run, r.server = s, s.Run, true
+	r.feed = func(ctx context.Context, i int) ([]byte, error) { return c.Request(ctx, []byte(fmt.Sprint(i))) }
+}
+
+// rigMessages makes r obj, a type whose Run takes a Handler (h adapted),
+// fed by send on its peer.
+func rigMessages[O interface {
+	object
+	Run(context.Context, zmqkit.Handler) error
+}](t *testing.T, r *handlerRig, obj O, peer object, h zmqkit.RequestHandler, send func(context.Context, []byte) error) {
+	t.Cleanup(func() { _ = obj.Close(); _ = peer.Close() })
+	r.obj = obj
+	r.run = func(ctx context.Context) error {
+		return obj.Run(ctx, func(ctx context.Context, m []byte) error { _, err := h(ctx, m); return err })
+	}
+	r.feed = func(ctx context.Context, i int) ([]byte, error) { return nil, send(ctx, []byte(fmt.Sprint(i))) }
+}
+
+// feedWithin feeds message i with a ctx of d.
+func (r *handlerRig) feedWithin(d time.Duration, i int) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return r.feed(ctx, i)
+}
+
+// feedBG feeds message i in the background with a ctx of d, ignoring the
+// outcome.
+func (r *handlerRig) feedBG(d time.Duration, i int) {
+	go func() { _, _ = r.feedWithin(d, i) }()
 }
 
 var handlerTypes = []string{"RRServer", "PairServer", "Subscriber", "PPPuller", "PairClient"}
@@ -124,13 +145,10 @@ func TestHandlerPanicsAndErrors(t *testing.T) {
 					return msg, nil
 				}
 				r := newRig(t, zc, name, h, &sink, zmqkit.WithConcurrency(conc))
-				ctx, cancel := context.WithCancel(context.Background())
-				wait := runBG(t, name+".Run", func() error { return r.run(ctx) })
+				stopRun := runUntilCancel(t, name+".Run", r.run)
 				const n = 30
 				for i := 0; i < n; i++ {
-					c, cc := context.WithTimeout(context.Background(), 10*time.Second)
-					rep, err := r.feed(c, i)
-					cc()
+					rep, err := r.feedWithin(10*time.Second, i)
 					if !r.server {
 						require.NoError(t, err)
 						continue
@@ -168,8 +186,7 @@ func TestHandlerPanicsAndErrors(t *testing.T) {
 				}
 				assert.Equal(t, n/3, panics, "panics reported as *HandlerError with Panic: %v", sink.all())
 				assert.Equal(t, n/3, errs, "errors reported as *HandlerError")
-				cancel()
-				assert.ErrorIs(t, wait(closeBound), context.Canceled)
+				stopRun()
 			})
 		}
 	}
@@ -283,11 +300,7 @@ func TestHandlerClosesOwnObject(t *testing.T) {
 				}
 				r = newRig(t, zc, name, h, &sink, zmqkit.WithConcurrency(conc))
 				wait := runBG(t, name+".Run", func() error { return r.run(context.Background()) })
-				go func() {
-					c, cc := context.WithTimeout(context.Background(), 3*time.Second)
-					defer cc()
-					_, _ = r.feed(c, 1)
-				}()
+				r.feedBG(3*time.Second, 1)
 				select {
 				case err := <-closed:
 					assert.NoError(t, err)
@@ -315,11 +328,7 @@ func TestHandlerClosesOwnObject(t *testing.T) {
 			}
 			r = newRig(t, zc, name, h, &sink)
 			wait := runBG(t, name+".Run", func() error { return r.run(context.Background()) })
-			go func() {
-				c, cc := context.WithTimeout(context.Background(), 3*time.Second)
-				defer cc()
-				_, _ = r.feed(c, 1)
-			}()
+			r.feedBG(3*time.Second, 1)
 			select {
 			case err := <-closed:
 				assert.NoError(t, err)
@@ -353,13 +362,8 @@ func TestHandlerRunsRunRecursively(t *testing.T) {
 				return msg, nil
 			}
 			r = newRig(t, zc, name, h, &sink)
-			ctx, cancel := context.WithCancel(context.Background())
-			wait := runBG(t, name+".Run", func() error { return r.run(ctx) })
-			go func() {
-				c, cc := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cc()
-				_, _ = r.feed(c, 1)
-			}()
+			stopRun := runUntilCancel(t, name+".Run", r.run)
+			r.feedBG(5*time.Second, 1)
 			select {
 			case err := <-inner:
 				assert.Error(t, err)
@@ -370,17 +374,13 @@ func TestHandlerRunsRunRecursively(t *testing.T) {
 			}
 			// The outer Run still serves.
 			for i := 2; i < 5; i++ {
-				c, cc := context.WithTimeout(context.Background(), 10*time.Second)
-				rep, err := r.feed(c, i)
-				cc()
+				rep, err := r.feedWithin(10*time.Second, i)
 				assert.NoError(t, err, "after the recursive Run")
 				if r.server && err == nil {
 					assert.Equal(t, fmt.Sprint(i), string(rep))
 				}
 			}
-			cancel()
-			err := wait(closeBound)
-			assert.ErrorIs(t, err, context.Canceled)
+			stopRun()
 			closeWithin(t, "Close", closeBound, r.obj.Close)
 		})
 	}
@@ -403,9 +403,7 @@ func TestRunEdges(t *testing.T) {
 			w1 := runBG(t, "Run 1", func() error { return r.run(context.Background()) })
 			w2 := runBG(t, "Run 2", func() error { return r.run(context.Background()) })
 			for i := 0; i < 20; i++ {
-				c, cc := context.WithTimeout(context.Background(), 10*time.Second)
-				_, err := r.feed(c, i)
-				cc()
+				_, err := r.feedWithin(10*time.Second, i)
 				require.NoError(t, err)
 			}
 			eventually(t, 10*time.Second, "every message handled by one of two Runs", func() bool { return handled.Load() == 20 })

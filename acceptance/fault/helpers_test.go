@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -215,27 +216,33 @@ def bind(s, ep):
         out("port", port)
     else:
         s.bind(ep)
-if role == "sub":                 # connects to a Publisher, counts
-    s = ctx.socket(zmq.SUB); s.setsockopt(zmq.SUBSCRIBE, b""); s.connect(ep); out("ready")
+if role in ("sub", "pull"):       # connects to a Publisher or a PPPusher, counts
+    if role == "sub":
+        s = ctx.socket(zmq.SUB); s.setsockopt(zmq.SUBSCRIBE, b"")
+    else:
+        s = ctx.socket(zmq.PULL)
+    s.connect(ep); out("ready")
     n = 0
     while True:
         s.recv_multipart(); n += 1
         if n == 1 or n % 50 == 0: out("got", n)
-elif role == "pub":               # binds, publishes forever
-    s = ctx.socket(zmq.PUB); bind(s, ep); out("ready")
+elif role in ("pub", "push"):     # binds, publishes or pushes forever (a PUSH blocks at the mark)
+    s = ctx.socket(zmq.PUB if role == "pub" else zmq.PUSH); bind(s, ep); out("ready")
+    body, pause = (b"1000 text hello %d", 0.001) if role == "pub" else (b"task %d", 0.0005)
     i = 0
     while True:
-        s.send(b"1000 text hello %d" % i); i += 1
+        s.send(body % i); i += 1
         if i % 100 == 0: out("sent", i)
-        time.sleep(0.001)
-elif role == "req":               # connects to an RRServer, requests forever
-    s = ctx.socket(zmq.REQ); s.connect(ep); out("ready")
+        time.sleep(pause)
+elif role in ("req", "paircli"):  # connects a REQ (to an RRServer) or a PAIR, requests forever
+    s = ctx.socket(zmq.REQ if role == "req" else zmq.PAIR); s.connect(ep); out("ready")
+    tag = b"req" if role == "req" else b"msg"
     i = 0
     while True:
-        s.send(b"req %d" % i); r = s.recv(); i += 1
+        s.send(b"%s %d" % (tag, i)); s.recv(); i += 1
         if i == 1 or i % 20 == 0: out("rep", i)
-elif role == "rep":               # binds, echoes; "hang" requests are never answered
-    s = ctx.socket(zmq.REP); bind(s, ep); out("ready")
+elif role in ("rep", "pairsrv"):  # binds a REP or a PAIR, echoes; "hang" requests are never answered
+    s = ctx.socket(zmq.REP if role == "rep" else zmq.PAIR); bind(s, ep); out("ready")
     while True:
         m = s.recv()
         if m.startswith(b"hang"):
@@ -246,33 +253,6 @@ elif role == "rep-all":           # binds, echoes everything
     s = ctx.socket(zmq.REP); bind(s, ep); out("ready")
     while True:
         s.send(s.recv())
-elif role == "push":              # binds, pushes forever (blocks at the mark)
-    s = ctx.socket(zmq.PUSH); bind(s, ep); out("ready")
-    i = 0
-    while True:
-        s.send(b"task %d" % i); i += 1
-        if i % 100 == 0: out("sent", i)
-        time.sleep(0.0005)
-elif role == "pull":              # connects to a PPPusher, counts
-    s = ctx.socket(zmq.PULL); s.connect(ep); out("ready")
-    n = 0
-    while True:
-        s.recv_multipart(); n += 1
-        if n == 1 or n % 50 == 0: out("got", n)
-elif role == "pairsrv":           # binds a PAIR, echoes
-    s = ctx.socket(zmq.PAIR); bind(s, ep); out("ready")
-    while True:
-        m = s.recv()
-        if m.startswith(b"hang"):
-            out("hanging")
-            time.sleep(3600)
-        s.send(m)
-elif role == "paircli":           # connects a PAIR, sends and reads forever
-    s = ctx.socket(zmq.PAIR); s.connect(ep); out("ready")
-    i = 0
-    while True:
-        s.send(b"msg %d" % i); s.recv(); i += 1
-        if i == 1 or i % 20 == 0: out("rep", i)
 else:
     out("unknown role", role); sys.exit(2)
 `
@@ -429,6 +409,46 @@ func randBytes(n int) []byte {
 }
 
 func echo(_ context.Context, req []byte) ([]byte, error) { return req, nil }
+
+// requester is what RRClient and PairClient share.
+type requester interface {
+	Request(ctx context.Context, msg []byte) ([]byte, error)
+	Close() error
+}
+
+// server is what RRServer and PairServer share.
+type server interface {
+	Run(ctx context.Context) error
+	Close() error
+}
+
+// serveBG starts srv's Run in the background; the returned stop closes srv
+// (within closeBound) and requires Run to return ErrClosed. name is the
+// type's name, for messages.
+func serveBG(t testing.TB, name string, srv server) (stop func()) {
+	t.Helper()
+	wait := runBG(t, name+".Run", func() error { return srv.Run(context.Background()) })
+	return func() {
+		t.Helper()
+		closeWithin(t, name+".Close", closeBound, srv.Close)
+		assert.ErrorIs(t, wait(closeBound), zmqkit.ErrClosed)
+	}
+}
+
+// runUntilCancel starts run (a Run) in the background with a ctx of its
+// own; the returned stop cancels that ctx and requires run to return
+// context.Canceled within closeBound.
+func runUntilCancel(t testing.TB, what string, run func(ctx context.Context) error) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	wait := runBG(t, what, func() error { return run(ctx) })
+	t.Cleanup(cancel) // a test that stops early does not leave Run to the 20 s wait
+	return func() {
+		t.Helper()
+		cancel()
+		assert.ErrorIs(t, wait(closeBound), context.Canceled)
+	}
+}
 
 // runBG runs f (a Run) in the background; the returned func waits (bounded)
 // for it and returns its error.

@@ -81,6 +81,18 @@ func drainUntilBlocked(t *testing.T, what string, f func(ctx context.Context) er
 	t.Errorf("%s never blocked within 30s", what)
 }
 
+// peerFaults is each type's TestPeerFault case, by kind name.
+var peerFaults = map[string]func(t *testing.T, tr, fault string, opt zmqkit.Option){
+	"Publisher":  faultPublisher,
+	"Subscriber": faultSubscriber,
+	"RRServer":   faultRRServer,
+	"RRClient":   faultRRClient,
+	"PPPusher":   faultPusher,
+	"PPPuller":   faultPuller,
+	"PairServer": faultPairServer,
+	"PairClient": faultPairClient,
+}
+
 func TestPeerFault(t *testing.T) {
 	for _, tr := range faultTransports {
 		for _, fault := range faults {
@@ -88,25 +100,7 @@ func TestPeerFault(t *testing.T) {
 				t.Run(fmt.Sprintf("%s/%s/%s", k.name, tr, fault), func(t *testing.T) {
 					leakCheck(t)
 					zc := newZCtx(t)
-					opt := zmqkit.WithZMQContext(zc)
-					switch k.name {
-					case "Publisher":
-						faultPublisher(t, tr, fault, opt)
-					case "Subscriber":
-						faultSubscriber(t, tr, fault, opt)
-					case "RRServer":
-						faultRRServer(t, tr, fault, opt)
-					case "RRClient":
-						faultRRClient(t, tr, fault, opt)
-					case "PPPusher":
-						faultPusher(t, tr, fault, opt)
-					case "PPPuller":
-						faultPuller(t, tr, fault, opt)
-					case "PairServer":
-						faultPairServer(t, tr, fault, opt)
-					case "PairClient":
-						faultPairClient(t, tr, fault, opt)
-					}
+					peerFaults[k.name](t, tr, fault, zmqkit.WithZMQContext(zc))
 				})
 			}
 		}
@@ -127,6 +121,107 @@ func pyConnectEP(p *pyPeer, ep string) string {
 		return p.tcpEP()
 	}
 	return ep
+}
+
+// connectToPy starts a Python peer playing role, bound on transport tr, and
+// connects an object made by open (with opt) to it.
+func connectToPy[T any](t *testing.T, tr, role string, open func(string, ...zmqkit.Option) (T, error), opt zmqkit.Option) (*pyPeer, T) {
+	t.Helper()
+	ep := pyBindEP(t, tr)
+	py := startPy(t, role, ep)
+	o, err := open(pyConnectEP(py, ep), opt)
+	require.NoError(t, err)
+	return py, o
+}
+
+// clientOfPy is connectToPy for a client of a Python server; it requires
+// "hello" to come back before it returns.
+func clientOfPy[C requester](t *testing.T, tr, role string, dial func(string, ...zmqkit.Option) (C, error), opt zmqkit.Option) (*pyPeer, C) {
+	t.Helper()
+	py, cli := connectToPy(t, tr, role, dial, opt)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	rep, err := cli.Request(ctx, []byte("hello"))
+	cancel()
+	require.NoError(t, err)
+	require.Equal(t, "hello", string(rep))
+	return py, cli
+}
+
+// faultDuringRequest applies fault to py, the server of cli. A kill comes
+// while py holds a "hang" request with a ctx of 2 s; check gets how that
+// request ended and how long it took, and the test fails if it never ends.
+func faultDuringRequest(t *testing.T, py *pyPeer, fault string, cli requester, check func(err error, took time.Duration)) {
+	t.Helper()
+	if fault != "kill" {
+		applyFault(t, py, fault)
+		return
+	}
+	res := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err := cli.Request(ctx, []byte("hang"))
+		res <- err
+	}()
+	py.waitLine(t, "hanging", 10*time.Second)
+	applyFault(t, py, fault)
+	select {
+	case err := <-res:
+		check(err, time.Since(start))
+	case <-time.After(2*time.Second + slack + 5*time.Second):
+		t.Fatal("in-flight Request did not end after the server was killed")
+	}
+}
+
+// shortRequest makes one Request of cli with a ctx of 300 ms, which it must
+// end within (endsByCtx), and returns its error.
+func shortRequest(t *testing.T, what string, cli requester) error {
+	t.Helper()
+	return endsByCtx(t, what, 300*time.Millisecond, func(ctx context.Context) error {
+		_, err := cli.Request(ctx, []byte("x"))
+		return err
+	})
+}
+
+// blockedCall is a blocking call with no deadline, named for messages.
+type blockedCall struct {
+	name string
+	call func() error
+}
+
+// closeUnblocks starts each call, lets them block, closes their object with
+// closeFn (within closeBound) and requires every call to return ErrClosed.
+func closeUnblocks(t *testing.T, what string, closeFn func() error, calls ...blockedCall) {
+	t.Helper()
+	results := make([]chan error, len(calls))
+	for i, c := range calls {
+		results[i] = make(chan error, 1)
+		go func() { results[i] <- c.call() }()
+	}
+	time.Sleep(50 * time.Millisecond) // let them block (any interleaving is valid)
+	closeWithin(t, what, closeBound, closeFn)
+	for i, c := range calls {
+		select {
+		case err := <-results[i]:
+			assert.ErrorIs(t, err, zmqkit.ErrClosed, "a blocked %s", c.name)
+		case <-time.After(closeBound):
+			t.Errorf("a blocked %s did not return after Close", c.name)
+		}
+	}
+}
+
+// runEndsThenCloses checks the Run of the type name (run, with a handler
+// that does nothing): with a short ctx it ends by that ctx; started again
+// with no deadline, it and the other blocked calls return ErrClosed at
+// Close (closeFn).
+func runEndsThenCloses(t *testing.T, name string, run func(ctx context.Context) error, closeFn func() error, others ...blockedCall) {
+	t.Helper()
+	err := endsByCtx(t, name+".Run", 300*time.Millisecond, run)
+	assert.True(t, isCtxErr(err), "Run ended with %v, want ctx's error", err)
+	// A Run blocked when Close comes returns ErrClosed.
+	calls := append([]blockedCall{{"Run", func() error { return run(context.Background()) }}}, others...)
+	closeUnblocks(t, name+".Close", closeFn, calls...)
 }
 
 func faultPublisher(t *testing.T, tr, fault string, opt zmqkit.Option) {
@@ -170,10 +265,7 @@ func faultPublisher(t *testing.T, tr, fault string, opt zmqkit.Option) {
 }
 
 func faultSubscriber(t *testing.T, tr, fault string, opt zmqkit.Option) {
-	ep := pyBindEP(t, tr)
-	py := startPy(t, "pub", ep)
-	sub, err := zmqkit.NewSubscriber(pyConnectEP(py, ep), opt)
-	require.NoError(t, err)
+	py, sub := connectToPy(t, tr, "pub", zmqkit.NewSubscriber, opt)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	m, err := sub.Receive(ctx)
 	cancel()
@@ -182,25 +274,9 @@ func faultSubscriber(t *testing.T, tr, fault string, opt zmqkit.Option) {
 	applyFault(t, py, fault)
 	drainUntilBlocked(t, "Subscriber.Receive", func(ctx context.Context) error { _, err := sub.Receive(ctx); return err })
 	drainUntilBlocked(t, "Subscriber.ReceiveFrames", func(ctx context.Context) error { _, err := sub.ReceiveFrames(ctx); return err })
-	err = endsByCtx(t, "Subscriber.Run", 300*time.Millisecond, func(ctx context.Context) error {
+	runEndsThenCloses(t, "Subscriber", func(ctx context.Context) error {
 		return sub.Run(ctx, func(context.Context, zmqkit.Message) error { return nil })
-	})
-	assert.True(t, isCtxErr(err), "Run ended with %v, want ctx's error", err)
-	// A Run blocked when Close comes returns ErrClosed.
-	wait := runBG(t, "Subscriber.Run", func() error {
-		return sub.Run(context.Background(), func(context.Context, zmqkit.Message) error { return nil })
-	})
-	blocked := make(chan error, 1)
-	go func() { _, err := sub.Receive(context.Background()); blocked <- err }()
-	time.Sleep(50 * time.Millisecond) // let them block (any interleaving is valid)
-	closeWithin(t, "Subscriber.Close", closeBound, sub.Close)
-	assert.ErrorIs(t, wait(closeBound), zmqkit.ErrClosed)
-	select {
-	case err := <-blocked:
-		assert.ErrorIs(t, err, zmqkit.ErrClosed)
-	case <-time.After(closeBound):
-		t.Error("a blocked Receive did not return after Close")
-	}
+	}, sub.Close, blockedCall{"Receive", func() error { _, err := sub.Receive(context.Background()); return err }})
 }
 
 func faultRRServer(t *testing.T, tr, fault string, opt zmqkit.Option) {
@@ -217,7 +293,7 @@ func faultRRServer(t *testing.T, tr, fault string, opt zmqkit.Option) {
 	}
 	srv, err := zmqkit.NewRRServer(bindEP(t, tr), h, opt, zmqkit.WithConcurrency(4))
 	require.NoError(t, err)
-	wait := runBG(t, "RRServer.Run", func() error { return srv.Run(context.Background()) })
+	stopSrv := serveBG(t, "RRServer", srv)
 	py := startPy(t, "req", srv.Endpoints()[0])
 	select {
 	case <-inHandler:
@@ -237,60 +313,22 @@ func faultRRServer(t *testing.T, tr, fault string, opt zmqkit.Option) {
 		require.Equal(t, fmt.Sprintf("go %d", i), string(rep))
 	}
 	closeWithin(t, "RRClient.Close", closeBound, cli.Close)
-	closeWithin(t, "RRServer.Close", closeBound, srv.Close)
-	assert.ErrorIs(t, wait(closeBound), zmqkit.ErrClosed)
+	stopSrv()
 }
 
 func faultRRClient(t *testing.T, tr, fault string, opt zmqkit.Option) {
-	ep := pyBindEP(t, tr)
-	py := startPy(t, "rep", ep)
-	cli, err := zmqkit.NewRRClient(pyConnectEP(py, ep), opt)
-	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	rep, err := cli.Request(ctx, []byte("hello"))
-	cancel()
-	require.NoError(t, err)
-	require.Equal(t, "hello", string(rep))
-
-	if fault == "kill" {
-		// Killed mid-request: the request in flight ends by its ctx.
-		res := make(chan error, 1)
-		start := time.Now()
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			_, err := cli.Request(ctx, []byte("hang"))
-			res <- err
-		}()
-		py.waitLine(t, "hanging", 10*time.Second)
-		applyFault(t, py, fault)
-		select {
-		case err := <-res:
-			assert.True(t, isCtxErr(err), "in-flight Request after the server was killed: %v", err)
-			assert.Less(t, time.Since(start), 2*time.Second+slack)
-		case <-time.After(2*time.Second + slack + 5*time.Second):
-			t.Fatal("in-flight Request did not end by its ctx after the server was killed")
-		}
-	} else {
-		applyFault(t, py, fault)
-	}
+	py, cli := clientOfPy(t, tr, "rep", zmqkit.NewRRClient, opt)
+	// Killed mid-request: the request in flight ends by its ctx.
+	faultDuringRequest(t, py, fault, cli, func(err error, took time.Duration) {
+		assert.True(t, isCtxErr(err), "in-flight Request after the server was killed: %v", err)
+		assert.Less(t, took, 2*time.Second+slack)
+	})
 	for i := 0; i < 3; i++ {
-		err := endsByCtx(t, "RRClient.Request", 300*time.Millisecond, func(ctx context.Context) error {
-			_, err := cli.Request(ctx, []byte("x"))
-			return err
-		})
+		err := shortRequest(t, "RRClient.Request", cli)
 		assert.True(t, isCtxErr(err), "Request to a %s server: %v", fault, err)
 	}
-	blocked := make(chan error, 1)
-	go func() { _, err := cli.Request(context.Background(), []byte("y")); blocked <- err }()
-	time.Sleep(50 * time.Millisecond)
-	closeWithin(t, "RRClient.Close", closeBound, cli.Close)
-	select {
-	case err := <-blocked:
-		assert.ErrorIs(t, err, zmqkit.ErrClosed)
-	case <-time.After(closeBound):
-		t.Error("a blocked Request did not return after Close")
-	}
+	closeUnblocks(t, "RRClient.Close", cli.Close,
+		blockedCall{"Request", func() error { _, err := cli.Request(context.Background(), []byte("y")); return err }})
 }
 
 func faultPusher(t *testing.T, tr, fault string, opt zmqkit.Option) {
@@ -311,46 +349,28 @@ func faultPusher(t *testing.T, tr, fault string, opt zmqkit.Option) {
 	applyFault(t, py, fault)
 	drainUntilBlocked(t, "PPPusher.Push", func(ctx context.Context) error { return push.Push(ctx, body) })
 	drainUntilBlocked(t, "PPPusher.PushFrames", func(ctx context.Context) error { return push.PushFrames(ctx, body, body) })
-	blocked := make(chan error, 1)
-	go func() { blocked <- push.Push(context.Background(), body) }()
-	time.Sleep(50 * time.Millisecond)
-	closeWithin(t, "PPPusher.Close", closeBound, push.Close)
-	select {
-	case err := <-blocked:
-		assert.ErrorIs(t, err, zmqkit.ErrClosed)
-	case <-time.After(closeBound):
-		t.Error("a blocked Push did not return after Close")
-	}
+	closeUnblocks(t, "PPPusher.Close", push.Close,
+		blockedCall{"Push", func() error { return push.Push(context.Background(), body) }})
 }
 
 func faultPuller(t *testing.T, tr, fault string, opt zmqkit.Option) {
-	ep := pyBindEP(t, tr)
-	py := startPy(t, "push", ep)
-	pull, err := zmqkit.NewPPPuller(pyConnectEP(py, ep), opt)
-	require.NoError(t, err)
+	py, pull := connectToPy(t, tr, "push", zmqkit.NewPPPuller, opt)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	_, err = pull.Receive(ctx)
+	_, err := pull.Receive(ctx)
 	cancel()
 	require.NoError(t, err)
 	applyFault(t, py, fault)
 	drainUntilBlocked(t, "PPPuller.Receive", func(ctx context.Context) error { _, err := pull.Receive(ctx); return err })
 	drainUntilBlocked(t, "PPPuller.ReceiveFrames", func(ctx context.Context) error { _, err := pull.ReceiveFrames(ctx); return err })
-	err = endsByCtx(t, "PPPuller.Run", 300*time.Millisecond, func(ctx context.Context) error {
+	runEndsThenCloses(t, "PPPuller", func(ctx context.Context) error {
 		return pull.Run(ctx, func(context.Context, []byte) error { return nil })
-	})
-	assert.True(t, isCtxErr(err), "Run ended with %v, want ctx's error", err)
-	wait := runBG(t, "PPPuller.Run", func() error {
-		return pull.Run(context.Background(), func(context.Context, []byte) error { return nil })
-	})
-	time.Sleep(50 * time.Millisecond)
-	closeWithin(t, "PPPuller.Close", closeBound, pull.Close)
-	assert.ErrorIs(t, wait(closeBound), zmqkit.ErrClosed)
+	}, pull.Close)
 }
 
 func faultPairServer(t *testing.T, tr, fault string, opt zmqkit.Option) {
 	srv, err := zmqkit.NewPairServer(bindEP(t, tr), echo, opt)
 	require.NoError(t, err)
-	wait := runBG(t, "PairServer.Run", func() error { return srv.Run(context.Background()) })
+	stopSrv := serveBG(t, "PairServer", srv)
 	py := startPy(t, "paircli", srv.Endpoints()[0])
 	py.waitLine(t, "rep", 20*time.Second)
 	applyFault(t, py, fault)
@@ -367,8 +387,7 @@ func faultPairServer(t *testing.T, tr, fault string, opt zmqkit.Option) {
 		assert.NoError(t, err, "a new client after the old one was killed")
 		closeWithin(t, "PairClient.Close", closeBound, cli.Close)
 	}
-	closeWithin(t, "PairServer.Close", closeBound, srv.Close)
-	assert.ErrorIs(t, wait(closeBound), zmqkit.ErrClosed)
+	stopSrv()
 }
 
 // exchangeSkippingQueued requests until its own reply comes: the server may
@@ -397,55 +416,21 @@ func exchangeSkippingQueued(ctx context.Context, cli *zmqkit.PairClient) error {
 }
 
 func faultPairClient(t *testing.T, tr, fault string, opt zmqkit.Option) {
-	ep := pyBindEP(t, tr)
-	py := startPy(t, "pairsrv", ep)
-	cli, err := zmqkit.NewPairClient(pyConnectEP(py, ep), opt)
-	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	rep, err := cli.Request(ctx, []byte("hello"))
-	cancel()
-	require.NoError(t, err)
-	require.Equal(t, "hello", string(rep))
-	if fault == "kill" {
-		res := make(chan error, 1)
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			_, err := cli.Request(ctx, []byte("hang"))
-			res <- err
-		}()
-		py.waitLine(t, "hanging", 10*time.Second)
-		applyFault(t, py, fault)
-		select {
-		case err := <-res:
-			assert.True(t, isCtxErr(err) || errors.Is(err, zmqkit.ErrPairReset),
-				"in-flight Request after the server was killed: %v", err)
-		case <-time.After(2*time.Second + slack + 5*time.Second):
-			t.Fatal("in-flight Request did not end after the server was killed")
-		}
-	} else {
-		applyFault(t, py, fault)
-	}
-	err = endsByCtx(t, "PairClient.Request", 300*time.Millisecond, func(ctx context.Context) error {
-		_, err := cli.Request(ctx, []byte("x"))
-		return err
+	py, cli := clientOfPy(t, tr, "pairsrv", zmqkit.NewPairClient, opt)
+	faultDuringRequest(t, py, fault, cli, func(err error, _ time.Duration) {
+		assert.True(t, isCtxErr(err) || errors.Is(err, zmqkit.ErrPairReset),
+			"in-flight Request after the server was killed: %v", err)
 	})
+	err := shortRequest(t, "PairClient.Request", cli)
 	assert.True(t, isCtxErr(err) || errors.Is(err, zmqkit.ErrPairReset), "Request to a %s server: %v", fault, err)
 	drainUntilBlocked(t, "PairClient.Receive", func(ctx context.Context) error { _, err := cli.Receive(ctx); return err })
 	drainUntilBlocked(t, "PairClient.ReceiveFrames", func(ctx context.Context) error { _, err := cli.ReceiveFrames(ctx); return err })
 	body := bytes.Repeat([]byte("c"), 16<<10)
 	drainUntilBlocked(t, "PairClient.Send", func(ctx context.Context) error { return cli.Send(ctx, body) })
 	drainUntilBlocked(t, "PairClient.SendFrames", func(ctx context.Context) error { return cli.SendFrames(ctx, body, body) })
-	err = endsByCtx(t, "PairClient.Run", 300*time.Millisecond, func(ctx context.Context) error {
+	runEndsThenCloses(t, "PairClient", func(ctx context.Context) error {
 		return cli.Run(ctx, func(context.Context, []byte) error { return nil })
-	})
-	assert.True(t, isCtxErr(err), "Run ended with %v, want ctx's error", err)
-	wait := runBG(t, "PairClient.Run", func() error {
-		return cli.Run(context.Background(), func(context.Context, []byte) error { return nil })
-	})
-	time.Sleep(50 * time.Millisecond)
-	closeWithin(t, "PairClient.Close", closeBound, cli.Close)
-	assert.ErrorIs(t, wait(closeBound), zmqkit.ErrClosed)
+	}, cli.Close)
 }
 
 // TestRRClientRetriesServerKilled: with WithRetries, a server killed while

@@ -52,6 +52,15 @@ func nilIfErr[T object](o T, err error) (object, error) {
 	return o, nil
 }
 
+// bindSide is the endpoint prefix that makes k bind: "@" for the types that
+// connect by default.
+func (k kindSpec) bindSide() string {
+	if k.binds {
+		return ""
+	}
+	return "@"
+}
+
 func kindByName(name string) kindSpec {
 	for _, k := range kinds {
 		if k.name == name {

@@ -42,12 +42,9 @@ func TestRaceContextCloseVsConstructors(t *testing.T) {
 				<-startGate
 				for i := 0; i < 6; i++ {
 					k := kinds[(g+i)%len(kinds)]
-					ep := "tcp://127.0.0.1:*"
+					ep := k.bindSide() + "tcp://127.0.0.1:*"
 					if (g+i)%3 == 0 {
 						ep = inprocEP("race")
-					}
-					if !k.binds && (g+i)%3 != 0 {
-						ep = "@" + ep
 					}
 					o, err := k.open(ep, zmqkit.WithZMQContext(zc))
 					if err != nil {
@@ -246,6 +243,43 @@ func TestRaceCloseVsBlockedCalls(t *testing.T) {
 	}
 }
 
+// requestConcurrently has G goroutines make n requests each on cli, each
+// with a ctx of d, and requires every reply to be its own request; what
+// names the call in errors.
+func requestConcurrently(t *testing.T, cli requester, what string, G, n int, d time.Duration) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for g := 0; g < G; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < n; i++ {
+				want := []byte(fmt.Sprintf("%d/%d", g, i))
+				ctx, cancel := context.WithTimeout(context.Background(), d)
+				rep, err := cli.Request(ctx, want)
+				cancel()
+				if err != nil || !bytes.Equal(rep, want) {
+					t.Errorf("%s %s: %q %v", what, want, rep, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// checkSeenOnce fails for the first message whose counter in seen is not
+// exactly 1; note ends the message.
+func checkSeenOnce(t *testing.T, seen []atomic.Int32, note string) {
+	t.Helper()
+	for i := range seen {
+		if c := seen[i].Load(); c != 1 {
+			t.Errorf("message %d received %d times%s", i, c, note)
+			return
+		}
+	}
+}
+
 // TestRaceConcurrentUse: 64 goroutines on one object at once, for every
 // sending and receiving method.
 func TestRaceConcurrentUse(t *testing.T) {
@@ -317,42 +351,19 @@ func TestRaceConcurrentUse(t *testing.T) {
 			eventually(t, 20*time.Second, "every message received (HWM 0 on both sides)", func() bool { return got.Load() >= int64(G*per) })
 			rcancel()
 			rwg.Wait()
-			for i := range seen {
-				if c := seen[i].Load(); c != 1 {
-					t.Errorf("message %d received %d times", i, c)
-					break
-				}
-			}
+			checkSeenOnce(t, seen, "")
 		})
 		t.Run("RR/"+tr, func(t *testing.T) {
 			leakCheck(t)
 			zc := newZCtx(t)
 			srv, err := zmqkit.NewRRServer(bindEP(t, tr), echo, zmqkit.WithZMQContext(zc), zmqkit.WithConcurrency(8))
 			require.NoError(t, err)
-			wait := runBG(t, "RRServer.Run", func() error { return srv.Run(context.Background()) })
+			stopSrv := serveBG(t, "RRServer", srv)
 			cli, err := zmqkit.NewRRClient(srv.Endpoints()[0], zmqkit.WithZMQContext(zc))
 			require.NoError(t, err)
-			var wg sync.WaitGroup
-			for g := 0; g < G; g++ {
-				wg.Add(1)
-				go func(g int) {
-					defer wg.Done()
-					for i := 0; i < per; i++ {
-						want := []byte(fmt.Sprintf("%d/%d", g, i))
-						ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-						rep, err := cli.Request(ctx, want)
-						cancel()
-						if err != nil || !bytes.Equal(rep, want) {
-							t.Errorf("Request %s: %q %v", want, rep, err)
-							return
-						}
-					}
-				}(g)
-			}
-			wg.Wait()
+			requestConcurrently(t, cli, "Request", G, per, 10*time.Second)
 			closeWithin(t, "RRClient.Close", closeBound, cli.Close)
-			closeWithin(t, "RRServer.Close", closeBound, srv.Close)
-			assert.ErrorIs(t, wait(closeBound), zmqkit.ErrClosed)
+			stopSrv()
 		})
 		t.Run("PushPull/"+tr, func(t *testing.T) {
 			leakCheck(t)
@@ -398,42 +409,19 @@ func TestRaceConcurrentUse(t *testing.T) {
 			eventually(t, 30*time.Second, "every pushed message received once", func() bool { return got.Load() >= int64(G*per) })
 			rcancel()
 			wg.Wait()
-			for i := range seen {
-				if c := seen[i].Load(); c != 1 {
-					t.Errorf("message %d received %d times (PUSH never drops)", i, c)
-					break
-				}
-			}
+			checkSeenOnce(t, seen, " (PUSH never drops)")
 		})
 		t.Run("Pair/"+tr, func(t *testing.T) {
 			leakCheck(t)
 			zc := newZCtx(t)
 			srv, err := zmqkit.NewPairServer(bindEP(t, tr), echo, zmqkit.WithZMQContext(zc))
 			require.NoError(t, err)
-			wait := runBG(t, "PairServer.Run", func() error { return srv.Run(context.Background()) })
+			stopSrv := serveBG(t, "PairServer", srv)
 			cli, err := zmqkit.NewPairClient(srv.Endpoints()[0], zmqkit.WithZMQContext(zc))
 			require.NoError(t, err)
 			// 64 goroutines Request at once: each gets its own reply.
-			var wg sync.WaitGroup
-			for g := 0; g < G; g++ {
-				wg.Add(1)
-				go func(g int) {
-					defer wg.Done()
-					for i := 0; i < per/4; i++ {
-						want := []byte(fmt.Sprintf("%d/%d", g, i))
-						ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-						rep, err := cli.Request(ctx, want)
-						cancel()
-						if err != nil || !bytes.Equal(rep, want) {
-							t.Errorf("PairClient.Request %s: %q %v", want, rep, err)
-							return
-						}
-					}
-				}(g)
-			}
-			wg.Wait()
-			closeWithin(t, "PairServer.Close", closeBound, srv.Close)
-			assert.ErrorIs(t, wait(closeBound), zmqkit.ErrClosed)
+			requestConcurrently(t, cli, "PairClient.Request", G, per/4, 30*time.Second)
+			stopSrv()
 			closeWithin(t, "PairClient.Close", closeBound, cli.Close)
 
 			// Full duplex: 64 goroutines Send and 64 Receive on each side.
@@ -450,7 +438,7 @@ func TestRaceConcurrentUse(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			rctx, rcancel := context.WithCancel(ctx)
-			var rwg sync.WaitGroup
+			var wg, rwg sync.WaitGroup
 			for g := 0; g < G; g++ {
 				rwg.Add(1)
 				go func() {
@@ -504,7 +492,7 @@ func TestPairClientRequestHonoursCtx(t *testing.T) {
 		return req, nil
 	}, zmqkit.WithZMQContext(zc))
 	require.NoError(t, err)
-	wait := runBG(t, "PairServer.Run", func() error { return srv.Run(context.Background()) })
+	stopSrv := serveBG(t, "PairServer", srv)
 	cli, err := zmqkit.NewPairClient(srv.Endpoints()[0], zmqkit.WithZMQContext(zc))
 	require.NoError(t, err)
 	first := make(chan error, 1)
@@ -523,6 +511,5 @@ func TestPairClientRequestHonoursCtx(t *testing.T) {
 	close(release)
 	assert.NoError(t, <-first)
 	closeWithin(t, "PairClient.Close", closeBound, cli.Close)
-	closeWithin(t, "PairServer.Close", closeBound, srv.Close)
-	assert.ErrorIs(t, wait(closeBound), zmqkit.ErrClosed)
+	stopSrv()
 }
