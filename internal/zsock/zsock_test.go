@@ -1317,16 +1317,7 @@ func TestDetachReportsItsConnections(t *testing.T) {
 	t.Cleanup(func() { _ = peer.Close() })
 
 	ctx := testCtx(t)
-	next := func() Event {
-		t.Helper()
-		select {
-		case ev := <-events:
-			return ev
-		case <-ctx.Done():
-			t.Fatal("no event")
-			return Event{}
-		}
-	}
+	next := func() Event { return nextEvent(t, ctx, events) }
 	fds := map[string]int{}
 	shaken := 0
 	for len(fds) < 3 || shaken < 3 { // the router, the other and the peer shake hands
@@ -1404,16 +1395,7 @@ func TestDetachReportsWhileMonitorHeld(t *testing.T) {
 			}
 		}
 	}
-	next := func() Event {
-		t.Helper()
-		select {
-		case ev := <-events:
-			return ev
-		case <-ctx.Done():
-			t.Fatal("no event")
-			return Event{}
-		}
-	}
+	next := func() Event { return nextEvent(t, ctx, events) }
 	awaitAccepted(a)
 	first := next() // the monitor is held in its callback from here
 	require.Equal(t, Event{Kind: zmq.EVENT_CONNECTED, Value: first.Value, Endpoint: a}, first)
@@ -1437,4 +1419,17 @@ func TestDetachReportsWhileMonitorHeld(t *testing.T) {
 	// Detach b: its DISCONNECTED is the next event, with nothing before it.
 	require.NoError(t, dealer.Detach(b))
 	require.Equal(t, Event{Kind: zmq.EVENT_DISCONNECTED, Value: live[b], Endpoint: b}, next())
+}
+
+// nextEvent returns the next event from events, failing the test when ctx
+// ends first.
+func nextEvent(t *testing.T, ctx context.Context, events <-chan Event) Event {
+	t.Helper()
+	select {
+	case ev := <-events:
+		return ev
+	case <-ctx.Done():
+		t.Fatal("no event")
+		return Event{}
+	}
 }
