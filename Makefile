@@ -64,7 +64,7 @@ bench-report: check-go
 	@test -s $(BENCHOUT) || { echo "make: no $(BENCHOUT): run make bench first"; exit 1; }
 	@if grep -q 'impl=pebbe' $(BENCHOUT); then \
 		echo; echo "== zmqkit beside the hand-written pebbe/zmq4 loop (base: pebbe; vs base: zmqkit's difference, ~ when not significant)"; \
-		$(GO) run $(BENCHSTAT) -col '/impl@(pebbe zmqkit zmqkit-append zmqkit-batch)' -filter '-.name:Paced' $(BENCHOUT); fi
+		$(GO) run $(BENCHSTAT) -col '/impl@(pebbe zmqkit zmqkit-append zmqkit-batch zmqkit-nocopy)' -filter '-.name:Paced' $(BENCHOUT); fi
 	@if grep -q '^BenchmarkPaced' $(BENCHOUT); then \
 		echo; echo "== CPU per message at a paced rate, tcp 64 B, both ends in one process (base: pebbe)"; \
 		$(GO) run $(BENCHSTAT) -col '/impl@(pebbe zmqkit)' -filter '.name:Paced .unit:(cpu-s/Mmsg OR msgs/s)' $(BENCHOUT); fi
@@ -73,7 +73,7 @@ bench-report: check-go
 		$(GO) run $(BENCHSTAT) -col '/conc' -filter '.name:RRServerConcurrency .unit:(sec/op OR reqs/s)' $(BENCHOUT); fi
 	@if grep -q 'impl=c-' $(BENCHOUT); then \
 		echo; echo "== zmqkit beside C libzmq (base: C; allocations left out: the Go runtime sees none of C's)"; \
-		$(GO) run $(BENCHSTAT) -col '/impl@(c zmqkit zmqkit-append zmqkit-batch)' -filter '/tr:(inproc OR tcp) -/op:handler-1ms -.unit:(B/op OR allocs/op)' $(BENCHOUT); fi
+		$(GO) run $(BENCHSTAT) -col '/impl@(c zmqkit zmqkit-append zmqkit-batch zmqkit-nocopy)' -filter '/tr:(inproc OR tcp) -/op:handler-1ms -.unit:(B/op OR allocs/op)' $(BENCHOUT); fi
 	@if grep -q 'tr=tcp+curve' $(BENCHOUT); then \
 		echo; echo "== CURVE's cost (base: plain tcp)"; \
 		$(GO) run $(BENCHSTAT) -col '/tr@(tcp tcp+curve)' -filter '/impl:(zmqkit OR pebbe) (.name:PubSub OR /op:roundtrip) /size:64B -.unit:(B/op OR allocs/op)' $(BENCHOUT); fi
