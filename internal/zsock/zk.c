@@ -33,6 +33,21 @@ static int zk_msg_recv(zmq_msg_t *m, void *s) {
 	}
 }
 
+// zk_msg_send sends one frame without waiting, retrying signals (see
+// zk_msg_recv). On success libzmq owns m's content; on failure m is left
+// as it was. It returns 0, or the errno.
+static int zk_msg_send(zmq_msg_t *m, void *s, int flags) {
+	for (;;) {
+		if (zk_inject()) {
+			errno = EINTR;
+		} else if (zmq_msg_send(m, s, flags | ZMQ_DONTWAIT) >= 0) {
+			return 0;
+		}
+		int e = zmq_errno();
+		if (e != EINTR) return e;
+	}
+}
+
 // zk_hold receives the next frame into *held without waiting. It returns
 // the frame's size, or -1 with *err set and *held released.
 static int zk_hold(void *s, zmq_msg_t *held, int *err) {
@@ -190,19 +205,7 @@ int zk_ref_init(zmq_msg_t *m, void *buf, size_t n, uintptr_t h) {
 	return 0;
 }
 
-int zk_ref_send(void *s, zmq_msg_t *m, int flags) {
-	for (;;) {
-		int rc;
-		if (zk_inject()) {
-			errno = EINTR;
-			rc = -1;
-		} else {
-			rc = zmq_msg_send(m, s, flags | ZMQ_DONTWAIT);
-		}
-		if (rc >= 0) return 0;
-		if (zmq_errno() != EINTR) return zmq_errno();
-	}
-}
+int zk_ref_send(void *s, zmq_msg_t *m, int flags) { return zk_msg_send(m, s, flags); }
 
 // zk_place copies the held frame, of n bytes, into buf and releases it if
 // it fits in room bytes, and reports whether it did; else it stays held.
@@ -391,21 +394,6 @@ int zk_events(void *s) {
 	for (;;) {
 		if (zmq_getsockopt(s, ZMQ_EVENTS, &ev, &size) == 0) return ev;
 		if (zmq_errno() != EINTR) return -zmq_errno();
-	}
-}
-
-// zk_msg_send sends one frame without waiting, retrying signals (see
-// zk_msg_recv). On success libzmq owns m's content; on failure m is left
-// as it was. It returns 0, or the errno.
-static int zk_msg_send(zmq_msg_t *m, void *s, int flags) {
-	for (;;) {
-		if (zk_inject()) {
-			errno = EINTR;
-		} else if (zmq_msg_send(m, s, flags | ZMQ_DONTWAIT) >= 0) {
-			return 0;
-		}
-		int e = zmq_errno();
-		if (e != EINTR) return e;
 	}
 }
 
