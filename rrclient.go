@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -117,6 +116,15 @@ type server struct {
 	// DISCONNECTED (zsock's) is still to come: it says nothing of the
 	// server, which may be back by then
 	gone map[int]bool
+}
+
+// closedByDetach records that Detach closed sv's connection fd, whose
+// DISCONNECTED zsock then reports; c.pmu is held.
+func (sv *server) closedByDetach(fd int) {
+	if sv.gone == nil {
+		sv.gone = map[int]bool{}
+	}
+	sv.gone[fd] = true
 }
 
 // connected reports whether sv has a connection made (a server being
@@ -306,6 +314,10 @@ func (c *RRClient) serverEvent(ev zsock.Event) {
 				sv.conns = map[int]bool{}
 			}
 			sv.conns[ev.Value] = true
+		} else if out := c.serverNamed(name, retired); out != nil {
+			// Made as the server was taken out: Detach closed it, and
+			// zsock reports it closed next.
+			out.closedByDetach(ev.Value)
 		}
 	case zmq.EVENT_HANDSHAKE_SUCCEEDED:
 		if sv = c.serverNamed(name, pending, down); sv != nil {
@@ -327,11 +339,6 @@ func (c *RRClient) serverEvent(ev zsock.Event) {
 			lost = sv.state == up
 			sv.state = down
 			c.changed.Store(true)
-		} else if c.serverNamed(name, retired) != nil {
-			// Made as the server was taken out, and closed by Detach
-			// (zsock reports it at once, after its CONNECTED).
-			c.pmu.Unlock()
-			return
 		}
 	}
 	wake, binds := c.wake, c.binds
@@ -488,10 +495,9 @@ func (c *RRClient) retire(sv *server) error {
 	// The connections Detach closed (one made, its handshake not done: a
 	// server restarting, say) are reported by zsock's monitor.
 	c.pmu.Lock()
-	if sv.gone == nil {
-		sv.gone = map[int]bool{}
+	for fd := range sv.conns {
+		sv.closedByDetach(fd)
 	}
-	maps.Copy(sv.gone, sv.conns)
 	sv.conns = nil
 	c.pmu.Unlock()
 	c.o.logger.Debug("zmqkit: rrclient server out", "endpoint", sv.ep)

@@ -132,7 +132,7 @@ func (s *Socket) startMonitorLocked(cfg *Monitor, redial bool, onRedial func(str
 	if redial {
 		events |= redialEvents
 	}
-	if m.tracksOpen() {
+	if m.cfg.On != nil && m.cfg.Events&zmq.EVENT_DISCONNECTED != 0 {
 		events |= zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED
 		m.open, m.closed = map[int]openConn{}, map[int]bool{}
 	}
@@ -209,12 +209,6 @@ func (m *monitor) run() {
 			m.take(frames)
 		}
 	}
-}
-
-// tracksOpen reports whether the monitor keeps the socket's connections
-// (see monitor.open).
-func (m *monitor) tracksOpen() bool {
-	return m.cfg.On != nil && m.cfg.Events&zmq.EVENT_DISCONNECTED != 0
 }
 
 // detached makes, for the monitor's goroutine to deliver, a DISCONNECTED
@@ -312,7 +306,8 @@ func (m *monitor) follow(ev Event, ep string) []Event {
 	out := []Event{ev}
 	if old, ok := m.open[fd]; ok {
 		// Its descriptor reused: the connection that had it was closed
-		// unreported (by a Detach this goroutine saw too late).
+		// unreported (one whose CONNECTED came only after its endpoint
+		// was attached again, so that Detach did not know it).
 		out = []Event{{Kind: zmq.EVENT_DISCONNECTED, Value: fd, Endpoint: old.name}, ev}
 	}
 	if m.s.detached[ep] && !slices.Contains(m.s.conns, ep) {
