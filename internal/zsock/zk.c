@@ -355,18 +355,9 @@ int zk_send2(void *s, const void *a, size_t alen, const void *b, size_t blen) {
 	char *p = (char *)zmq_msg_data(&m);
 	if (alen) memcpy(p, a, alen);
 	if (blen) memcpy(p + alen, b, blen);
-	for (;;) {
-		if (zk_inject()) {
-			errno = EINTR;
-		} else if (zmq_msg_send(&m, s, ZMQ_DONTWAIT) >= 0) {
-			return 0;
-		}
-		int e = zmq_errno();
-		if (e != EINTR) {
-			zmq_msg_close(&m);
-			return e;
-		}
-	}
+	int e = zk_msg_send(&m, s, 0);
+	if (e != 0) zmq_msg_close(&m);
+	return e;
 }
 
 // zk_poll blocks until zfd (the socket's ZMQ_FD) or wfd (the read end of
