@@ -112,19 +112,6 @@ type server struct {
 	// its connections made on the socket and not yet lost, by descriptor
 	// (a handshake may be under way)
 	conns map[int]bool
-	// those Detach closed when the server was taken out, whose
-	// DISCONNECTED (zsock's) is still to come: it says nothing of the
-	// server, which may be back by then
-	gone map[int]bool
-}
-
-// closedByDetach records that Detach closed sv's connection fd, whose
-// DISCONNECTED zsock then reports; c.pmu is held.
-func (sv *server) closedByDetach(fd int) {
-	if sv.gone == nil {
-		sv.gone = map[int]bool{}
-	}
-	sv.gone[fd] = true
 }
 
 // connected reports whether sv has a connection made (a server being
@@ -314,10 +301,6 @@ func (c *RRClient) serverEvent(ev zsock.Event) {
 				sv.conns = map[int]bool{}
 			}
 			sv.conns[ev.Value] = true
-		} else if out := c.serverNamed(name, retired); out != nil {
-			// Made as the server was taken out: Detach closed it, and
-			// zsock reports it closed next.
-			out.closedByDetach(ev.Value)
 		}
 	case zmq.EVENT_HANDSHAKE_SUCCEEDED:
 		if sv = c.serverNamed(name, pending, down); sv != nil {
@@ -327,12 +310,13 @@ func (c *RRClient) serverEvent(ev zsock.Event) {
 	case zmq.EVENT_DISCONNECTED, zmq.EVENT_CONNECT_RETRIED:
 		if ev.Kind == zmq.EVENT_DISCONNECTED {
 			for _, s := range c.servers {
-				if s.gone[ev.Value] {
-					delete(s.gone, ev.Value)
-					c.pmu.Unlock()
-					return
-				}
 				delete(s.conns, ev.Value)
+			}
+			if ev.ByDetach {
+				// Closed as its server was taken out: it says nothing
+				// of that server, which may be back by now.
+				c.pmu.Unlock()
+				return
 			}
 		}
 		if sv = c.serverNamed(name, up, pending, down); sv != nil {
@@ -495,9 +479,6 @@ func (c *RRClient) retire(sv *server) error {
 	// The connections Detach closed (one made, its handshake not done: a
 	// server restarting, say) are reported by zsock's monitor.
 	c.pmu.Lock()
-	for fd := range sv.conns {
-		sv.closedByDetach(fd)
-	}
 	sv.conns = nil
 	c.pmu.Unlock()
 	c.o.logger.Debug("zmqkit: rrclient server out", "endpoint", sv.ep)

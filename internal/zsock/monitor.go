@@ -20,6 +20,9 @@ type Event struct {
 	Kind     zmq.Event
 	Value    int    // what libzmq attaches: a descriptor, an errno, an interval
 	Endpoint string // the endpoint the event is about
+	// ByDetach marks a DISCONNECTED that zsock reports for a connection
+	// Detach closed (libzmq reports none): it says nothing of the peer.
+	ByDetach bool
 }
 
 // Monitor asks for a socket's libzmq events.
@@ -224,7 +227,7 @@ func (m *monitor) detached(ep string) {
 		if c := m.open[fd]; c.ep == ep {
 			delete(m.open, fd)
 			m.closed[fd] = true
-			m.gone = append(m.gone, Event{Kind: zmq.EVENT_DISCONNECTED, Value: fd, Endpoint: c.name})
+			m.gone = append(m.gone, Event{Kind: zmq.EVENT_DISCONNECTED, Value: fd, Endpoint: c.name, ByDetach: true})
 		}
 	}
 	if len(m.gone) > 0 {
@@ -308,13 +311,13 @@ func (m *monitor) follow(ev Event, ep string) []Event {
 		// Its descriptor reused: the connection that had it was closed
 		// unreported (one whose CONNECTED came only after its endpoint
 		// was attached again, so that Detach did not know it).
-		out = []Event{{Kind: zmq.EVENT_DISCONNECTED, Value: fd, Endpoint: old.name}, ev}
+		out = []Event{{Kind: zmq.EVENT_DISCONNECTED, Value: fd, Endpoint: old.name, ByDetach: true}, ev}
 	}
 	if m.s.detached[ep] && !slices.Contains(m.s.conns, ep) {
 		// Made as Detach ran: libzmq closes it unreported.
 		delete(m.open, fd)
 		m.closed[fd] = true
-		return append(out, Event{Kind: zmq.EVENT_DISCONNECTED, Value: fd, Endpoint: ev.Endpoint})
+		return append(out, Event{Kind: zmq.EVENT_DISCONNECTED, Value: fd, Endpoint: ev.Endpoint, ByDetach: true})
 	}
 	m.open[fd] = openConn{ep: ep, name: ev.Endpoint}
 	return out
