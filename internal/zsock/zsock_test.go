@@ -1436,3 +1436,34 @@ func nextEvent(t *testing.T, ctx context.Context, events <-chan Event) Event {
 		return Event{}
 	}
 }
+
+// A batch moves many messages per call: 100 small messages queued on an
+// inproc pipe go in a few SendBatch attempts and come out of one RecvBatch
+// (on the fallback too, which loops in Go), where a per-message path would
+// show as one attempt each.
+func TestBatchMovesManyPerCall(t *testing.T) {
+	for _, fallback := range []bool{false, true} {
+		t.Run(fmt.Sprint("fallback=", fallback), func(t *testing.T) {
+			testForceFallback.Store(fallback)
+			t.Cleanup(func() { testForceFallback.Store(false) })
+			zctx := newContext(t)
+			push, pull := newPushPull(t, zctx, Netpoller)
+			ctx := testCtx(t)
+			msgs := make([][]byte, 100)
+			for i := range msgs {
+				msgs[i] = []byte(fmt.Sprint(i))
+			}
+			before := push.ops.Load()
+			n, err := push.SendBatch(ctx, msgs)
+			require.NoError(t, err)
+			require.Equal(t, len(msgs), n)
+			if !fallback {
+				require.Less(t, push.ops.Load()-before, uint64(5), "attempts for 100 messages")
+			}
+			got, bad, err := pull.RecvBatch(ctx, MaxBatch)
+			require.NoError(t, err)
+			require.Empty(t, bad)
+			require.Equal(t, msgs, got, "one RecvBatch takes all that has arrived")
+		})
+	}
+}
