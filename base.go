@@ -235,10 +235,16 @@ func (b *base) single(msg []byte, err error) ([]byte, error) {
 	var fe *zsock.FramesError
 	if errors.As(err, &fe) {
 		b.stats.received.Add(1)
-		b.stats.malformed.Add(1)
-		return nil, malformed(fe.First, fe, "message of %d frames, want 1", fe.Frames)
+		return nil, b.multiFrame(fe)
 	}
 	return msg, err
+}
+
+// multiFrame counts a message of several frames that a single-frame
+// pattern refused, and returns it as a *MalformedError.
+func (b *base) multiFrame(fe *zsock.FramesError) error {
+	b.stats.malformed.Add(1)
+	return malformed(fe.First, fe, "message of %d frames, want 1", fe.Frames)
 }
 
 // MaxBatch is the most messages ReceiveBatch returns, and PushBatch and
@@ -259,8 +265,7 @@ func (b *base) receiveBatch(ctx context.Context, sock *zsock.Socket, limit int) 
 		}
 		b.stats.received.Add(uint64(len(msgs) + len(bad)))
 		for _, fe := range bad {
-			b.stats.malformed.Add(1)
-			b.report(b.opError("receive", malformed(fe.First, fe, "message of %d frames, want 1", fe.Frames)))
+			b.report(b.opError("receive", b.multiFrame(fe)))
 		}
 		if len(msgs) > 0 {
 			return msgs, nil
