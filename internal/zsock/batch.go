@@ -66,17 +66,9 @@ func (s *Socket) recvBatch(z *zmq.Socket, limit int, msgs *[][]byte, bad *[]*Fra
 	if n == 0 && res.held == 0 {
 		return zmq.Errno(res.err) // EAGAIN: nothing ready
 	}
-	total := 0
-	for _, sz := range b.sizes[:n] {
-		total += int(sz)
-	}
-	all := make([]byte, total)
-	copy(all, b.buf[:total])
-	out := make([][]byte, 0, n+int(res.held))
-	off := 0
-	for i, sz := range b.sizes[:n] {
-		m := all[off : off+int(sz) : off+int(sz)]
-		off += int(sz)
+	all := unpack(b.buf, b.sizes[:n], int(res.held))
+	out := all[:0] // the single-frame ones, in place
+	for i, m := range all {
 		if f := int(b.frames[i]); f > 1 {
 			*bad = append(*bad, &FramesError{Frames: f, First: m})
 			continue
@@ -154,16 +146,7 @@ func (s *Socket) sendBatch(z *zmq.Socket, msgs [][]byte) (int, error) {
 		return 1, nil
 	}
 	b := s.batch.get()
-	off, n := 0, 0
-	for _, m := range msgs[:min(len(msgs), MaxBatch)] {
-		if off+len(m) > len(b.buf) {
-			break
-		}
-		copy(b.buf[off:], m)
-		off += len(m)
-		b.sizes[n] = C.int(len(m))
-		n++
-	}
+	n := pack(b.buf, b.sizes, msgs)
 	res := C.zk_sendb(s.recv.raw, (*C.char)(unsafe.Pointer(&b.buf[0])), &b.sizes[0], C.int(n))
 	if res.err != 0 {
 		return int(res.sent), zmq.Errno(res.err)

@@ -49,20 +49,7 @@ func (r *receiver) recvMessage(sc *scratch, z *zmq.Socket) ([][]byte, error) {
 		// zk_recvm retries signals, so only a terminated context gets here.
 		return nil, fmt.Errorf("zmqkit: receive frame %d: %w", n+1, zmq.Errno(res.err))
 	}
-	total := 0
-	for _, sz := range sizes[:n] {
-		total += int(sz)
-	}
-	// One allocation holds every copied frame; each frame's capacity ends
-	// where it does, so appending to one never touches the next.
-	all := make([]byte, total)
-	copy(all, buf[:total])
-	out := make([][]byte, n, n+1)
-	off := 0
-	for i, sz := range sizes[:n] {
-		out[i] = all[off : off+int(sz) : off+int(sz)]
-		off += int(sz)
-	}
+	out := unpack(buf, sizes[:n], 1)
 	if res.held == 0 {
 		return out, nil
 	}
@@ -83,18 +70,9 @@ func (r *receiver) recvMessage(sc *scratch, z *zmq.Socket) ([][]byte, error) {
 // scratch buffer; ok is false when it does not, and nothing was sent. The
 // caller holds mu and r.raw is set.
 func (r *receiver) sendMessage(sc *scratch, parts [][]byte, lb bool) (ok bool, err error) {
-	if len(parts) > maxFrames {
-		return false, nil
-	}
 	buf, sizes := sc.get()
-	off := 0
-	for i, p := range parts {
-		if off+len(p) > len(buf) {
-			return false, nil
-		}
-		copy(buf[off:], p)
-		off += len(p)
-		sizes[i] = C.int(len(p))
+	if pack(buf, sizes, parts) < len(parts) {
+		return false, nil
 	}
 	clb := C.int(0)
 	if lb {
@@ -108,6 +86,41 @@ func (r *receiver) sendMessage(sc *scratch, parts [][]byte, lb bool) (ok bool, e
 		return true, fmt.Errorf("zmqkit: send frame %d of %d: %w", res.sent+1, len(parts), zmq.Errno(res.err))
 	}
 	return true, zmq.Errno(res.err)
+}
+
+// unpack copies the frames that C packed back to back in buf, of the given
+// sizes, out of it: one allocation holds them all, and each frame's
+// capacity ends where it does, so appending to one never touches the next.
+// The slice returned has room for extra more frames.
+func unpack(buf []byte, sizes []C.int, extra int) [][]byte {
+	total := 0
+	for _, sz := range sizes {
+		total += int(sz)
+	}
+	all := make([]byte, total)
+	copy(all, buf[:total])
+	out := make([][]byte, len(sizes), len(sizes)+extra)
+	off := 0
+	for i, sz := range sizes {
+		out[i] = all[off : off+int(sz) : off+int(sz)]
+		off += int(sz)
+	}
+	return out
+}
+
+// pack copies parts back to back into buf, their sizes into sizes, for as
+// many parts as both hold, and returns how many it packed.
+func pack(buf []byte, sizes []C.int, parts [][]byte) int {
+	off := 0
+	for i, p := range parts {
+		if i == len(sizes) || off+len(p) > len(buf) {
+			return i
+		}
+		copy(buf[off:], p)
+		off += len(p)
+		sizes[i] = C.int(len(p))
+	}
+	return len(parts)
 }
 
 // sendFrame sends one frame without waiting, through zk_send, which
