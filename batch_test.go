@@ -237,3 +237,32 @@ func TestPublishBatchCancelled(t *testing.T) {
 	assert.Less(t, r.n, len(vs))
 	assert.Equal(t, uint64(r.n), pub.Stats().Sent)
 }
+
+// A PublishBatch larger than one call's 32 KiB goes out in several calls,
+// whole and in order (PublishBatch ends a chunk at that size, so that its
+// encoding buffer stays pooled).
+func TestPublishBatchLargerThanOneCall(t *testing.T) {
+	pub, sub := newPubSub(t, "inproc", nil, nil)
+	ctx := testCtx(t)
+	pad := strings.Repeat("x", 1000)
+	vs := make([]any, 100) // about 100 KiB encoded
+	for i := range vs {
+		vs[i] = fmt.Sprintf("%03d %s", i, pad)
+	}
+	n, err := pub.PublishBatch(ctx, vs)
+	require.NoError(t, err)
+	require.Equal(t, len(vs), n)
+	var got []string
+	for len(got) < len(vs) {
+		ms, err := sub.ReceiveBatch(ctx, MaxBatch)
+		require.NoError(t, err)
+		for _, m := range ms {
+			if m.ID != probeID {
+				got = append(got, m.Text())
+			}
+		}
+	}
+	for i, g := range got {
+		require.Equal(t, vs[i], g, "message %d", i)
+	}
+}

@@ -134,7 +134,7 @@ func (p *Publisher) PublishMessage(ctx context.Context, m Message) error {
 // batch there, and is not sent).
 func (p *Publisher) PublishBatch(ctx context.Context, vs []any) (int, error) {
 	sent := 0
-	for sent < len(vs) { // a chunk at a time: the encoded copy stays small
+	for sent < len(vs) { // a chunk at a time: the encoded copy stays small (and pooled)
 		chunk := vs[sent:min(len(vs), sent+MaxBatch)]
 		n, err := p.publishChunk(ctx, chunk)
 		sent += n
@@ -146,7 +146,8 @@ func (p *Publisher) PublishBatch(ctx context.Context, vs []any) (int, error) {
 	return sent, nil
 }
 
-// publishChunk encodes vs into one pooled buffer and sends them; it returns
+// publishChunk encodes vs into one pooled buffer, stopping once it holds
+// what one batch call sends (zsock.BatchBytes), and sends them; it returns
 // how many went, and the error of the first value that could not be
 // encoded or sent.
 func (p *Publisher) publishChunk(ctx context.Context, vs []any) (int, error) {
@@ -164,6 +165,9 @@ func (p *Publisher) publishChunk(ctx context.Context, vs []any) (int, error) {
 		}
 		buf = append(hdr, wire...)
 		ends = append(ends, len(buf))
+		if len(buf) >= zsock.BatchBytes {
+			break // what one call sends; the rest is the next chunk's
+		}
 	}
 	*bp = buf
 	msgs := make([][]byte, len(ends))

@@ -14,11 +14,11 @@ import (
 )
 
 // Batches move many single-frame messages with one cgo call: up to
-// MaxBatch messages, or batchBytes bytes copied, per call. A message larger
-// than batchBytes takes a call of its own.
+// MaxBatch messages, or BatchBytes bytes copied, per call. A message larger
+// than BatchBytes takes a call of its own.
 const (
 	MaxBatch   = 256
-	batchBytes = 32 << 10
+	BatchBytes = 32 << 10
 )
 
 // batch is the per-socket buffer of RecvBatch and SendBatch, made on first
@@ -30,7 +30,7 @@ type batch struct {
 
 func (b *batch) get() *batch {
 	if b.buf == nil {
-		b.buf = make([]byte, batchBytes)
+		b.buf = make([]byte, BatchBytes)
 		b.sizes = make([]C.int, MaxBatch)
 		b.frames = make([]C.int, MaxBatch)
 	}
@@ -139,7 +139,7 @@ func (s *Socket) SendBatch(ctx context.Context, msgs [][]byte) (int, error) {
 // sendBatch sends as many of msgs as fit the batch buffer (at least the
 // first) without waiting, and says how many went; mu is held.
 func (s *Socket) sendBatch(z *zmq.Socket, msgs [][]byte) (int, error) {
-	if s.recv.raw == nil || len(msgs[0]) > batchBytes {
+	if s.recv.raw == nil || len(msgs[0]) > BatchBytes {
 		if err := s.sendFrame(z, msgs[0], false); err != nil {
 			return 0, err
 		}

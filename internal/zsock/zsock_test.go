@@ -1097,7 +1097,7 @@ func TestAdaptiveWaitPolls(t *testing.T) {
 func batchBoth(t *testing.T, push, pull *Socket) {
 	t.Helper()
 	ctx := testCtx(t)
-	big := bytes.Repeat([]byte("B"), batchBytes+1)
+	big := bytes.Repeat([]byte("B"), BatchBytes+1)
 	msgs := [][]byte{[]byte("a"), {}, big, []byte("b")}
 	n, err := push.SendBatch(ctx, msgs)
 	require.NoError(t, err)
